@@ -1,0 +1,13 @@
+package relay
+
+import "github.com/mcp-task-relay/mcp-task-relay/relaytype"
+
+// Change tells subscribers that something about a job changed: its state
+// (State and StateVersion set) or one of its artifacts (Artifact set).
+type Change struct {
+	JobID        string
+	State        relaytype.JobState
+	StateVersion int64
+	// Artifact is set when the change is a newly stored artifact.
+	Artifact relaytype.ArtifactKind
+}

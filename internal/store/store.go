@@ -1,0 +1,158 @@
+// Package store defines the persistence seam of the relay: one method per
+// query, each taking a *Params struct and returning relaytype values, in the
+// manner of River's driver interface. Implementations live in the sqlite and
+// postgres subpackages; storetest holds the conformance suite every
+// implementation runs.
+//
+// Every method that changes a job's state validates the transition with
+// relaytype.CanTransition, increments stateVersion and appends the audit
+// event in one transaction, so the store is the single source of truth of
+// the job state machine.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// Store is the persistence interface of the relay.
+type Store interface {
+	// JobInsert stores a new QUEUED job and its "submitted" event, unless a
+	// job with the same idempotency key is not terminal or SUCCEEDED within
+	// IdempotencyWindow: then that job is returned with created=false.
+	// Concurrent inserts with one key yield one job.
+	JobInsert(ctx context.Context, p *JobInsertParams) (job *relaytype.Job, created bool, err error)
+	// JobGet returns one job or an error wrapping relaytype.ErrJobNotFound.
+	JobGet(ctx context.Context, p *JobGetParams) (*relaytype.Job, error)
+	// JobList returns a page of jobs, newest first, and the total count.
+	JobList(ctx context.Context, p *JobListParams) ([]*relaytype.Job, int, error)
+	// JobClaim moves up to Limit QUEUED, unexpired jobs to RUNNING under a
+	// lease held by Owner, highest priority first then oldest first,
+	// incrementing each job's attempt.
+	JobClaim(ctx context.Context, p *JobClaimParams) ([]*relaytype.Job, error)
+	// JobHeartbeat extends the lease of an active job held by Owner. It
+	// returns an error wrapping relaytype.ErrLeaseLost when the job is no
+	// longer active or the lease belongs to someone else.
+	JobHeartbeat(ctx context.Context, p *JobHeartbeatParams) (*relaytype.Job, error)
+	// JobTransition moves one job to another state, storing Artifacts in the
+	// same transaction. Illegal transitions return a
+	// *relaytype.TransitionError; a non-empty Owner that does not hold the
+	// lease returns an error wrapping relaytype.ErrLeaseLost.
+	JobTransition(ctx context.Context, p *JobTransitionParams) (*relaytype.Job, error)
+	// JobRescue handles jobs whose lease lapsed before Now: each becomes
+	// STALE and is then requeued for another attempt, or FAILED once it has
+	// used MaxAttempts. It returns the jobs it changed in their new state.
+	JobRescue(ctx context.Context, p *JobRescueParams) ([]*relaytype.Job, error)
+	// JobExpire moves QUEUED jobs whose TTL ended before Now to EXPIRED.
+	JobExpire(ctx context.Context, p *JobExpireParams) ([]*relaytype.Job, error)
+	// JobNextWake returns the earliest future time at which JobRescue or
+	// JobExpire would have work (a lease or TTL ending), or zero if none.
+	JobNextWake(ctx context.Context) (time.Time, error)
+
+	// EventAppend appends a non-transition event (log line, note) to a job.
+	EventAppend(ctx context.Context, p *EventAppendParams) (*relaytype.Event, error)
+	// EventList returns a job's events with ID > AfterID in ID order.
+	EventList(ctx context.Context, p *EventListParams) ([]*relaytype.Event, error)
+
+	// ArtifactList returns a job's artifacts ordered by kind.
+	ArtifactList(ctx context.Context, p *ArtifactListParams) ([]*relaytype.Artifact, error)
+	// ArtifactGet returns one artifact or an error wrapping
+	// relaytype.ErrArtifactNotFound.
+	ArtifactGet(ctx context.Context, p *ArtifactGetParams) (*relaytype.Artifact, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// JobInsertParams are the inputs of Store.JobInsert.
+type JobInsertParams struct {
+	ID                string
+	Spec              *relaytype.JobSpec
+	Executor          string
+	BaselineCommit    string
+	Now               time.Time
+	IdempotencyWindow time.Duration
+}
+
+// JobGetParams are the inputs of Store.JobGet.
+type JobGetParams struct {
+	ID string
+}
+
+// JobListParams are the inputs of Store.JobList.
+type JobListParams struct {
+	// State filters by state when non-empty.
+	State  relaytype.JobState
+	Limit  int
+	Offset int
+}
+
+// JobClaimParams are the inputs of Store.JobClaim.
+type JobClaimParams struct {
+	Owner    string
+	Now      time.Time
+	LeaseTTL time.Duration
+	Limit    int
+}
+
+// JobHeartbeatParams are the inputs of Store.JobHeartbeat.
+type JobHeartbeatParams struct {
+	ID       string
+	Owner    string
+	Now      time.Time
+	LeaseTTL time.Duration
+}
+
+// JobTransitionParams are the inputs of Store.JobTransition.
+type JobTransitionParams struct {
+	ID string
+	To relaytype.JobState
+	// Owner, when set, must hold the job's lease.
+	Owner string
+	// LeaseTTL, when moving to an active state, sets the lease expiry.
+	LeaseTTL  time.Duration
+	Now       time.Time
+	Reason    relaytype.FailReason
+	Summary   string
+	Artifacts []*relaytype.Artifact
+}
+
+// JobRescueParams are the inputs of Store.JobRescue.
+type JobRescueParams struct {
+	Now time.Time
+}
+
+// JobExpireParams are the inputs of Store.JobExpire.
+type JobExpireParams struct {
+	Now time.Time
+}
+
+// EventAppendParams are the inputs of Store.EventAppend.
+type EventAppendParams struct {
+	JobID   string
+	Type    string
+	Payload json.RawMessage
+	Now     time.Time
+}
+
+// EventListParams are the inputs of Store.EventList.
+type EventListParams struct {
+	JobID   string
+	AfterID int64
+	// Limit caps the number of events; zero means no cap.
+	Limit int
+}
+
+// ArtifactListParams are the inputs of Store.ArtifactList.
+type ArtifactListParams struct {
+	JobID string
+}
+
+// ArtifactGetParams are the inputs of Store.ArtifactGet.
+type ArtifactGetParams struct {
+	JobID string
+	Kind  relaytype.ArtifactKind
+}

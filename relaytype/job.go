@@ -1,0 +1,321 @@
+package relaytype
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// JobSpec is what a client submits: the repository and baseline to work on,
+// the task, its scope and how to execute it. JSON names follow the seed.
+type JobSpec struct {
+	Repo           Repo         `json:"repo"`
+	Task           Task         `json:"task"`
+	Scope          Scope        `json:"scope"`
+	Context        *TaskContext `json:"context,omitempty"`
+	OutputContract []string     `json:"outputContract,omitempty"`
+	Execution      Execution    `json:"execution"`
+	IdempotencyKey string       `json:"idempotencyKey"`
+	Notify         *Notify      `json:"notify,omitempty"`
+}
+
+// Repo says where the code lives and which commit the job starts from.
+type Repo struct {
+	// Type is "local" (a checkout on this machine) or "git" (a URL to clone).
+	Type string `json:"type"`
+	// URL is the clone URL for type git (file://, https://, ssh://, scp-like).
+	URL string `json:"url,omitempty"`
+	// Path is the directory of the local repository for type local.
+	Path string `json:"path,omitempty"`
+	// BaseBranch names the branch the baseline is resolved from when
+	// BaselineCommit is empty. Empty means HEAD.
+	BaseBranch string `json:"baseBranch,omitempty"`
+	// BaselineCommit is the full 40-hex commit the job starts from; when
+	// absent it is resolved at submit time and recorded in the job.
+	BaselineCommit string `json:"baselineCommit,omitempty"`
+}
+
+// Task describes the work.
+type Task struct {
+	Title       string   `json:"title"`
+	Description string   `json:"description"`
+	Acceptance  []string `json:"acceptance,omitempty"`
+}
+
+// Scope bounds what the executor should touch.
+type Scope struct {
+	ReadPaths            []string `json:"readPaths,omitempty"`
+	FileGlobs            []string `json:"fileGlobs,omitempty"`
+	DisallowReformatting bool     `json:"disallowReformatting,omitempty"`
+}
+
+// TaskContext is optional pre-computed context handed to the executor.
+type TaskContext struct {
+	DirTreeDigest string        `json:"dirTreeDigest,omitempty"`
+	KeySignatures []string      `json:"keySignatures,omitempty"`
+	CodeSnippets  []CodeSnippet `json:"codeSnippets,omitempty"`
+}
+
+// CodeSnippet points at lines from..to (1-based, inclusive) of a file.
+type CodeSnippet struct {
+	Path string `json:"path"`
+	From int    `json:"from"`
+	To   int    `json:"to"`
+}
+
+// Execution says how to run the job.
+type Execution struct {
+	PreferredModel string   `json:"preferredModel,omitempty"`
+	Sandbox        string   `json:"sandbox,omitempty"`
+	AskPolicy      string   `json:"askPolicy,omitempty"`
+	TimeoutS       int      `json:"timeoutS,omitempty"`
+	Priority       Priority `json:"priority,omitempty"`
+	TTLS           int      `json:"ttlS,omitempty"`
+	Executor       string   `json:"executor,omitempty"`
+	MaxAttempts    int      `json:"maxAttempts,omitempty"`
+}
+
+// Notify holds optional notification settings (accepted, not yet acted on).
+type Notify struct {
+	Webhook  string `json:"webhook,omitempty"`
+	EnablePr bool   `json:"enablePr,omitempty"`
+}
+
+// Spec limits and defaults.
+const (
+	MaxTitleLen        = 200
+	MaxDescriptionLen  = 10000
+	MaxIdempotencyKey  = 256
+	DefaultTTLS        = 3600
+	DefaultMaxAttempts = 3
+	MaxMaxAttempts     = 20
+)
+
+var (
+	commitRE = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
+	jobIDRE  = regexp.MustCompile(`^job_[0-9a-zA-Z_-]{1,64}$`)
+)
+
+// ValidJobID reports whether id has the shape of a relay job id. Artifact
+// and workspace paths are built from ids, so only such ids are accepted.
+func ValidJobID(id string) bool { return jobIDRE.MatchString(id) }
+
+// ValidCommit reports whether s is a full 40-hex commit id.
+func ValidCommit(s string) bool { return commitRE.MatchString(s) }
+
+// ParseJobSpec decodes raw JSON strictly (unknown fields are errors naming
+// the field), applies defaults and validates.
+func ParseJobSpec(raw []byte) (*JobSpec, error) {
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	var s JobSpec
+	if err := dec.Decode(&s); err != nil {
+		return nil, jsonSpecError(err)
+	}
+	s.ApplyDefaults()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func jsonSpecError(err error) error {
+	msg := err.Error()
+	if ute, ok := err.(*json.UnmarshalTypeError); ok {
+		return &SpecError{Field: ute.Field, Message: fmt.Sprintf("must be %s, not %s", ute.Type, ute.Value)}
+	}
+	if strings.HasPrefix(msg, "json: unknown field ") {
+		return &SpecError{Field: strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), Message: "unknown field"}
+	}
+	return &SpecError{Field: "spec", Message: msg}
+}
+
+// ApplyDefaults fills zero fields with their defaults.
+func (s *JobSpec) ApplyDefaults() {
+	if s.Execution.Priority == "" {
+		s.Execution.Priority = PriorityP1
+	}
+	if s.Execution.TTLS == 0 {
+		s.Execution.TTLS = DefaultTTLS
+	}
+	if s.Execution.MaxAttempts == 0 {
+		s.Execution.MaxAttempts = DefaultMaxAttempts
+	}
+	if s.Repo.Type == "local" && s.Repo.Path == "" && s.Repo.URL != "" && strings.HasPrefix(s.Repo.URL, "/") {
+		s.Repo.Path = s.Repo.URL
+	}
+}
+
+// Validate checks the spec against the contract and returns a *SpecError
+// naming the first offending field.
+func (s *JobSpec) Validate() error {
+	bad := func(field, format string, a ...any) error {
+		return &SpecError{Field: field, Message: fmt.Sprintf(format, a...)}
+	}
+	switch s.Repo.Type {
+	case "local":
+		if strings.TrimSpace(s.Repo.Path) == "" {
+			return bad("repo.path", "required when repo.type is local")
+		}
+	case "git":
+		if strings.TrimSpace(s.Repo.URL) == "" {
+			return bad("repo.url", "required when repo.type is git")
+		}
+		if strings.HasPrefix(s.Repo.URL, "-") {
+			return bad("repo.url", "must not start with '-'")
+		}
+	case "":
+		return bad("repo.type", "required (local or git)")
+	default:
+		return bad("repo.type", "must be local or git, not %q", s.Repo.Type)
+	}
+	if s.Repo.BaselineCommit != "" && !ValidCommit(s.Repo.BaselineCommit) {
+		return bad("repo.baselineCommit", "must be a full 40-character hex commit id")
+	}
+	if strings.HasPrefix(s.Repo.BaseBranch, "-") {
+		return bad("repo.baseBranch", "must not start with '-'")
+	}
+	if strings.TrimSpace(s.Task.Title) == "" {
+		return bad("task.title", "required")
+	}
+	if n := len([]rune(s.Task.Title)); n > MaxTitleLen {
+		return bad("task.title", "is %d characters, at most %d allowed", n, MaxTitleLen)
+	}
+	if strings.TrimSpace(s.Task.Description) == "" {
+		return bad("task.description", "required")
+	}
+	if n := len([]rune(s.Task.Description)); n > MaxDescriptionLen {
+		return bad("task.description", "is %d characters, at most %d allowed", n, MaxDescriptionLen)
+	}
+	if s.Context != nil {
+		for i, c := range s.Context.CodeSnippets {
+			if c.Path == "" {
+				return bad(fmt.Sprintf("context.codeSnippets[%d].path", i), "required")
+			}
+			if c.From < 1 || c.To < c.From {
+				return bad(fmt.Sprintf("context.codeSnippets[%d]", i), "needs 1 <= from <= to")
+			}
+		}
+	}
+	for i, o := range s.OutputContract {
+		switch o {
+		case "DIFF", "TEST_PLAN", "NOTES":
+		default:
+			return bad(fmt.Sprintf("outputContract[%d]", i), "must be DIFF, TEST_PLAN or NOTES, not %q", o)
+		}
+	}
+	if s.Execution.Priority.Rank() < 0 {
+		return bad("execution.priority", "must be P0, P1 or P2, not %q", s.Execution.Priority)
+	}
+	if s.Execution.TimeoutS < 0 {
+		return bad("execution.timeoutS", "must be positive")
+	}
+	if s.Execution.TTLS < 0 {
+		return bad("execution.ttlS", "must be positive")
+	}
+	if s.Execution.MaxAttempts < 0 || s.Execution.MaxAttempts > MaxMaxAttempts {
+		return bad("execution.maxAttempts", "must be between 1 and %d", MaxMaxAttempts)
+	}
+	if strings.TrimSpace(s.IdempotencyKey) == "" {
+		return bad("idempotencyKey", "required")
+	}
+	if len(s.IdempotencyKey) > MaxIdempotencyKey {
+		return bad("idempotencyKey", "longer than %d bytes", MaxIdempotencyKey)
+	}
+	return nil
+}
+
+// Job is the stored record of a submitted job.
+type Job struct {
+	ID             string     `json:"id"`
+	IdempotencyKey string     `json:"idempotencyKey"`
+	State          JobState   `json:"state"`
+	StateVersion   int64      `json:"stateVersion"`
+	Priority       Priority   `json:"priority"`
+	Attempt        int        `json:"attempt"`
+	MaxAttempts    int        `json:"maxAttempts"`
+	Executor       string     `json:"executor"`
+	BaselineCommit string     `json:"baselineCommit"`
+	CreatedAt      time.Time  `json:"createdAt"`
+	UpdatedAt      time.Time  `json:"updatedAt"`
+	StartedAt      *time.Time `json:"startedAt,omitempty"`
+	FinishedAt     *time.Time `json:"finishedAt,omitempty"`
+	ExpiresAt      time.Time  `json:"expiresAt"`
+	LeaseOwner     string     `json:"leaseOwner,omitempty"`
+	LeaseExpiresAt *time.Time `json:"leaseExpiresAt,omitempty"`
+	HeartbeatAt    *time.Time `json:"heartbeatAt,omitempty"`
+	ReasonCode     FailReason `json:"reasonCode,omitempty"`
+	Summary        string     `json:"summary,omitempty"`
+	Spec           JobSpec    `json:"spec"`
+}
+
+// Event is one entry of a job's append-only audit log.
+type Event struct {
+	ID      int64           `json:"id"`
+	JobID   string          `json:"jobId"`
+	Time    time.Time       `json:"ts"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// Event types written by the relay.
+const (
+	EventSubmitted  = "submitted"
+	EventTransition = "transition"
+	EventArtifact   = "artifact"
+	EventHeartbeat  = "heartbeat"
+	EventLog        = "log"
+)
+
+// TransitionPayload is the payload of an EventTransition event.
+type TransitionPayload struct {
+	From         JobState   `json:"from"`
+	To           JobState   `json:"to"`
+	StateVersion int64      `json:"stateVersion"`
+	Attempt      int        `json:"attempt"`
+	Reason       FailReason `json:"reasonCode,omitempty"`
+	Summary      string     `json:"summary,omitempty"`
+	Owner        string     `json:"owner,omitempty"`
+}
+
+// ArtifactKind names one of the fixed artifact files of a job.
+type ArtifactKind string
+
+// Artifact kinds.
+const (
+	ArtifactPatch ArtifactKind = "patch.diff"
+	ArtifactOut   ArtifactKind = "out.md"
+	ArtifactLogs  ArtifactKind = "logs.txt"
+	ArtifactPR    ArtifactKind = "pr.json"
+)
+
+// ArtifactKinds lists every artifact kind.
+var ArtifactKinds = []ArtifactKind{ArtifactPatch, ArtifactOut, ArtifactLogs, ArtifactPR}
+
+// Valid reports whether k is a known artifact kind. Only known kinds are
+// ever used as file names, so artifact paths cannot escape their directory.
+func (k ArtifactKind) Valid() bool {
+	for _, v := range ArtifactKinds {
+		if v == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Artifact is the metadata of one stored artifact file.
+type Artifact struct {
+	JobID     string       `json:"jobId"`
+	Kind      ArtifactKind `json:"kind"`
+	URI       string       `json:"uri"`
+	Digest    string       `json:"digest"`
+	Size      int64        `json:"size"`
+	CreatedAt time.Time    `json:"createdAt"`
+}
+
+// ArtifactURI returns the MCP resource URI of a job's artifact.
+func ArtifactURI(jobID string, kind ArtifactKind) string {
+	return "mcp://jobs/" + jobID + "/artifacts/" + string(kind)
+}
