@@ -1,0 +1,302 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/workspace"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// PipelineConfig configures the production Handler.
+type PipelineConfig struct {
+	// Workspaces prepares per-job checkouts. Required.
+	Workspaces *workspace.Manager
+	// Artifacts is where artifact files are written. Required.
+	Artifacts ArtifactDir
+	// Executors maps executor names to runners.
+	Executors map[string]executor.Runner
+	// DefaultExecutor is used when a spec names none.
+	DefaultExecutor string
+	// ConfigFile is named in the error for a missing executor.
+	ConfigFile string
+	// Git is the git binary. Defaults to "git".
+	Git string
+	// Env is added to every executor's environment (TASK_RELAY_PROFILE,
+	// ASK_ANSWER_ORIGIN, ...).
+	Env map[string]string
+	// MaxOutputBytes bounds captured executor output. Defaults to the
+	// executor package default.
+	MaxOutputBytes int64
+	// Logger receives structured logs. Defaults to slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Pipeline is the production Handler: workspace, prompt, executor, patch,
+// apply-check, artifacts.
+type Pipeline struct {
+	cfg PipelineConfig
+}
+
+var _ Handler = (*Pipeline)(nil)
+
+// NewPipeline returns a Pipeline.
+func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
+	if cfg.Workspaces == nil {
+		return nil, errors.New("pipeline: Workspaces is required")
+	}
+	if cfg.Artifacts.Root == "" {
+		return nil, errors.New("pipeline: Artifacts.Root is required")
+	}
+	if cfg.Git == "" {
+		cfg.Git = "git"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Pipeline{cfg: cfg}, nil
+}
+
+// Admit implements Handler: it resolves the executor and pins the baseline.
+func (p *Pipeline) Admit(ctx context.Context, spec *relaytype.JobSpec) (string, string, error) {
+	name := spec.Execution.Executor
+	if len(p.cfg.Executors) == 0 {
+		where := p.cfg.ConfigFile
+		if where == "" {
+			where = "config.yaml"
+		}
+		return "", "", fmt.Errorf("%w: add an executor under executors: in %s (for example executors: {default: mine, mine: {kind: command, argv: [\"./run.sh\", \"{{prompt_file}}\"]}})",
+			relaytype.ErrNoExecutor, where)
+	}
+	if name == "" {
+		name = p.cfg.DefaultExecutor
+		if name == "" && len(p.cfg.Executors) == 1 {
+			for n := range p.cfg.Executors {
+				name = n
+			}
+		}
+		if name == "" {
+			return "", "", &relaytype.SpecError{Field: "execution.executor",
+				Message: "required: no executors.default is configured; one of " + strings.Join(p.executorNames(), ", ")}
+		}
+	}
+	if _, ok := p.cfg.Executors[name]; !ok {
+		return "", "", &relaytype.SpecError{Field: "execution.executor",
+			Message: fmt.Sprintf("unknown executor %q; configured: %s", name, strings.Join(p.executorNames(), ", "))}
+	}
+	baseline, err := p.resolveBaseline(ctx, &spec.Repo)
+	if err != nil {
+		return "", "", err
+	}
+	return name, baseline, nil
+}
+
+func (p *Pipeline) executorNames() []string {
+	names := make([]string, 0, len(p.cfg.Executors))
+	for n := range p.cfg.Executors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (p *Pipeline) resolveBaseline(ctx context.Context, repo *relaytype.Repo) (string, error) {
+	field := "repo.baseBranch"
+	if repo.Type == "local" {
+		abs, err := filepath.Abs(repo.Path)
+		if err != nil {
+			return "", &relaytype.SpecError{Field: "repo.path", Message: err.Error()}
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return "", &relaytype.SpecError{Field: "repo.path", Message: fmt.Sprintf("%s is not a directory", abs)}
+		}
+		repo.Path = abs
+		if repo.BaselineCommit != "" {
+			// Check the pinned commit exists now rather than at run time.
+			probe := *repo
+			probe.BaseBranch, probe.BaselineCommit = repo.BaselineCommit, ""
+			if _, err := workspace.ResolveBaseline(ctx, p.cfg.Git, probe); err != nil {
+				return "", &relaytype.SpecError{Field: "repo.baselineCommit", Message: err.Error()}
+			}
+			return strings.ToLower(repo.BaselineCommit), nil
+		}
+	} else if repo.BaselineCommit != "" {
+		return strings.ToLower(repo.BaselineCommit), nil
+	} else if repo.BaseBranch == "" {
+		field = "repo.url"
+	}
+	sha, err := workspace.ResolveBaseline(ctx, p.cfg.Git, *repo)
+	if err != nil {
+		if repo.Type == "local" && repo.BaseBranch == "" {
+			field = "repo.path"
+		}
+		return "", &relaytype.SpecError{Field: field, Message: err.Error()}
+	}
+	return sha, nil
+}
+
+// Handle implements Handler.
+func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
+	log := p.cfg.Logger.With("job_id", job.ID, "attempt", job.Attempt)
+	fail := func(reason relaytype.FailReason, format string, a ...any) Outcome {
+		return Outcome{State: relaytype.StateFailed, Reason: reason, Summary: fmt.Sprintf(format, a...)}
+	}
+	run, ok := p.cfg.Executors[job.Executor]
+	if !ok {
+		return fail(relaytype.ReasonExecutorError, "executor %q is no longer configured", job.Executor)
+	}
+	ws, err := p.cfg.Workspaces.Prepare(ctx, job.ID, job.Spec.Repo, job.BaselineCommit)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Outcome{}
+		}
+		return fail(relaytype.ReasonInternalError, "prepare workspace: %v", err)
+	}
+	defer func() {
+		if err := ws.Remove(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("remove workspace", "err", err)
+		}
+	}()
+
+	prompt := RenderPrompt(job, ws.Dir)
+	promptFile := filepath.Join(ws.MetaDir, "prompt.md")
+	if err := os.WriteFile(promptFile, []byte(prompt), 0o600); err != nil {
+		return fail(relaytype.ReasonInternalError, "write prompt: %v", err)
+	}
+	env := map[string]string{}
+	for k, v := range p.cfg.Env {
+		env[k] = v
+	}
+	repo := job.Spec.Repo.URL
+	if job.Spec.Repo.Type == "local" {
+		repo = job.Spec.Repo.Path
+	}
+	stepID := fmt.Sprintf("attempt-%d", job.Attempt)
+	env["TASK_RELAY_JOB_ID"] = job.ID
+	env["TASK_RELAY_STEP_ID"] = stepID
+	env["TASK_RELAY_REPO"] = repo
+	env["TASK_RELAY_COMMIT_SHA"] = job.BaselineCommit
+	env["TASK_RELAY_ATTEMPT"] = fmt.Sprint(job.Attempt)
+	env["TASK_RELAY_PROMPT_FILE"] = promptFile
+	if job.Spec.Repo.BaseBranch != "" {
+		env["TASK_RELAY_FACT_branch"] = job.Spec.Repo.BaseBranch
+	}
+
+	log.Info("executor starting", "executor", job.Executor, "workdir", ws.Dir)
+	res, err := run.Run(ctx, &executor.Request{
+		JobID: job.ID, StepID: stepID, Workdir: ws.Dir, Prompt: prompt, PromptFile: promptFile,
+		Model: job.Spec.Execution.PreferredModel, Env: env,
+		Timeout:        time.Duration(job.Spec.Execution.TimeoutS) * time.Second,
+		MaxOutputBytes: p.cfg.MaxOutputBytes,
+	})
+	if ctx.Err() != nil {
+		return Outcome{}
+	}
+	if err != nil {
+		return fail(relaytype.ReasonExecutorError, "start executor %q: %v", job.Executor, err)
+	}
+	now := p.cfg.Now()
+	var arts []*relaytype.Artifact
+	save := func(kind relaytype.ArtifactKind, data []byte) error {
+		a, err := p.cfg.Artifacts.Write(job.ID, kind, data, now)
+		if err != nil {
+			return err
+		}
+		arts = append(arts, a)
+		return nil
+	}
+	if err := save(relaytype.ArtifactLogs, res.Output); err != nil {
+		return fail(relaytype.ReasonInternalError, "%v", err)
+	}
+	withArts := func(o Outcome) Outcome { o.Artifacts = arts; return o }
+	switch {
+	case res.TimedOut:
+		return withArts(fail(relaytype.ReasonTimeout, "executor %q timed out after %s", job.Executor, res.Duration.Round(time.Millisecond)))
+	case res.ExitCode != 0:
+		return withArts(fail(relaytype.ReasonExecutorError, "executor %q exited with code %d%s", job.Executor, res.ExitCode, lastLine(res.Output)))
+	}
+
+	patch, err := ws.Diff(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Outcome{}
+		}
+		return withArts(fail(relaytype.ReasonBadArtifacts, "compute patch: %v", err))
+	}
+	if err := save(relaytype.ArtifactPatch, patch); err != nil {
+		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
+	}
+	if err := ws.CheckApplies(ctx, patch); err != nil {
+		if ctx.Err() != nil {
+			return Outcome{}
+		}
+		reason := relaytype.ReasonBadArtifacts
+		if errors.Is(err, workspace.ErrConflict) {
+			reason = relaytype.ReasonConflict
+		}
+		return withArts(fail(reason, "patch does not apply to baseline %s: %v", short(job.BaselineCommit), err))
+	}
+	if err := save(relaytype.ArtifactOut, RenderOut(res.Stdout)); err != nil {
+		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
+	}
+	return withArts(Outcome{State: relaytype.StateSucceeded, Summary: patchSummary(patch)})
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// lastLine returns ": <last non-empty line>" of output, or "".
+func lastLine(out []byte) string {
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	l := strings.TrimSpace(string(lines[len(lines)-1]))
+	if l == "" {
+		return ""
+	}
+	if len(l) > 200 {
+		l = l[:200] + "…"
+	}
+	return ": " + l
+}
+
+// patchSummary describes a patch as "N files changed, +A -D" or notes that
+// it is empty.
+func patchSummary(patch []byte) string {
+	if len(bytes.TrimSpace(patch)) == 0 {
+		return "executor finished; it changed nothing (empty patch)"
+	}
+	files, add, del := 0, 0, 0
+	for _, l := range bytes.Split(patch, []byte("\n")) {
+		switch {
+		case bytes.HasPrefix(l, []byte("diff --git ")):
+			files++
+		case bytes.HasPrefix(l, []byte("+++")), bytes.HasPrefix(l, []byte("---")):
+		case bytes.HasPrefix(l, []byte("+")):
+			add++
+		case bytes.HasPrefix(l, []byte("-")):
+			del++
+		}
+	}
+	noun := "files"
+	if files == 1 {
+		noun = "file"
+	}
+	return fmt.Sprintf("executor finished; patch changes %d %s, +%d -%d lines", files, noun, add, del)
+}

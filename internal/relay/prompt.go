@@ -1,0 +1,157 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// maxSnippetLines caps the lines quoted from one context.codeSnippets entry.
+const maxSnippetLines = 400
+
+// RenderPrompt writes the task prompt handed to an executor: the task,
+// acceptance criteria, scope, context (with the quoted snippet lines read
+// from the workspace at dir), the baseline, and the output convention.
+func RenderPrompt(job *relaytype.Job, dir string) string {
+	s := &job.Spec
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Task: %s\n\n%s\n", s.Task.Title, strings.TrimSpace(s.Task.Description))
+	if len(s.Task.Acceptance) > 0 {
+		b.WriteString("\n## Acceptance criteria\n\n")
+		for _, a := range s.Task.Acceptance {
+			fmt.Fprintf(&b, "- %s\n", a)
+		}
+	}
+	if len(s.Scope.ReadPaths)+len(s.Scope.FileGlobs) > 0 || s.Scope.DisallowReformatting {
+		b.WriteString("\n## Scope\n\n")
+		if len(s.Scope.ReadPaths) > 0 {
+			fmt.Fprintf(&b, "- Relevant paths: %s\n", strings.Join(s.Scope.ReadPaths, ", "))
+		}
+		if len(s.Scope.FileGlobs) > 0 {
+			fmt.Fprintf(&b, "- Change only files matching: %s\n", strings.Join(s.Scope.FileGlobs, ", "))
+		}
+		if s.Scope.DisallowReformatting {
+			b.WriteString("- Do not reformat code you are not otherwise changing.\n")
+		}
+	}
+	if c := s.Context; c != nil && (c.DirTreeDigest != "" || len(c.KeySignatures) > 0 || len(c.CodeSnippets) > 0) {
+		b.WriteString("\n## Context\n")
+		if c.DirTreeDigest != "" {
+			fmt.Fprintf(&b, "\nDirectory tree:\n\n%s\n", strings.TrimRight(c.DirTreeDigest, "\n"))
+		}
+		if len(c.KeySignatures) > 0 {
+			b.WriteString("\nKey signatures:\n\n")
+			for _, k := range c.KeySignatures {
+				fmt.Fprintf(&b, "- `%s`\n", k)
+			}
+		}
+		for _, sn := range c.CodeSnippets {
+			fmt.Fprintf(&b, "\n%s lines %d-%d:\n\n```\n%s```\n", sn.Path, sn.From, sn.To, snippet(dir, sn))
+		}
+	}
+	b.WriteString("\n## Repository\n\n")
+	repo := s.Repo.URL
+	if s.Repo.Type == "local" {
+		repo = s.Repo.Path
+	}
+	fmt.Fprintf(&b, "- Source: %s\n", repo)
+	if s.Repo.BaseBranch != "" {
+		fmt.Fprintf(&b, "- Branch: %s\n", s.Repo.BaseBranch)
+	}
+	fmt.Fprintf(&b, "- Baseline commit: %s (checked out in the current directory)\n", job.BaselineCommit)
+	b.WriteString(`
+## How to deliver
+
+Make the changes directly in the files of the current directory. The relay
+computes the patch from the working tree against the baseline commit, so do
+not push and do not worry about committing. When you are done, end your
+output with these two sections:
+
+### TEST_PLAN
+How the change was or should be tested.
+
+### NOTES
+Anything the reviewer should know.
+`)
+	return b.String()
+}
+
+// snippet reads lines From..To of a file in dir, refusing paths that
+// leave dir.
+func snippet(dir string, sn relaytype.CodeSnippet) string {
+	p := filepath.Join(dir, filepath.FromSlash(sn.Path))
+	if rel, err := filepath.Rel(dir, p); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "(path outside the repository)\n"
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return "(not readable at the baseline)\n"
+	}
+	defer f.Close()
+	var out bytes.Buffer
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for n := 1; sc.Scan() && n <= sn.To; n++ {
+		if n >= sn.From {
+			if n-sn.From >= maxSnippetLines {
+				out.WriteString("…\n")
+				break
+			}
+			out.Write(sc.Bytes())
+			out.WriteByte('\n')
+		}
+	}
+	return out.String()
+}
+
+// maxOutTail bounds out.md when the executor printed no sections.
+const maxOutTail = 64 * 1024
+
+// RenderOut builds out.md from an executor's stdout: its "### TEST_PLAN"
+// and "### NOTES" sections when present, otherwise the tail of its output.
+func RenderOut(stdout []byte) []byte {
+	sections := map[string]*strings.Builder{}
+	var cur *strings.Builder
+	for _, line := range strings.Split(string(stdout), "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "### ") || strings.HasPrefix(t, "## ") || strings.HasPrefix(t, "# ") {
+			name := strings.ToUpper(strings.TrimSpace(strings.TrimLeft(t, "#")))
+			name = strings.ReplaceAll(name, " ", "_")
+			if name == "TEST_PLAN" || name == "NOTES" {
+				cur = &strings.Builder{}
+				sections[name] = cur
+				continue
+			}
+			if strings.HasPrefix(t, "### ") {
+				cur = nil
+				continue
+			}
+		}
+		if cur != nil {
+			cur.WriteString(line)
+			cur.WriteByte('\n')
+		}
+	}
+	if len(sections) == 0 {
+		out := stdout
+		if len(out) > maxOutTail {
+			out = append([]byte("…\n"), out[len(out)-maxOutTail:]...)
+		}
+		if len(bytes.TrimSpace(out)) == 0 {
+			return []byte("(the executor printed nothing)\n")
+		}
+		return out
+	}
+	var b strings.Builder
+	for _, name := range []string{"TEST_PLAN", "NOTES"} {
+		if sb, ok := sections[name]; ok {
+			fmt.Fprintf(&b, "### %s\n\n%s\n", name, strings.TrimSpace(sb.String()))
+		}
+	}
+	return []byte(b.String())
+}

@@ -1,0 +1,353 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxConcurrency    = 3
+	DefaultLeaseTTL          = 60 * time.Second
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultIdempotencyWindow = 24 * time.Hour
+	DefaultPollInterval      = 2 * time.Second
+	DefaultCancelWait        = 10 * time.Second
+	maxSweepSleep            = 5 * time.Second
+)
+
+// Handler admits and runs jobs. The relay owns the queue and the state
+// machine; the Handler owns what a job does. Pipeline is the production
+// Handler; benchmarks and tests plug in others.
+type Handler interface {
+	// Admit checks a validated spec before it is queued and returns the
+	// executor name and the pinned baseline commit to record with the job.
+	Admit(ctx context.Context, spec *relaytype.JobSpec) (executor, baseline string, err error)
+	// Handle runs a claimed job until it finishes or ctx ends.
+	Handle(ctx context.Context, job *relaytype.Job) Outcome
+}
+
+// Outcome is what a Handler reports for one attempt of a job.
+type Outcome struct {
+	// State is SUCCEEDED or FAILED, or empty when the run was interrupted
+	// by its context before it could finish.
+	State     relaytype.JobState
+	Reason    relaytype.FailReason
+	Summary   string
+	Artifacts []*relaytype.Artifact
+}
+
+// Config configures a Relay. Zero values take the documented defaults.
+type Config struct {
+	// Store persists jobs. Required.
+	Store store.Store
+	// Handler admits and runs jobs. Required.
+	Handler Handler
+	// Artifacts is where artifact files live; ReadArtifact reads from it.
+	Artifacts ArtifactDir
+	// Logger receives structured logs. Defaults to slog.Default().
+	Logger *slog.Logger
+	// MaxConcurrency is the number of jobs run at once. Defaults to 3.
+	MaxConcurrency int
+	// LeaseTTL is how long a claim lasts without a heartbeat. Defaults to 60s.
+	LeaseTTL time.Duration
+	// HeartbeatInterval is how often a worker renews its lease. Defaults to 15s.
+	HeartbeatInterval time.Duration
+	// IdempotencyWindow is how long a SUCCEEDED job answers for its
+	// idempotency key. Defaults to 24h.
+	IdempotencyWindow time.Duration
+	// PollInterval is the safety-net claim poll for jobs queued by other
+	// processes; local submits wake a worker at once. Defaults to 2s.
+	PollInterval time.Duration
+	// CancelWait bounds how long Cancel waits for a local executor to die.
+	// Defaults to 10s.
+	CancelWait time.Duration
+	// InstanceID names this process as lease owner. Defaults to
+	// host:pid:random.
+	InstanceID string
+	// Now returns the current time. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns a copy of c with zero fields set to defaults.
+func (c Config) WithDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.CancelWait == 0 {
+		c.CancelWait = DefaultCancelWait
+	}
+	if c.InstanceID == "" {
+		host, _ := os.Hostname()
+		c.InstanceID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("relay: Store is required")
+	case c.Handler == nil:
+		return errors.New("relay: Handler is required")
+	case c.MaxConcurrency < 1:
+		return fmt.Errorf("relay: MaxConcurrency must be ≥ 1, got %d", c.MaxConcurrency)
+	case c.HeartbeatInterval >= c.LeaseTTL:
+		return fmt.Errorf("relay: HeartbeatInterval (%s) must be shorter than LeaseTTL (%s)", c.HeartbeatInterval, c.LeaseTTL)
+	}
+	return nil
+}
+
+// Relay runs the job lifecycle.
+type Relay struct {
+	cfg   Config
+	store store.Store
+	log   *slog.Logger
+
+	wake      chan struct{} // a job may be claimable
+	sweepWake chan struct{}
+	slotFreed chan struct{}
+
+	mu      sync.Mutex
+	running map[string]*worker
+	subs    map[chan Change]struct{}
+
+	startStop sync.Mutex
+	cancel    context.CancelFunc
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// New returns a Relay; call Start to begin running jobs.
+func New(cfg Config) (*Relay, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Relay{
+		cfg:       cfg,
+		store:     cfg.Store,
+		log:       cfg.Logger,
+		wake:      make(chan struct{}, 1),
+		sweepWake: make(chan struct{}, 1),
+		slotFreed: make(chan struct{}, 1),
+		running:   map[string]*worker{},
+		subs:      map[chan Change]struct{}{},
+	}, nil
+}
+
+// InstanceID returns the lease owner name of this relay.
+func (r *Relay) InstanceID() string { return r.cfg.InstanceID }
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Start launches the dispatcher and the sweeper. It returns at once.
+func (r *Relay) Start(ctx context.Context) error {
+	r.startStop.Lock()
+	defer r.startStop.Unlock()
+	if r.cancel != nil {
+		return errors.New("relay: already started")
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	loops := sync.WaitGroup{}
+	loops.Add(2)
+	go func() { defer loops.Done(); r.dispatchLoop(ctx) }()
+	go func() { defer loops.Done(); r.sweepLoop(ctx) }()
+	go func() {
+		loops.Wait()
+		r.wg.Wait()
+		close(r.done)
+	}()
+	return nil
+}
+
+// Stop stops claiming, stops running executors (their jobs go STALE and
+// are retried by the next relay to run), and waits for the workers. It is
+// safe to call more than once.
+func (r *Relay) Stop() {
+	r.startStop.Lock()
+	cancel, done := r.cancel, r.done
+	r.startStop.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// Submit validates spec, admits it through the Handler and queues it. It
+// returns the existing job with created=false when the idempotency key is
+// still live.
+func (r *Relay) Submit(ctx context.Context, spec *relaytype.JobSpec) (*relaytype.Job, bool, error) {
+	spec.ApplyDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, false, err
+	}
+	executor, baseline, err := r.cfg.Handler.Admit(ctx, spec)
+	if err != nil {
+		return nil, false, err
+	}
+	spec.Repo.BaselineCommit = baseline
+	job, created, err := r.store.JobInsert(ctx, &store.JobInsertParams{
+		ID:                NewJobID(),
+		Spec:              spec,
+		Executor:          executor,
+		BaselineCommit:    baseline,
+		Now:               r.cfg.Now(),
+		IdempotencyWindow: r.cfg.IdempotencyWindow,
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("submit: %w", err)
+	}
+	if created {
+		r.log.Info("job submitted", "job_id", job.ID, "priority", job.Priority, "executor", executor)
+		r.publish(Change{JobID: job.ID, State: job.State, StateVersion: job.StateVersion})
+		signal(r.wake)
+		signal(r.sweepWake)
+	}
+	return job, created, nil
+}
+
+// Get returns one job.
+func (r *Relay) Get(ctx context.Context, id string) (*relaytype.Job, error) {
+	return r.store.JobGet(ctx, &store.JobGetParams{ID: id})
+}
+
+// List returns a page of jobs, newest first, and the total.
+func (r *Relay) List(ctx context.Context, state relaytype.JobState, limit, offset int) ([]*relaytype.Job, int, error) {
+	return r.store.JobList(ctx, &store.JobListParams{State: state, Limit: limit, Offset: offset})
+}
+
+// Events returns a job's audit log after afterID.
+func (r *Relay) Events(ctx context.Context, id string, afterID int64, limit int) ([]*relaytype.Event, error) {
+	if _, err := r.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	return r.store.EventList(ctx, &store.EventListParams{JobID: id, AfterID: afterID, Limit: limit})
+}
+
+// Artifacts returns a job's artifact metadata.
+func (r *Relay) Artifacts(ctx context.Context, id string) ([]*relaytype.Artifact, error) {
+	return r.store.ArtifactList(ctx, &store.ArtifactListParams{JobID: id})
+}
+
+// Cancel stops a job: a queued job never runs, a running one has its
+// executor's process group killed. It waits (up to CancelWait) for a local
+// executor to exit so that no process of the job is left when it returns.
+func (r *Relay) Cancel(ctx context.Context, id string) (*relaytype.Job, error) {
+	job, err := r.store.JobTransition(ctx, &store.JobTransitionParams{
+		ID: id, To: relaytype.StateCanceled, Now: r.cfg.Now(), Summary: "canceled by request",
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info("job canceled", "job_id", id)
+	r.publish(Change{JobID: id, State: job.State, StateVersion: job.StateVersion})
+	r.mu.Lock()
+	w := r.running[id]
+	r.mu.Unlock()
+	if w != nil {
+		w.cancel(errCanceled)
+		select {
+		case <-w.done:
+		case <-time.After(r.cfg.CancelWait):
+			r.log.Warn("executor still running after cancel", "job_id", id, "waited", r.cfg.CancelWait)
+		case <-ctx.Done():
+		}
+	}
+	return job, nil
+}
+
+// Subscribe returns a channel of job changes and a function that ends the
+// subscription. A subscriber that falls more than its buffer behind misses
+// changes rather than stalling the relay.
+func (r *Relay) Subscribe() (<-chan Change, func()) {
+	ch := make(chan Change, 1024)
+	r.mu.Lock()
+	r.subs[ch] = struct{}{}
+	r.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			delete(r.subs, ch)
+			r.mu.Unlock()
+		})
+	}
+}
+
+func (r *Relay) publish(c Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ch := range r.subs {
+		select {
+		case ch <- c:
+		default:
+			r.log.Warn("subscriber too slow, change dropped", "job_id", c.JobID)
+		}
+	}
+}
+
+func (r *Relay) publishJob(j *relaytype.Job) {
+	r.publish(Change{JobID: j.ID, State: j.State, StateVersion: j.StateVersion})
+}
+
+// NewJobID returns a new time-ordered job id: "job_" and 26 Crockford
+// base32 characters (48 bits of milliseconds, 80 random bits).
+func NewJobID() string {
+	const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:])
+	out := make([]byte, 26)
+	// 128 bits → 26 base32 digits, most significant first.
+	var hi, lo uint64
+	for i := 0; i < 8; i++ {
+		hi = hi<<8 | uint64(b[i])
+		lo = lo<<8 | uint64(b[i+8])
+	}
+	for i := 25; i >= 0; i-- {
+		out[i] = alphabet[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return "job_" + string(out)
+}
