@@ -56,13 +56,13 @@ const (
 	StorageSQLite   = "sqlite"
 	StoragePostgres = "postgres"
 
-	// ExecutorKindCommand runs Executor.Argv as is.
-	ExecutorKindCommand = "command"
-	// ExecutorKindCodex, ExecutorKindClaude and ExecutorKindGemini are
-	// reserved for built-in adapters and rejected until they exist.
-	ExecutorKindCodex  = "codex"
-	ExecutorKindClaude = "claude"
-	ExecutorKindGemini = "gemini"
+	// KindCommand runs Executor.Argv as is.
+	KindCommand = "command"
+	// KindCodex, KindClaude and KindGemini are reserved for built-in
+	// adapters and rejected until they exist.
+	KindCodex  = "codex"
+	KindClaude = "claude"
+	KindGemini = "gemini"
 
 	LogLevelDebug = "debug"
 	LogLevelInfo  = "info"
@@ -94,24 +94,23 @@ const (
 
 	DefaultStorageMode = StorageSQLite
 
-	DefaultExecutorKind     = ExecutorKindCommand
+	DefaultExecutorKind     = KindCommand
 	DefaultExecutorTimeoutS = 1800
 
 	DefaultLogLevel = LogLevelInfo
 
-	DefaultAskAnswerPort         = 3415
-	DefaultAskAnswerHost         = "127.0.0.1"
-	DefaultLongPollTimeoutSec    = 25
-	MaxLongPollTimeoutSec        = 300
-	DefaultSSEHeartbeatSec       = 10
-	DefaultAuth                  = AuthToken
-	DefaultRunnerProvider        = ProviderAnthropic
-	DefaultRunnerModel           = "claude-sonnet-4-5"
-	DefaultRunnerMaxRetries      = 1
-	DefaultRunnerTimeoutSec      = 60
-	DefaultAnthropicAPIKeyEnv    = "ANTHROPIC_API_KEY"
-	DefaultOpenAIAPIKeyEnv       = "OPENAI_API_KEY"
-	defaultExecutorReservedNames = "default"
+	DefaultAskAnswerPort      = 3415
+	DefaultAskAnswerHost      = "127.0.0.1"
+	DefaultLongPollTimeoutSec = 25
+	MaxLongPollTimeoutSec     = 300
+	DefaultSSEHeartbeatSec    = 10
+	DefaultAuth               = AuthToken
+	DefaultRunnerProvider     = ProviderAnthropic
+	DefaultRunnerModel        = "claude-sonnet-4-5"
+	DefaultRunnerMaxRetries   = 1
+	DefaultRunnerTimeoutSec   = 60
+	DefaultAnthropicAPIKeyEnv = "ANTHROPIC_API_KEY"
+	DefaultOpenAIAPIKeyEnv    = "OPENAI_API_KEY"
 )
 
 // Config is the complete relay configuration. The YAML key of each field is

@@ -1,0 +1,214 @@
+// Package bench measures the relay against the speed targets of SPEC §7:
+// cold start to the MCP initialize reply, submit latency, submit→executor
+// start latency and no-op jobs per second through the SQLite queue. The
+// `mcp-task-relay bench` command and the package's Go benchmarks share it.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// Result is one measured figure.
+type Result struct {
+	Name string
+	N    int
+	P50  time.Duration
+	P99  time.Duration
+	// PerSec is a throughput, when the figure is one.
+	PerSec float64
+}
+
+func (r Result) String() string {
+	if r.PerSec > 0 {
+		return fmt.Sprintf("%-34s n=%-6d %10.0f jobs/s", r.Name, r.N, r.PerSec)
+	}
+	return fmt.Sprintf("%-34s n=%-6d p50 %-12s p99 %s", r.Name, r.N, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+}
+
+func summarize(name string, d []time.Duration) Result {
+	slices.Sort(d)
+	r := Result{Name: name, N: len(d)}
+	if len(d) > 0 {
+		r.P50 = d[len(d)/2]
+		r.P99 = d[min(len(d)-1, len(d)*99/100)]
+	}
+	return r
+}
+
+// ColdStart starts `binary serve` n times with in-memory storage and
+// times each from exec to the initialize reply.
+func ColdStart(ctx context.Context, binary, dir string, n int) (Result, error) {
+	var d []time.Duration
+	for i := range n {
+		cmd := exec.Command(binary, "serve", "--storage", "memory", "--config-dir", filepath.Join(dir, fmt.Sprint("cold", i)))
+		cmd.Env = append(cmd.Environ(), "TASK_RELAY_DATA_DIR="+filepath.Join(dir, "cold-data"), "TASK_RELAY_LOG_LEVEL=error")
+		cmd.Stderr = io.Discard
+		client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "0"}, nil)
+		t0 := time.Now()
+		s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+		if err != nil {
+			return Result{}, fmt.Errorf("cold start %d: %w", i, err)
+		}
+		d = append(d, time.Since(t0))
+		_ = s.Close()
+	}
+	return summarize("cold start → initialize reply", d), nil
+}
+
+// noop is a Handler that does nothing, so the queue alone is measured.
+type noop struct {
+	started func(*relaytype.Job)
+}
+
+func (noop) Admit(context.Context, *relaytype.JobSpec) (string, string, error) {
+	return "noop", "0000000000000000000000000000000000000000", nil
+}
+
+func (h noop) Handle(_ context.Context, j *relaytype.Job) relay.Outcome {
+	if h.started != nil {
+		h.started(j)
+	}
+	return relay.Outcome{State: relaytype.StateSucceeded}
+}
+
+func spec(i int) *relaytype.JobSpec {
+	return &relaytype.JobSpec{
+		Repo:           relaytype.Repo{Type: "local", Path: "/nonexistent"},
+		Task:           relaytype.Task{Title: "noop", Description: "benchmark job"},
+		IdempotencyKey: fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i),
+	}
+}
+
+// Queue bundles a relay on a SQLite file with a no-op handler.
+type Queue struct {
+	Relay   *relay.Relay
+	store   *sqlite.Store
+	started chan time.Time
+}
+
+// NewQueue opens a SQLite file under dir and starts a relay on it.
+func NewQueue(ctx context.Context, dir string, concurrency int) (*Queue, error) {
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "bench.db")})
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{store: st, started: make(chan time.Time, 1)}
+	r, err := relay.New(relay.Config{
+		Store:          st,
+		Handler:        noop{started: func(*relaytype.Job) { q.started <- time.Now() }},
+		Artifacts:      relay.ArtifactDir{Root: filepath.Join(dir, "artifacts")},
+		Logger:         slog.New(slog.DiscardHandler),
+		MaxConcurrency: concurrency,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := r.Start(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	q.Relay = r
+	return q, nil
+}
+
+// Close stops the relay and closes the store.
+func (q *Queue) Close() error {
+	q.Relay.Stop()
+	return q.store.Close()
+}
+
+// Dispatch submits n jobs one at a time to an idle relay and measures the
+// Submit call and the time from before Submit to the handler starting.
+func (q *Queue) Dispatch(ctx context.Context, n int) (submit, dispatch Result, err error) {
+	var sd, dd []time.Duration
+	for i := range n {
+		t0 := time.Now()
+		if _, _, err := q.Relay.Submit(ctx, spec(i)); err != nil {
+			return submit, dispatch, err
+		}
+		sd = append(sd, time.Since(t0))
+		select {
+		case s := <-q.started:
+			dd = append(dd, s.Sub(t0))
+		case <-time.After(10 * time.Second):
+			return submit, dispatch, fmt.Errorf("job %d never started", i)
+		}
+	}
+	return summarize("submit (SQLite file, fsync'd WAL)", sd), summarize("submit → executor start", dd), nil
+}
+
+// Throughput pushes n no-op jobs through a fresh relay on a SQLite file and
+// returns jobs per second from the first submit to the last SUCCEEDED.
+func Throughput(ctx context.Context, dir string, n, concurrency int) (Result, error) {
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, fmt.Sprintf("tp-%d.db", time.Now().UnixNano()))})
+	if err != nil {
+		return Result{}, err
+	}
+	defer st.Close()
+	r, err := relay.New(relay.Config{
+		Store: st, Handler: noop{}, Logger: slog.New(slog.DiscardHandler),
+		Artifacts: relay.ArtifactDir{Root: filepath.Join(dir, "artifacts")}, MaxConcurrency: concurrency,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	changes, unsub := r.Subscribe()
+	defer unsub()
+	var done atomic.Int64
+	all := make(chan struct{})
+	go func() {
+		for c := range changes {
+			if c.State == relaytype.StateSucceeded && done.Add(1) == int64(n) {
+				close(all)
+				return
+			}
+		}
+	}()
+	if err := r.Start(ctx); err != nil {
+		return Result{}, err
+	}
+	defer r.Stop()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 4 {
+				if _, _, err := r.Submit(ctx, spec(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return Result{}, err
+	}
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		return Result{}, fmt.Errorf("only %d of %d jobs finished", done.Load(), n)
+	}
+	el := time.Since(t0)
+	return Result{Name: "no-op jobs through SQLite queue", N: n, PerSec: float64(n) / el.Seconds()}, nil
+}

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/bench"
+)
+
+func newBench() *cobra.Command {
+	var (
+		jobs, dispatchN, coldN, concurrency int
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure cold start, submit and dispatch latency, and queue throughput",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			out := cmd.OutOrStdout()
+			dir, err := os.MkdirTemp("", "mcp-task-relay-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			host, _ := os.Hostname()
+			fmt.Fprintf(out, "machine: %s, %s/%s, %d CPUs, %s\n", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cold, err := bench.ColdStart(ctx, self, dir, coldN)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, cold)
+			q, err := bench.NewQueue(ctx, dir, 3)
+			if err != nil {
+				return err
+			}
+			submit, dispatch, err := q.Dispatch(ctx, dispatchN)
+			q.Close()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, submit)
+			fmt.Fprintln(out, dispatch)
+			tp, err := bench.Throughput(ctx, dir, jobs, concurrency)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, tp)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&jobs, "jobs", 5000, "no-op jobs for the throughput run")
+	cmd.Flags().IntVar(&dispatchN, "dispatch", 500, "jobs for the latency run")
+	cmd.Flags().IntVar(&coldN, "cold", 20, "cold starts to time")
+	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "workers for the throughput run")
+	return cmd
+}

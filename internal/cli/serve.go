@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/cobra"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/workspace"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+func newServe() *cobra.Command {
+	var o config.Overrides
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the MCP server (stdio)",
+		Long: `Run the MCP server on stdin/stdout. stdout carries only JSON-RPC; logs are
+JSON lines on stderr. Settings come from flags, then TASK_RELAY_* environment
+variables, then config.yaml in the config directory, then defaults.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			flags := cmd.Flags()
+			for name, dst := range map[string]**string{
+				"profile": &o.Profile, "config-dir": &o.ConfigDir, "storage": &o.Storage,
+				"sqlite": &o.SQLitePath, "transport": &o.Transport,
+			} {
+				if !flags.Changed(name) {
+					*dst = nil
+				}
+			}
+			cfg, err := config.Load(o, os.LookupEnv)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			return serve(cmd.Context(), cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.Profile = cmd.Flags().String("profile", "", "deployment profile: dev, staging or prod (env TASK_RELAY_PROFILE)")
+	o.ConfigDir = cmd.Flags().String("config-dir", "", "directory with config.yaml (env TASK_RELAY_CONFIG_DIR; default ./.mcp-task-relay)")
+	o.Storage = cmd.Flags().String("storage", "", "job store: memory or sqlite (env TASK_RELAY_STORAGE; default sqlite)")
+	o.SQLitePath = cmd.Flags().String("sqlite", "", "SQLite database file (env TASK_RELAY_SQLITE_URL)")
+	o.Transport = cmd.Flags().String("transport", "", "MCP transport: stdio (env TASK_RELAY_TRANSPORT)")
+	return cmd
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// stack is a wired relay with everything it needs.
+type stack struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	store store.Store
+	relay *relay.Relay
+}
+
+func (s *stack) Close() error {
+	s.relay.Stop()
+	return s.store.Close()
+}
+
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	switch cfg.Storage.Mode {
+	case config.StorageMemory:
+		return sqlite.Open(ctx, sqlite.Config{})
+	case config.StorageSQLite:
+		return sqlite.Open(ctx, sqlite.Config{Path: cfg.Storage.SQLitePath})
+	default:
+		return nil, fmt.Errorf("storage.mode %q is not available in this build (use memory or sqlite)", cfg.Storage.Mode)
+	}
+}
+
+// buildExecutors turns the executors section into runners.
+func buildExecutors(cfg *config.Config) (map[string]executor.Runner, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate own binary for the executor shim: %w", err)
+	}
+	out := map[string]executor.Runner{}
+	for name, e := range cfg.Executors.ByName {
+		switch e.Kind {
+		case "", config.KindCommand:
+			c, err := executor.NewCommand(executor.CommandConfig{
+				Name: name, Argv: e.Argv, Env: e.Env, Timeout: e.Timeout(), Shim: self,
+			})
+			if err != nil {
+				return nil, err
+			}
+			out[name] = c
+		default:
+			return nil, fmt.Errorf("executors.%s.kind: %q is not supported yet (use command)", name, e.Kind)
+		}
+	}
+	return out, nil
+}
+
+// newStack wires store, workspaces, executors, pipeline and relay, and
+// starts the relay.
+func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack, error) {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = st.Close()
+		}
+	}()
+	wm, err := workspace.New(workspace.Config{Root: cfg.Server.WorkspaceRoot, Keep: cfg.Server.KeepWorkspaces})
+	if err != nil {
+		return nil, fmt.Errorf("workspaces: %w", err)
+	}
+	runners, err := buildExecutors(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(runners) == 0 {
+		log.Warn("no executor configured: jobs_submit will fail until one is added",
+			"config_file", filepath.Join(cfg.ConfigDir, "config.yaml"))
+	}
+	self, _ := os.Executable()
+	env := map[string]string{
+		"TASK_RELAY_PROFILE": cfg.Profile,
+		// Executors can run `mcp-task-relay ask` by name.
+		"PATH": filepath.Dir(self) + string(os.PathListSeparator) + os.Getenv("PATH"),
+	}
+	pipe, err := relay.NewPipeline(relay.PipelineConfig{
+		Workspaces:      wm,
+		Artifacts:       relay.ArtifactDir{Root: cfg.Server.ArtifactRoot},
+		Executors:       runners,
+		DefaultExecutor: cfg.Executors.Default,
+		ConfigFile:      filepath.Join(cfg.ConfigDir, "config.yaml"),
+		Env:             env,
+		MaxOutputBytes:  cfg.Server.MaxOutputBytes,
+		Logger:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r, err := relay.New(relay.Config{
+		Store:             st,
+		Handler:           pipe,
+		Artifacts:         relay.ArtifactDir{Root: cfg.Server.ArtifactRoot},
+		Logger:            log,
+		MaxConcurrency:    cfg.Server.MaxConcurrency,
+		LeaseTTL:          cfg.Server.LeaseTTL(),
+		HeartbeatInterval: cfg.Server.HeartbeatInterval(),
+		IdempotencyWindow: cfg.Server.IdempotencyWindow(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Workspaces left by a crash belong to jobs that are over or will be
+	// prepared afresh; remove the ones no live job needs.
+	go func() {
+		err := wm.Sweep(ctx, func(id string) bool {
+			j, err := st.JobGet(ctx, &store.JobGetParams{ID: id})
+			return err != nil && !errors.Is(err, relaytype.ErrJobNotFound) || err == nil && !j.State.Terminal()
+		})
+		if err != nil && ctx.Err() == nil {
+			log.Warn("sweep workspaces", "err", err)
+		}
+	}()
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return &stack{cfg: cfg, log: log, store: st, relay: r}, nil
+}
+
+func serve(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, stderr io.Writer) error {
+	log := newLogger(stderr, cfg.Logging.Level)
+	if cfg.Transport != "" && cfg.Transport != config.TransportStdio {
+		return &exitError{code: 2, err: fmt.Errorf("--transport %s is not available yet; use stdio", cfg.Transport)}
+	}
+	// Anything that writes to os.Stdout by accident would corrupt the
+	// JSON-RPC stream; point it at stderr. The transport keeps the real one.
+	if f, ok := stdout.(*os.File); ok && f == os.Stdout {
+		os.Stdout = os.Stderr
+		defer func() { os.Stdout = f }()
+	}
+	st, err := newStack(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log.Info("relay ready", "version", version(), "profile", cfg.Profile, "storage", cfg.Storage.Mode,
+		"sqlite", cfg.Storage.SQLitePath, "executors", cfg.Executors.Names(), "instance", st.relay.InstanceID())
+	srv, err := mcpserver.New(mcpserver.Config{Jobs: st.relay, Logger: log, Name: "mcp-task-relay", Version: version()})
+	if err != nil {
+		return err
+	}
+	t := &mcp.IOTransport{Reader: io.NopCloser(stdin), Writer: nopWriteCloser{stdout}}
+	err = srv.Run(ctx, t)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	log.Info("relay stopping")
+	return nil
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }

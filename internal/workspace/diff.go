@@ -1,0 +1,152 @@
+package workspace
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// ErrConflict means a patch does not apply cleanly to the baseline. Errors
+// wrapping it carry git's explanation.
+var ErrConflict = errors.New("conflict")
+
+// diffArgs pins every setting that changes what `git diff` prints, so the
+// patch is the same whatever the user's git configuration says: plain
+// a/ b/ prefixes, no color, no external drivers or textconv filters, full
+// blob ids, binary hunks, one diff algorithm and context size, rename
+// detection on (a moved file is a few lines, not two copies).
+func diffArgs(baseline string) []string {
+	return []string{
+		"-c", "core.quotePath=false",
+		"-c", "diff.noprefix=false",
+		"-c", "diff.mnemonicPrefix=false",
+		"-c", "diff.suppressBlankEmpty=false",
+		"diff", "--cached", "--binary", "--full-index",
+		"--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
+		"--src-prefix=a/", "--dst-prefix=b/",
+		"--diff-algorithm=myers", "--indent-heuristic", "-U3", "--inter-hunk-context=0",
+		"-M", "-O/dev/null", "--submodule=short", "--ignore-submodules=none",
+		baseline, "--",
+	}
+}
+
+// Diff returns the changes in the workspace against its baseline as a
+// binary-safe patch (`git diff --binary`): edits, deletions, new files that
+// are not ignored, and commits the executor made. The result is
+// deterministic and applies with `git apply`.
+//
+// The workspace's own index and files are left as they are: the tree is
+// staged into a temporary index file in MetaDir.
+func (w *Workspace) Diff(ctx context.Context) ([]byte, error) {
+	idx, cleanup, err := w.tempIndex()
+	if err != nil {
+		return nil, fmt.Errorf("diff workspace: %w", err)
+	}
+	defer cleanup()
+	if err := w.seedIndex(ctx, idx); err != nil {
+		return nil, fmt.Errorf("diff workspace: %w", err)
+	}
+	g := gitRun{git: w.m.git, dir: w.Dir, env: []string{"GIT_INDEX_FILE=" + idx}}
+	if _, err := g.run(ctx, "add", "--all"); err != nil {
+		return nil, fmt.Errorf("diff workspace: %w", err)
+	}
+	out, err := g.run(ctx, diffArgs(w.Baseline)...)
+	if err != nil {
+		return nil, fmt.Errorf("diff workspace: %w", err)
+	}
+	return out, nil
+}
+
+// seedIndex starts the temporary index at idx as a copy of the workspace's
+// index. Staging is then quick (unchanged files keep their cached stat
+// data) and files that are tracked yet match an ignore rule stay tracked.
+// Without an index to copy it starts from HEAD.
+func (w *Workspace) seedIndex(ctx context.Context, idx string) error {
+	g := gitRun{git: w.m.git, dir: w.Dir}
+	out, err := g.run(ctx, "rev-parse", "--path-format=absolute", "--git-path", "index")
+	if err != nil {
+		return err
+	}
+	src := strings.TrimSpace(string(out))
+	err = copyFile(src, idx)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("copy index: %w", err)
+	}
+	g.env = []string{"GIT_INDEX_FILE=" + idx}
+	_, err = g.run(ctx, "read-tree", "HEAD")
+	return err
+}
+
+// CheckApplies reports whether patch applies cleanly to the baseline. It
+// checks against a temporary index holding the baseline tree, so neither
+// the workspace nor any checkout changes. An empty patch applies. A patch
+// that does not apply gives an error wrapping ErrConflict with git's
+// explanation.
+func (w *Workspace) CheckApplies(ctx context.Context, patch []byte) error {
+	if len(bytes.TrimSpace(patch)) == 0 {
+		return nil
+	}
+	idx, cleanup, err := w.tempIndex()
+	if err != nil {
+		return fmt.Errorf("check patch: %w", err)
+	}
+	defer cleanup()
+	g := gitRun{git: w.m.git, dir: w.Dir, env: []string{"GIT_INDEX_FILE=" + idx}}
+	if _, err := g.run(ctx, "read-tree", w.Baseline); err != nil {
+		return fmt.Errorf("check patch: %w", err)
+	}
+	g.stdin = patch
+	_, err = g.run(ctx,
+		"-c", "apply.ignoreWhitespace=no",
+		"apply", "--check", "--cached", "--whitespace=nowarn", "-")
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() == nil && exitedNonZero(err) {
+		return fmt.Errorf("%w: %s", ErrConflict, err.Error())
+	}
+	return fmt.Errorf("check patch: %w", err)
+}
+
+// tempIndex returns an unused index file path in MetaDir and a function
+// that removes it (and its lock file).
+func (w *Workspace) tempIndex() (string, func(), error) {
+	f, err := os.CreateTemp(w.MetaDir, ".index-*")
+	if err != nil {
+		return "", nil, fmt.Errorf("temporary index: %w", err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	// git refuses an empty index file; only the unique name is wanted.
+	if err := os.Remove(name); err != nil {
+		return "", nil, fmt.Errorf("temporary index: %w", err)
+	}
+	return name, func() {
+		_ = os.Remove(name)
+		_ = os.Remove(name + ".lock")
+	}, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}

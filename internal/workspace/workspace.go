@@ -1,0 +1,379 @@
+// Package workspace owns the per-job git workspaces: a checkout of the
+// job's repository at its baseline commit (a linked worktree of a local
+// repository, or a fresh clone of a URL), the diff of what the executor did
+// there, the check that this diff applies to the baseline, and cleanup,
+// including of workspaces a crash left behind.
+//
+// Every job gets Root/<jobID>/: the checkout is Root/<jobID>/repo and the
+// directory around it is the job's MetaDir, where the relay keeps files the
+// executor reads (its prompt) without them showing up in the diff. Nothing
+// here ever changes the user's own checkout, index or branches; a local
+// repository only gains a worktree registration while a job runs, and the
+// objects of what its jobs staged or committed.
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// DefaultGit is the git binary used when Config.Git is empty.
+const DefaultGit = "git"
+
+// checkoutName is the name of the checkout inside a job's directory.
+const checkoutName = "repo"
+
+// Worktree creation retries: concurrent `git worktree add` on one
+// repository can trip over each other's half-registered worktrees and lock
+// files.
+const (
+	worktreeAttempts = 8
+	worktreeBackoff  = 25 * time.Millisecond
+)
+
+// removeTimeout bounds cleanup, which runs even when the caller's context
+// is already canceled.
+const removeTimeout = 2 * time.Minute
+
+// Config configures a Manager.
+type Config struct {
+	// Root is the directory holding one subdirectory per job. Required;
+	// created if missing.
+	Root string
+	// Keep leaves workspaces on disk after Remove and Sweep, for debugging.
+	// Defaults to false.
+	Keep bool
+	// Git is the git binary. Defaults to DefaultGit.
+	Git string
+}
+
+// Manager creates and removes the workspaces under one root directory.
+// It is safe for concurrent use.
+type Manager struct {
+	root string
+	keep bool
+	git  string
+
+	mu sync.Mutex
+	// repoLocks holds one lock per source repository (by git common
+	// directory). Creating worktrees takes it shared; removing and pruning
+	// them takes it exclusively, because `git worktree prune` deletes the
+	// registration of a worktree another `worktree add` is still writing.
+	repoLocks map[string]*sync.RWMutex
+}
+
+// New returns a Manager for cfg, creating cfg.Root if needed.
+func New(cfg Config) (*Manager, error) {
+	if strings.TrimSpace(cfg.Root) == "" {
+		return nil, errors.New("workspace: root is required")
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("workspace: root: %w", err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("workspace: create root: %w", err)
+	}
+	git := cfg.Git
+	if git == "" {
+		git = DefaultGit
+	}
+	return &Manager{root: root, keep: cfg.Keep, git: git, repoLocks: map[string]*sync.RWMutex{}}, nil
+}
+
+// Workspace is one job's checkout at its baseline commit.
+type Workspace struct {
+	// JobID is the job the workspace belongs to.
+	JobID string
+	// Dir is the checkout, Root/<jobID>/repo: the executor's working
+	// directory.
+	Dir string
+	// MetaDir is Root/<jobID>, the directory around the checkout, for files
+	// the relay writes for the executor (prompt.md) that must stay out of
+	// the diff.
+	MetaDir string
+	// Baseline is the full commit id the checkout started from.
+	Baseline string
+
+	m         *Manager
+	repoPath  string // absolute path of the source repository, for type local
+	commonDir string // its git common directory, for type local
+}
+
+// Prepare creates the workspace of job jobID: a checkout of repo at the
+// commit baseline (see ResolveBaseline), detached from any branch. A
+// directory left for the same job by an earlier attempt is removed first.
+func (m *Manager) Prepare(ctx context.Context, jobID string, repo relaytype.Repo, baseline string) (*Workspace, error) {
+	if !relaytype.ValidJobID(jobID) {
+		return nil, fmt.Errorf("prepare workspace: invalid job id %q", jobID)
+	}
+	if !relaytype.ValidCommit(baseline) {
+		return nil, fmt.Errorf("prepare workspace %s: baseline %q is not a full 40-character hex commit id", jobID, baseline)
+	}
+	w := &Workspace{
+		JobID:    jobID,
+		MetaDir:  filepath.Join(m.root, jobID),
+		Dir:      filepath.Join(m.root, jobID, checkoutName),
+		Baseline: strings.ToLower(baseline),
+		m:        m,
+	}
+	if err := w.prepare(ctx, repo); err != nil {
+		// Leave nothing half-made behind, whatever the state of ctx.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+		defer cancel()
+		_ = m.removeJobDir(cctx, w.MetaDir, w.commonDir)
+		return nil, fmt.Errorf("prepare workspace %s: %w", jobID, err)
+	}
+	return w, nil
+}
+
+func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
+	switch repo.Type {
+	case "local":
+		abs, err := checkLocalRepo(ctx, w.m.git, repo.Path)
+		if err != nil {
+			return err
+		}
+		out, err := (gitRun{git: w.m.git, dir: abs}).run(ctx, "rev-parse", "--path-format=absolute", "--git-common-dir")
+		if err != nil {
+			return err
+		}
+		w.repoPath, w.commonDir = abs, canonical(strings.TrimSpace(string(out)))
+	case "git":
+		if strings.TrimSpace(repo.URL) == "" {
+			return errors.New("repo.url is required for a git repository")
+		}
+		if strings.HasPrefix(repo.URL, "-") {
+			return fmt.Errorf("repo.url %q must not start with '-'", repo.URL)
+		}
+	default:
+		return fmt.Errorf("repo.type must be local or git, not %q", repo.Type)
+	}
+	if _, err := os.Lstat(w.MetaDir); err == nil {
+		if err := w.m.removeJobDir(ctx, w.MetaDir, w.commonDir); err != nil {
+			return fmt.Errorf("remove leftover workspace: %w", err)
+		}
+	}
+	if err := os.MkdirAll(w.MetaDir, 0o700); err != nil {
+		return fmt.Errorf("create job directory: %w", err)
+	}
+	if repo.Type == "local" {
+		return w.addWorktree(ctx)
+	}
+	return w.clone(ctx, repo.URL)
+}
+
+// addWorktree creates Dir as a detached linked worktree of the local
+// repository. It only adds an entry under the repository's
+// .git/worktrees; the user's checkout, index and refs are untouched.
+func (w *Workspace) addWorktree(ctx context.Context) error {
+	l := w.m.repoLock(w.commonDir)
+	l.RLock()
+	defer l.RUnlock()
+	g := gitRun{git: w.m.git, dir: w.repoPath}
+	for attempt := 1; ; attempt++ {
+		_, err := g.run(ctx, "worktree", "add", "--detach", "--quiet", w.Dir, w.Baseline)
+		if err == nil {
+			return nil
+		}
+		if attempt == worktreeAttempts || ctx.Err() != nil || !isContention(err) {
+			return err
+		}
+		// git removes what a failed add created; make sure of it.
+		_ = removeAll(w.Dir)
+		backoff := time.Duration(attempt)*worktreeBackoff + rand.N(worktreeBackoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (after %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// isContention reports whether a failed `git worktree add` looks like it
+// lost a race with another one: for a lock file, or reading a worktree that
+// was still being registered.
+func isContention(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{".lock", "could not lock", "Unable to create", "File exists", "failed to read"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// clone creates Dir as a clone of url with the baseline checked out. A
+// baseline no branch or tag reaches is fetched by id.
+func (w *Workspace) clone(ctx context.Context, url string) error {
+	if _, err := (gitRun{git: w.m.git}).run(ctx,
+		"clone", "--no-checkout", "--quiet", "--", url, w.Dir); err != nil {
+		return err
+	}
+	g := gitRun{git: w.m.git, dir: w.Dir}
+	if _, err := g.run(ctx, "cat-file", "-e", w.Baseline+"^{commit}"); err != nil {
+		if _, ferr := g.run(ctx, "fetch", "--quiet", "--no-tags", "--", url, w.Baseline); ferr != nil {
+			return fmt.Errorf("baseline %s not found in %s: %w", w.Baseline, url, ferr)
+		}
+	}
+	_, err := g.run(ctx, "checkout", "--quiet", "--detach", w.Baseline, "--")
+	return err
+}
+
+// Remove deletes the workspace: the checkout, its registration as a
+// worktree of the source repository, and MetaDir. It does nothing when the
+// Manager keeps workspaces. It is safe to call twice, and it runs to the
+// end even if ctx is canceled.
+func (w *Workspace) Remove(ctx context.Context) error {
+	if w.m.keep {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
+	if err := w.m.removeJobDir(ctx, w.MetaDir, w.commonDir); err != nil {
+		return fmt.Errorf("remove workspace %s: %w", w.JobID, err)
+	}
+	return nil
+}
+
+// Sweep removes the workspaces under Root that a crash left behind: every
+// job directory for which keep returns false (a nil keep keeps none).
+// Entries whose names are not job ids are never touched. Sweep does nothing
+// when the Manager keeps workspaces.
+func (m *Manager) Sweep(ctx context.Context, keep func(jobID string) bool) error {
+	if m.keep {
+		return nil
+	}
+	entries, err := os.ReadDir(m.root)
+	if err != nil {
+		return fmt.Errorf("sweep workspaces: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		id := e.Name()
+		if !e.IsDir() || !relaytype.ValidJobID(id) || (keep != nil && keep(id)) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("sweep workspaces: %w", err)
+		}
+		if err := m.removeJobDir(ctx, filepath.Join(m.root, id), ""); err != nil {
+			errs = append(errs, fmt.Errorf("sweep workspace %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeJobDir deletes a job directory. If its checkout is a linked
+// worktree, the worktree is removed with git and the repository's worktree
+// list pruned, so no registration is left behind. The repository is found
+// through the checkout's .git file, else is commonDir when not empty.
+func (m *Manager) removeJobDir(ctx context.Context, jobDir, commonDir string) error {
+	checkout := filepath.Join(jobDir, checkoutName)
+	if c := worktreeCommonDir(checkout); c != "" {
+		commonDir = c
+	}
+	if commonDir == "" {
+		return removeAll(jobDir)
+	}
+	l := m.repoLock(commonDir)
+	l.Lock()
+	defer l.Unlock()
+	g := gitRun{git: m.git}
+	if _, err := os.Lstat(checkout); err == nil {
+		// Best effort: removing the directory and pruning below cleans up
+		// whether or not this succeeds.
+		_, _ = g.run(ctx, "--git-dir="+commonDir, "worktree", "remove", "--force", checkout)
+	}
+	if err := removeAll(jobDir); err != nil {
+		return err
+	}
+	if _, err := g.run(ctx, "--git-dir="+commonDir, "worktree", "prune"); err != nil && dirExists(commonDir) {
+		// A repository that is gone has nothing left to prune.
+		return fmt.Errorf("prune worktrees: %w", err)
+	}
+	return nil
+}
+
+// repoLock returns the lock of the repository with git common directory
+// commonDir.
+func (m *Manager) repoLock(commonDir string) *sync.RWMutex {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.repoLocks[commonDir]
+	if !ok {
+		l = new(sync.RWMutex)
+		m.repoLocks[commonDir] = l
+	}
+	return l
+}
+
+// canonical returns path with symbolic links resolved, so that one
+// repository always maps to one lock.
+func canonical(path string) string {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		return p
+	}
+	return filepath.Clean(path)
+}
+
+// worktreeCommonDir returns the git directory of the repository that the
+// linked worktree dir belongs to, or "" if dir is not a linked worktree.
+func worktreeCommonDir(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, ".git"))
+	if err != nil {
+		return "" // missing, or a directory: a clone
+	}
+	admin, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "gitdir:")
+	if !ok {
+		return ""
+	}
+	admin = strings.TrimSpace(admin)
+	if !filepath.IsAbs(admin) {
+		admin = filepath.Join(dir, admin)
+	}
+	if c, err := os.ReadFile(filepath.Join(admin, "commondir")); err == nil {
+		common := strings.TrimSpace(string(c))
+		if !filepath.IsAbs(common) {
+			common = filepath.Join(admin, common)
+		}
+		return canonical(common)
+	}
+	if parent := filepath.Dir(admin); filepath.Base(parent) == "worktrees" {
+		return canonical(filepath.Dir(parent))
+	}
+	return ""
+}
+
+// removeAll is os.RemoveAll that also copes with read-only directories,
+// which tools such as the Go module cache leave behind.
+func removeAll(path string) error {
+	err := os.RemoveAll(path)
+	if err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(path)
+}
+
+func dirExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
