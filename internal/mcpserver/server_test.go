@@ -587,6 +587,13 @@ func TestSubscribe(t *testing.T) {
 			b.subscribe(t, relaytype.ArtifactURI(a, relaytype.ArtifactPatch))
 			b.subscribe(t, statusURI(barrier))
 
+			// The submits above published changes that may reach the
+			// server only now; flush them with a change no submit makes.
+			flush := relaytype.ArtifactURI(other, relaytype.ArtifactPR)
+			b.subscribe(t, flush)
+			b.fake.emit(relay.Change{JobID: other, Artifact: relaytype.ArtifactPR})
+			b.updatesUntil(t, flush)
+
 			// A state change of a notifies its status.
 			_, err := b.fake.transition(ctx, a, relaytype.StateRunning, "", "")
 			require.NoError(t, err)

@@ -217,6 +217,9 @@ func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobT
 		sets = append(sets, "lease_owner = NULL", "lease_expires_at = NULL", "expires_at = ?")
 		args = append(args, ms(p.Now.Add(time.Duration(j.Spec.Execution.TTLS)*time.Second)))
 	case claim:
+		if j.Attempt >= j.MaxAttempts {
+			return nil, fmt.Errorf("start job %s: it has used all %d attempts: %w", j.ID, j.MaxAttempts, relaytype.ErrIllegalTransition)
+		}
 		if p.Owner == "" || p.LeaseTTL <= 0 {
 			return nil, fmt.Errorf("start job %s: a lease owner and TTL are required", j.ID)
 		}
@@ -283,7 +286,7 @@ func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relay
 	var out []*relaytype.Job
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
-			WHERE state = 'QUEUED' AND expires_at > ?
+			WHERE state = 'QUEUED' AND expires_at > ? AND attempt < max_attempts
 			ORDER BY priority, seq LIMIT ?`, ms(p.Now), p.Limit)
 		if err != nil {
 			return fmt.Errorf("select claimable jobs: %w", err)
