@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,9 +53,14 @@ func summarize(name string, d []time.Duration) Result {
 }
 
 // ColdStart starts `binary serve` n times with in-memory storage and
-// times each from exec to the initialize reply.
-func ColdStart(ctx context.Context, binary, dir string, n int) (Result, error) {
-	var d []time.Duration
+// times each from exec to the initialize reply. It also returns the
+// median resident set size of the idle server right after initialize, in
+// bytes (0 where /proc is not available).
+func ColdStart(ctx context.Context, binary, dir string, n int) (Result, int64, error) {
+	var (
+		d   []time.Duration
+		rss []int64
+	)
 	for i := range n {
 		cmd := exec.Command(binary, "serve", "--storage", "memory", "--config-dir", filepath.Join(dir, fmt.Sprint("cold", i)))
 		cmd.Env = append(cmd.Environ(), "TASK_RELAY_DATA_DIR="+filepath.Join(dir, "cold-data"), "TASK_RELAY_LOG_LEVEL=error")
@@ -62,12 +69,30 @@ func ColdStart(ctx context.Context, binary, dir string, n int) (Result, error) {
 		t0 := time.Now()
 		s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
 		if err != nil {
-			return Result{}, fmt.Errorf("cold start %d: %w", i, err)
+			return Result{}, 0, fmt.Errorf("cold start %d: %w", i, err)
 		}
 		d = append(d, time.Since(t0))
+		rss = append(rss, residentBytes(cmd.Process.Pid))
 		_ = s.Close()
 	}
-	return summarize("cold start → initialize reply", d), nil
+	slices.Sort(rss)
+	return summarize("cold start → initialize reply", d), rss[len(rss)/2], nil
+}
+
+// residentBytes reads VmRSS of a process from /proc.
+func residentBytes(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 // noop is a Handler that does nothing, so the queue alone is measured.
@@ -150,7 +175,7 @@ func (q *Queue) Dispatch(ctx context.Context, n int) (submit, dispatch Result, e
 			return submit, dispatch, fmt.Errorf("job %d never started", i)
 		}
 	}
-	return summarize("submit (SQLite file, fsync'd WAL)", sd), summarize("submit → executor start", dd), nil
+	return summarize("submit (SQLite file, WAL)", sd), summarize("submit → executor start", dd), nil
 }
 
 // Throughput pushes n no-op jobs through a fresh relay on a SQLite file and

@@ -2,6 +2,8 @@ package bench_test
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -48,4 +50,17 @@ func TestQueueMeasures(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 100, r.N)
 	require.Greater(t, r.PerSec, 0.0)
+}
+
+// BenchmarkColdStart builds the binary and times exec → initialize reply.
+func BenchmarkColdStart(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "mcp-task-relay")
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	b.ResetTimer()
+	r, rss, err := bench.ColdStart(context.Background(), bin, dir, b.N)
+	require.NoError(b, err)
+	b.ReportMetric(float64(r.P50.Microseconds()), "coldstart-p50-µs")
+	b.ReportMetric(float64(rss)/(1<<20), "idle-rss-MiB")
 }

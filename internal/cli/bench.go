@@ -32,11 +32,12 @@ func newBench() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cold, err := bench.ColdStart(ctx, self, dir, coldN)
+			cold, rss, err := bench.ColdStart(ctx, self, dir, coldN)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(out, cold)
+			fmt.Fprintf(out, "%-34s %.1f MiB\n", "idle RSS after initialize (p50)", float64(rss)/(1<<20))
 			q, err := bench.NewQueue(ctx, dir, 3)
 			if err != nil {
 				return err

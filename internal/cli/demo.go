@@ -112,9 +112,9 @@ executors:
 	defer session.Close()
 
 	spec := map[string]any{
-		"repo":  map[string]any{"type": "local", "path": repo, "baseBranch": "main"},
-		"task":  map[string]any{"title": "Greet the relay", "description": "Append a greeting to hello.txt and start a changelog.", "acceptance": []string{"hello.txt ends with the greeting"}},
-		"scope": map[string]any{"readPaths": []string{"."}, "disallowReformatting": true},
+		"repo":           map[string]any{"type": "local", "path": repo, "baseBranch": "main"},
+		"task":           map[string]any{"title": "Greet the relay", "description": "Append a greeting to hello.txt and start a changelog.", "acceptance": []string{"hello.txt ends with the greeting"}},
+		"scope":          map[string]any{"readPaths": []string{"."}, "disallowReformatting": true},
 		"outputContract": []string{"DIFF", "TEST_PLAN", "NOTES"},
 		"execution":      map[string]any{"preferredModel": "none", "sandbox": "workspace-write", "askPolicy": "untrusted", "priority": "P1", "ttlS": 600},
 		"idempotencyKey": fmt.Sprintf("demo-%d", time.Now().UnixNano()),
