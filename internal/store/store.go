@@ -29,9 +29,10 @@ type Store interface {
 	JobGet(ctx context.Context, p *JobGetParams) (*relaytype.Job, error)
 	// JobList returns a page of jobs, newest first, and the total count.
 	JobList(ctx context.Context, p *JobListParams) ([]*relaytype.Job, int, error)
-	// JobClaim moves up to Limit QUEUED, unexpired jobs to RUNNING under a
-	// lease held by Owner, highest priority first then oldest first,
-	// incrementing each job's attempt.
+	// JobClaim moves up to Limit QUEUED jobs that are unexpired (ExpiresAt
+	// after Now) and have attempts left to RUNNING under a lease held by
+	// Owner, highest priority first then oldest first, incrementing each
+	// job's attempt.
 	JobClaim(ctx context.Context, p *JobClaimParams) ([]*relaytype.Job, error)
 	// JobHeartbeat extends the lease of an active job held by Owner. It
 	// returns an error wrapping relaytype.ErrLeaseLost when the job is no
@@ -40,16 +41,25 @@ type Store interface {
 	// JobTransition moves one job to another state, storing Artifacts in the
 	// same transaction. Illegal transitions return a
 	// *relaytype.TransitionError; a non-empty Owner that does not hold the
-	// lease returns an error wrapping relaytype.ErrLeaseLost.
+	// lease of an active job returns an error wrapping
+	// relaytype.ErrLeaseLost. A start (QUEUED or STALE → RUNNING) is a
+	// claim: Owner and LeaseTTL are required, Owner becomes the lease
+	// holder, the attempt is counted, and a job that has used MaxAttempts is
+	// refused with ErrIllegalTransition. A move to QUEUED clears the lease
+	// and gives the job a fresh ttl in the queue.
 	JobTransition(ctx context.Context, p *JobTransitionParams) (*relaytype.Job, error)
-	// JobRescue handles jobs whose lease lapsed before Now: each becomes
-	// STALE and is then requeued for another attempt, or FAILED once it has
-	// used MaxAttempts. It returns the jobs it changed in their new state.
+	// JobRescue handles jobs whose lease lapsed at or before Now, and jobs
+	// left in STALE: each becomes STALE (an active WAITING_ON_ANSWER job
+	// passes through RUNNING) and is then requeued for another attempt, or
+	// FAILED with INTERNAL_ERROR once it has used MaxAttempts. It returns
+	// the jobs it changed in their new state.
 	JobRescue(ctx context.Context, p *JobRescueParams) ([]*relaytype.Job, error)
-	// JobExpire moves QUEUED jobs whose TTL ended before Now to EXPIRED.
+	// JobExpire moves QUEUED jobs whose ExpiresAt is at or before Now to
+	// EXPIRED.
 	JobExpire(ctx context.Context, p *JobExpireParams) ([]*relaytype.Job, error)
-	// JobNextWake returns the earliest future time at which JobRescue or
-	// JobExpire would have work (a lease or TTL ending), or zero if none.
+	// JobNextWake returns the earliest time at which JobRescue or JobExpire
+	// has work (a lease or queue ttl ending, or a STALE job), which may be
+	// in the past, or the zero time if there is none.
 	JobNextWake(ctx context.Context) (time.Time, error)
 
 	// EventAppend appends a non-transition event (log line, note) to a job.
