@@ -209,8 +209,12 @@ func serve(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, std
 		return err
 	}
 	defer st.Close()
-	log.Info("relay ready", "version", version(), "profile", cfg.Profile, "storage", cfg.Storage.Mode,
-		"sqlite", cfg.Storage.SQLitePath, "executors", cfg.Executors.Names(), "instance", st.relay.InstanceID())
+	attrs := []any{"version", version(), "profile", cfg.Profile, "storage", cfg.Storage.Mode,
+		"executors", cfg.Executors.Names(), "instance", st.relay.InstanceID()}
+	if cfg.Storage.Mode == config.StorageSQLite {
+		attrs = append(attrs, "sqlite", cfg.Storage.SQLitePath)
+	}
+	log.Info("relay ready", attrs...)
 	srv, err := mcpserver.New(mcpserver.Config{Jobs: st.relay, Logger: log, Name: "mcp-task-relay", Version: version()})
 	if err != nil {
 		return err

@@ -1,0 +1,94 @@
+package main_test
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/require"
+)
+
+// With no executor configured the server still starts, and a submit fails
+// with an error that names the missing configuration.
+func TestNoExecutorConfigured(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	repo, base := newRepo(t)
+	cfg := writeConfig(t, dir, "server:\n  dataDir: "+filepath.Join(dir, "data")+"\n")
+	s := startServer(t, "--config-dir", cfg, "--storage", "memory")
+	res, err := s.session.CallTool(t.Context(), &mcp.CallToolParams{Name: "jobs_submit",
+		Arguments: map[string]any{"spec": seedSpec("file://"+repo, base, "none")}})
+	require.NoError(t, err)
+	require.True(t, res.IsError)
+	text := res.Content[0].(*mcp.TextContent).Text
+	require.Contains(t, text, `"code":"NO_EXECUTOR"`)
+	require.Contains(t, text, filepath.Join(cfg, "config.yaml"))
+	require.Contains(t, text, "executors")
+	s.assertOnlyJSONRPC(t)
+}
+
+// A bad spec is a tool error with INVALID_SPEC naming the field.
+func TestInvalidSpecNamesField(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	repo, _ := newRepo(t)
+	cfg := writeConfig(t, dir, "server:\n  dataDir: "+filepath.Join(dir, "data")+"\nexecutors:\n  x: {argv: [/bin/true]}\n")
+	s := startServer(t, "--config-dir", cfg, "--storage", "memory")
+	for field, mutate := range map[string]func(map[string]any){
+		"repo.baselineCommit": func(m map[string]any) { m["repo"].(map[string]any)["baselineCommit"] = "xyz" },
+		"task.title":          func(m map[string]any) { m["task"].(map[string]any)["title"] = strings.Repeat("t", 201) },
+		"repo.path": func(m map[string]any) {
+			m["repo"] = map[string]any{"type": "local", "path": filepath.Join(dir, "missing")}
+		},
+		"execution.executor": func(m map[string]any) { m["execution"].(map[string]any)["executor"] = "nope" },
+	} {
+		spec := seedSpec("file://"+repo, "", "bad-"+field)
+		delete(spec["repo"].(map[string]any), "baselineCommit")
+		mutate(spec)
+		res, err := s.session.CallTool(t.Context(), &mcp.CallToolParams{Name: "jobs_submit", Arguments: map[string]any{"spec": spec}})
+		require.NoError(t, err)
+		require.True(t, res.IsError, field)
+		text := res.Content[0].(*mcp.TextContent).Text
+		require.Contains(t, text, `"code":"INVALID_SPEC"`, field)
+		require.Contains(t, text, `"field":"`+field+`"`, text)
+	}
+}
+
+// A config.yaml with an unknown key stops serve with an error naming it.
+func TestBadConfigFails(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "server:\n  maxConcurency: 4\n")
+	cmd := exec.Command(binary, "serve", "--config-dir", cfg, "--storage", "memory")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 2, ee.ExitCode())
+	require.Contains(t, stderr.String(), `server.maxConcurency`)
+	require.Contains(t, stderr.String(), `config.yaml:2`)
+	require.Empty(t, stdout.String())
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(binary, "version").Output()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(out), "mcp-task-relay "), string(out))
+}
+
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(binary, "demo")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), stderr.String())
+	require.Contains(t, stdout.String(), "+Hello, relay!")
+	require.Contains(t, stdout.String(), "diff --git a/CHANGELOG.md b/CHANGELOG.md")
+	require.Contains(t, stderr.String(), "SUCCEEDED")
+	require.Contains(t, stderr.String(), "verified")
+}
