@@ -108,7 +108,8 @@ func writeConfig(t *testing.T, dir, body string) string {
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), "TASK_RELAY_LOG_LEVEL=debug")
+	// A credential in the relay's environment must not reach executors.
+	cmd.Env = append(os.Environ(), "TASK_RELAY_LOG_LEVEL=debug", "ANTHROPIC_API_KEY=sk-e2e-secret")
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
@@ -219,6 +220,7 @@ const editScript = `#!/bin/sh
 set -eu
 test -f "$1"
 test -n "$TASK_RELAY_JOB_ID" && test -n "$TASK_RELAY_COMMIT_SHA" && test -n "$TASK_RELAY_STEP_ID" && test -n "$TASK_RELAY_REPO"
+test -z "${ANTHROPIC_API_KEY:-}"
 echo "edited by $TASK_RELAY_JOB_ID" >> hello.txt
 printf 'new file\n' > added.txt
 echo "### TEST_PLAN"

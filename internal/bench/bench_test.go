@@ -64,3 +64,12 @@ func BenchmarkColdStart(b *testing.B) {
 	b.ReportMetric(float64(r.P50.Microseconds()), "coldstart-p50-µs")
 	b.ReportMetric(float64(rss)/(1<<20), "idle-rss-MiB")
 }
+
+// TestPipelineMeasures runs a few real jobs through the full pipeline.
+func TestPipelineMeasures(t *testing.T) {
+	t.Parallel()
+	r, err := bench.Pipeline(context.Background(), t.TempDir(), "", 5, 2)
+	require.NoError(t, err)
+	require.Equal(t, 5, r.N)
+	require.Greater(t, r.PerSec, 0.0)
+}

@@ -12,7 +12,7 @@ import (
 
 func newBench() *cobra.Command {
 	var (
-		jobs, dispatchN, coldN, concurrency int
+		jobs, dispatchN, coldN, concurrency, pipelineN int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -54,12 +54,20 @@ func newBench() *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(out, tp)
+			if pipelineN > 0 {
+				pr, err := bench.Pipeline(ctx, dir, self, pipelineN, concurrency)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, pr)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().IntVar(&jobs, "jobs", 5000, "no-op jobs for the throughput run")
 	cmd.Flags().IntVar(&dispatchN, "dispatch", 500, "jobs for the latency run")
 	cmd.Flags().IntVar(&coldN, "cold", 20, "cold starts to time")
-	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "workers for the throughput run")
+	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "workers for the throughput runs")
+	cmd.Flags().IntVar(&pipelineN, "pipeline", 100, "real jobs (git worktree, shell executor, patch) for the full-pipeline run; 0 skips it")
 	return cmd
 }

@@ -106,6 +106,9 @@ func buildExecutors(cfg *config.Config) (map[string]executor.Runner, error) {
 		case "", config.KindCommand:
 			c, err := executor.NewCommand(executor.CommandConfig{
 				Name: name, Argv: e.Argv, Env: e.Env, Timeout: e.Timeout(), Shim: self,
+				// The relay's own credentials stay with the relay unless
+				// the executor's config passes them on.
+				BaseEnv: executor.ScrubEnv(os.Environ(), e.PassEnv),
 			})
 			if err != nil {
 				return nil, err

@@ -279,6 +279,11 @@ type Executor struct {
 	// ExtraArgs are appended to a built-in adapter's command line. YAML key
 	// executors.NAME.extraArgs. Defaults to empty.
 	ExtraArgs []string `yaml:"extraArgs"`
+	// PassEnv names variables of the relay's environment that the executor
+	// may see although they look like secrets (names ending in _API_KEY,
+	// _TOKEN, _SECRET, _PASSWORD, ...), which are otherwise withheld. YAML
+	// key executors.NAME.passEnv. Defaults to none.
+	PassEnv []string `yaml:"passEnv"`
 }
 
 // Timeout returns TimeoutS as a duration. Defaults to 30 min.
@@ -482,6 +487,7 @@ func (c *Config) clone() *Config {
 func (e Executor) clone() Executor {
 	e.Argv = slices.Clone(e.Argv)
 	e.ExtraArgs = slices.Clone(e.ExtraArgs)
+	e.PassEnv = slices.Clone(e.PassEnv)
 	if e.Env != nil {
 		env := make(map[string]string, len(e.Env))
 		for k, v := range e.Env {

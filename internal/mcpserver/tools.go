@@ -28,8 +28,8 @@ const (
 		`States: QUEUED (waiting for a worker), RUNNING, WAITING_ON_ANSWER (the executor asked a question and waits for the answer), ` +
 		`STALE (its worker was lost; it is retried until maxAttempts) — all still in progress; ` +
 		`SUCCEEDED, FAILED, CANCELED, EXPIRED (queued longer than ttlS) — terminal. ` +
-		`A FAILED job has reasonCode BAD_ARTIFACTS (output missing or patch does not apply), CONFLICT, POLICY, EXECUTOR_ERROR, ` +
-		`TIMEOUT or INTERNAL_ERROR, and a summary. ` +
+		`A FAILED job has reasonCode EXECUTOR_ERROR (the executor exited non-zero), TIMEOUT, CONFLICT (its patch does not apply to the baseline), BAD_ARTIFACTS (the patch could not be computed), ` +
+		`POLICY or INTERNAL_ERROR, and a summary. ` +
 		`Then read the results with resources/read: mcp://jobs/{jobId}/artifacts/patch.diff (a unified diff that applies cleanly to baselineCommit), ` +
 		`mcp://jobs/{jobId}/artifacts/out.md (test plan and notes), mcp://jobs/{jobId}/artifacts/logs.txt (executor output); ` +
 		`jobs_get lists the artifacts that exist, with SHA-256 digests.`
