@@ -47,7 +47,7 @@ executors:
 	s1 := startServer(t, args...)
 	spec := seedSpec("file://"+repo, base, "crash-1")
 	jobID := s1.call(t, "jobs_submit", map[string]any{"spec": spec})["jobId"].(string)
-	pids := readPidFile(t, marker)
+	pids := readPids(t, marker, 1)
 	s1.waitState(t, jobID, "RUNNING")
 	require.NoError(t, s1.cmd.Process.Signal(syscall.SIGKILL))
 	_ = s1.cmd.Wait()
@@ -109,18 +109,4 @@ executors:
 	require.Equal(t, len(events), count(`SELECT count(*) FROM job_events WHERE job_id = ?`, jobID))
 	_, err = os.Stat(filepath.Join(dir, "data", "artifacts", jobID, "patch.diff"))
 	require.NoError(t, err)
-}
-
-func readPidFile(t *testing.T, file string) []int {
-	t.Helper()
-	var pid int
-	waitFor(t, func() bool {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return false
-		}
-		_, err = fmt.Sscanf(string(b), "%d\n", &pid)
-		return err == nil
-	})
-	return []int{pid}
 }

@@ -328,25 +328,25 @@ func waitGone(t *testing.T, pids ...int) {
 	}
 }
 
-func readPids(t *testing.T, file string) []int {
+// readPids waits until file holds n whitespace-separated pids on a
+// finished line and returns them.
+func readPids(t *testing.T, file string, n int) []int {
 	t.Helper()
 	var pids []int
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, func() bool {
 		b, err := os.ReadFile(file)
-		if err == nil && strings.HasSuffix(string(b), "\n") && len(strings.Fields(string(b))) == 2 {
-			for _, f := range strings.Fields(string(b)) {
-				pid, err := strconv.Atoi(f)
-				require.NoError(t, err)
-				pids = append(pids, pid)
-			}
-			return pids
+		if err != nil || !strings.HasSuffix(string(b), "\n") || len(strings.Fields(string(b))) != n {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("executor never wrote %s", file)
+		pids = pids[:0]
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			require.NoError(t, err)
+			pids = append(pids, pid)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return true
+	})
+	return pids
 }
 
 // treeScript starts a sleeping grandchild, records both pids and waits.
@@ -380,7 +380,7 @@ executors:
 func TestCancelKillsExecutorProcessTree(t *testing.T) {
 	t.Parallel()
 	s, jobID, pidfile := treeServer(t)
-	pids := readPids(t, pidfile)
+	pids := readPids(t, pidfile, 2)
 	res := s.call(t, "jobs_cancel", map[string]any{"jobId": jobID})
 	require.Equal(t, true, res["ok"])
 	require.Equal(t, "CANCELED", res["state"])
@@ -392,7 +392,7 @@ func TestCancelKillsExecutorProcessTree(t *testing.T) {
 func TestNoExecutorOutlivesKilledRelay(t *testing.T) {
 	t.Parallel()
 	s, _, pidfile := treeServer(t)
-	pids := readPids(t, pidfile)
+	pids := readPids(t, pidfile, 2)
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGKILL))
 	_ = s.cmd.Wait()
 	waitGone(t, pids...)

@@ -193,31 +193,49 @@ func Throughput(ctx context.Context, dir string, n, concurrency int) (Result, er
 	if err != nil {
 		return Result{}, err
 	}
+	el, err := drive(ctx, r, n, 4, spec, 2*time.Minute)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Name: "no-op jobs through SQLite queue", N: n, PerSec: float64(n) / el.Seconds()}, nil
+}
+
+// drive starts r, submits n jobs made by mk from the given number of
+// goroutines, and waits until all n have finished. It returns the time
+// from the first submit to the last finish, or an error if a job ended in
+// another state than SUCCEEDED.
+func drive(ctx context.Context, r *relay.Relay, n, submitters int, mk func(int) *relaytype.JobSpec, timeout time.Duration) (time.Duration, error) {
 	changes, unsub := r.Subscribe()
 	defer unsub()
-	var done atomic.Int64
+	var done, failed atomic.Int64
 	all := make(chan struct{})
 	go func() {
 		for c := range changes {
-			if c.State == relaytype.StateSucceeded && done.Add(1) == int64(n) {
+			if !c.State.Terminal() {
+				continue
+			}
+			if c.State != relaytype.StateSucceeded {
+				failed.Add(1)
+			}
+			if done.Add(1) == int64(n) {
 				close(all)
 				return
 			}
 		}
 	}()
 	if err := r.Start(ctx); err != nil {
-		return Result{}, err
+		return 0, err
 	}
 	defer r.Stop()
 	t0 := time.Now()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for w := range 4 {
+	errs := make(chan error, submitters)
+	for w := range submitters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < n; i += 4 {
-				if _, _, err := r.Submit(ctx, spec(i)); err != nil {
+			for i := w; i < n; i += submitters {
+				if _, _, err := r.Submit(ctx, mk(i)); err != nil {
 					errs <- err
 					return
 				}
@@ -227,13 +245,15 @@ func Throughput(ctx context.Context, dir string, n, concurrency int) (Result, er
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		return Result{}, err
+		return 0, err
 	}
 	select {
 	case <-all:
-	case <-time.After(2 * time.Minute):
-		return Result{}, fmt.Errorf("only %d of %d jobs finished", done.Load(), n)
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("only %d of %d jobs finished", done.Load(), n)
 	}
-	el := time.Since(t0)
-	return Result{Name: "no-op jobs through SQLite queue", N: n, PerSec: float64(n) / el.Seconds()}, nil
+	if f := failed.Load(); f > 0 {
+		return 0, fmt.Errorf("%d of %d jobs did not succeed", f, n)
+	}
+	return time.Since(t0), nil
 }

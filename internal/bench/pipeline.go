@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
@@ -66,42 +65,13 @@ func Pipeline(ctx context.Context, dir, shim string, n, concurrency int) (Result
 	if err != nil {
 		return Result{}, err
 	}
-	changes, unsub := r.Subscribe()
-	defer unsub()
-	var done, failed atomic.Int64
-	all := make(chan struct{})
-	go func() {
-		for c := range changes {
-			if c.State.Terminal() {
-				if c.State != relaytype.StateSucceeded {
-					failed.Add(1)
-				}
-				if done.Add(1) == int64(n) {
-					close(all)
-					return
-				}
-			}
-		}
-	}()
-	if err := r.Start(ctx); err != nil {
-		return Result{}, err
-	}
-	defer r.Stop()
-	t0 := time.Now()
-	for i := range n {
+	el, err := drive(ctx, r, n, 1, func(i int) *relaytype.JobSpec {
 		s := spec(i)
 		s.Repo = relaytype.Repo{Type: "local", Path: repo}
-		if _, _, err := r.Submit(ctx, s); err != nil {
-			return Result{}, err
-		}
+		return s
+	}, 5*time.Minute)
+	if err != nil {
+		return Result{}, err
 	}
-	select {
-	case <-all:
-	case <-time.After(5 * time.Minute):
-		return Result{}, fmt.Errorf("only %d of %d jobs finished", done.Load(), n)
-	}
-	if f := failed.Load(); f > 0 {
-		return Result{}, fmt.Errorf("%d of %d pipeline jobs did not succeed", f, n)
-	}
-	return Result{Name: "full pipeline jobs (git worktree)", N: n, PerSec: float64(n) / time.Since(t0).Seconds()}, nil
+	return Result{Name: "full pipeline jobs (git worktree)", N: n, PerSec: float64(n) / el.Seconds()}, nil
 }

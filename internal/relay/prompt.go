@@ -147,11 +147,11 @@ func RenderOut(stdout []byte) []byte {
 		}
 		return out
 	}
-	var b strings.Builder
+	var parts []string
 	for _, name := range []string{"TEST_PLAN", "NOTES"} {
 		if sb, ok := sections[name]; ok {
-			fmt.Fprintf(&b, "### %s\n\n%s\n", name, strings.TrimSpace(sb.String()))
+			parts = append(parts, fmt.Sprintf("### %s\n\n%s\n", name, strings.TrimSpace(sb.String())))
 		}
 	}
-	return []byte(b.String())
+	return []byte(strings.Join(parts, "\n"))
 }

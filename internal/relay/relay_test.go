@@ -42,7 +42,7 @@ func setup(t *testing.T, h relay.Handler, mutate func(*relay.Config)) *bundle {
 	st, err := sqlite.Open(context.Background(), sqlite.Config{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
-	cfg := relay.Config{Store: st, Handler: h, Artifacts: relay.ArtifactDir{Root: t.TempDir()}}
+	cfg := relay.Config{Store: st, Handler: h, Artifacts: relay.ArtifactDir{Root: t.TempDir()}, Logger: quiet}
 	if mutate != nil {
 		mutate(&cfg)
 	}
