@@ -20,7 +20,6 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/workspace"
-	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
 func newServe() *cobra.Command {
@@ -179,11 +178,13 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack
 		return nil, err
 	}
 	// Workspaces left by a crash belong to jobs that are over or will be
-	// prepared afresh; remove the ones no live job needs.
+	// prepared afresh. Remove only those of jobs this store knows to be
+	// finished: other relays (another database, memory storage) may share
+	// the workspace root, and their jobs are unknown here.
 	go func() {
 		err := wm.Sweep(ctx, func(id string) bool {
 			j, err := st.JobGet(ctx, &store.JobGetParams{ID: id})
-			return err != nil && !errors.Is(err, relaytype.ErrJobNotFound) || err == nil && !j.State.Terminal()
+			return err != nil || !j.State.Terminal()
 		})
 		if err != nil && ctx.Err() == nil {
 			log.Warn("sweep workspaces", "err", err)
