@@ -28,6 +28,7 @@ const (
 	CodePayloadTooLarge   ErrorCode = "PAYLOAD_TOO_LARGE"
 	CodeNotFound          ErrorCode = "NOT_FOUND"
 	CodeMethodNotAllowed  ErrorCode = "METHOD_NOT_ALLOWED"
+	CodeJobNotActive      ErrorCode = "JOB_NOT_ACTIVE"
 )
 
 // Sentinel errors. Store implementations and the relay wrap these so that
@@ -39,6 +40,12 @@ var (
 	ErrLeaseLost         = errors.New("lease lost")
 	ErrNoExecutor        = errors.New("no executor configured")
 	ErrInvalidSpec       = errors.New("invalid job spec")
+	ErrAskNotFound       = errors.New("ask not found")
+	ErrAskConflict       = errors.New("ask id already used with a different payload")
+	ErrAnswerConflict    = errors.New("ask already answered differently")
+	ErrJobNotActive      = errors.New("job is not running")
+	ErrContextMismatch   = errors.New("context hash does not match the envelope")
+	ErrNoContextEnvelope = errors.New("context envelope missing")
 )
 
 // SpecError is a validation failure of a JobSpec; Field is the dotted JSON
@@ -77,6 +84,30 @@ func CodeOf(err error) ErrorCode {
 		return CodeNoExecutor
 	case errors.Is(err, ErrInvalidSpec):
 		return CodeInvalidSpec
+	case errors.Is(err, ErrAskNotFound):
+		return CodeAskNotFound
+	case errors.Is(err, ErrAskConflict), errors.Is(err, ErrAnswerConflict):
+		return CodeConflict
+	case errors.Is(err, ErrJobNotActive):
+		return CodeJobNotActive
+	case errors.Is(err, ErrContextMismatch):
+		return CodeContextMismatch
+	case errors.Is(err, ErrNoContextEnvelope):
+		return CodeNoContextEnvelope
 	}
 	return ""
 }
+
+// RequestError is a validation failure of a request other than a JobSpec
+// (an ask, an answer, tool arguments); Field names the offending field.
+type RequestError struct {
+	Field   string
+	Message string
+}
+
+func (e *RequestError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", CodeInvalidRequest, e.Field, e.Message)
+}
+
+// Code returns CodeInvalidRequest.
+func (e *RequestError) Code() ErrorCode { return CodeInvalidRequest }

@@ -14,6 +14,7 @@
 package config
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,6 +105,7 @@ const (
 	DefaultLongPollTimeoutSec = 25
 	MaxLongPollTimeoutSec     = 300
 	DefaultSSEHeartbeatSec    = 10
+	DefaultAskTimeoutSec      = 600
 	DefaultAuth               = AuthToken
 	DefaultRunnerProvider     = ProviderAnthropic
 	DefaultRunnerModel        = "claude-sonnet-4-5"
@@ -316,6 +318,35 @@ type AskAnswer struct {
 	Auth string `yaml:"auth"`
 	// Runner configures the Answer Runner. YAML key askAnswer.runner.
 	Runner Runner `yaml:"runner"`
+	// AskTimeoutSec is the deadline of an ask that sets no
+	// constraints.timeout_s and is answered by the orchestrator or a human;
+	// at the deadline the ask is answered TIMEOUT. YAML key
+	// askAnswer.askTimeoutSec. Defaults to 600.
+	AskTimeoutSec int `yaml:"askTimeoutSec"`
+	// Routing picks who answers each ask. YAML key askAnswer.routing.
+	Routing Routing `yaml:"routing"`
+}
+
+// Routing picks who answers each ask: runner (the Answer Runner),
+// orchestrator (the MCP client, through asks_answer) or human. A rule for
+// the ask's role wins over one for its type, which wins over Default.
+type Routing struct {
+	// Default is the route of asks no rule matches. YAML key
+	// askAnswer.routing.default. Defaults to runner when the Answer Runner
+	// is available, else orchestrator.
+	Default string `yaml:"default"`
+	// ByType maps ask types (CLARIFICATION, RESOURCE_FETCH,
+	// POLICY_DECISION, APPROVAL, CHOICE) to routes. YAML key
+	// askAnswer.routing.byType. Defaults to none.
+	ByType map[string]string `yaml:"byType"`
+	// ByRole maps role ids to routes. YAML key askAnswer.routing.byRole.
+	// Defaults to none.
+	ByRole map[string]string `yaml:"byRole"`
+}
+
+// AskTimeout returns AskTimeoutSec as a duration. Defaults to 10 min.
+func (a AskAnswer) AskTimeout() time.Duration {
+	return seconds(a.AskTimeoutSec, DefaultAskTimeoutSec)
 }
 
 // LongPollTimeout returns LongPollTimeoutSec as a duration. Defaults to 25 s.
@@ -429,6 +460,7 @@ func (c *Config) WithDefaults() *Config {
 	a.LongPollTimeoutSec = or(a.LongPollTimeoutSec, DefaultLongPollTimeoutSec)
 	a.SSEHeartbeatSec = or(a.SSEHeartbeatSec, DefaultSSEHeartbeatSec)
 	a.Auth = or(a.Auth, DefaultAuth)
+	a.AskTimeoutSec = or(a.AskTimeoutSec, DefaultAskTimeoutSec)
 
 	r := &a.Runner
 	if r.Enabled == nil {
@@ -469,6 +501,8 @@ func DefaultDataDir(getenv func(string) (string, bool)) string {
 func (c *Config) clone() *Config {
 	out := *c
 	out.AskAnswer.Runner.Enabled = clonePtr(c.AskAnswer.Runner.Enabled)
+	out.AskAnswer.Routing.ByType = maps.Clone(c.AskAnswer.Routing.ByType)
+	out.AskAnswer.Routing.ByRole = maps.Clone(c.AskAnswer.Routing.ByRole)
 	if c.Executors.ByName != nil {
 		out.Executors.ByName = make(map[string]Executor, len(c.Executors.ByName))
 		for name, e := range c.Executors.ByName {

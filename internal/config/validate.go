@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -68,6 +69,19 @@ func (c *Config) Validate() error {
 	v.between("askAnswer.longPollTimeoutSec", a.LongPollTimeoutSec, 1, MaxLongPollTimeoutSec)
 	v.atLeast("askAnswer.sseHeartbeatSec", a.SSEHeartbeatSec, 1)
 	v.oneOf("askAnswer.auth", a.Auth, AuthToken, AuthNone)
+	v.atLeast("askAnswer.askTimeoutSec", a.AskTimeoutSec, 1)
+	routes := []string{RouteRunner, RouteOrchestrator, RouteHuman}
+	if a.Routing.Default != "" {
+		v.oneOf("askAnswer.routing.default", a.Routing.Default, routes...)
+	}
+	for _, t := range sortedKeys(a.Routing.ByType) {
+		if v.oneOf("askAnswer.routing.byType", t, AskTypeNames...) {
+			v.oneOf("askAnswer.routing.byType."+t, a.Routing.ByType[t], routes...)
+		}
+	}
+	for _, role := range sortedKeys(a.Routing.ByRole) {
+		v.oneOf("askAnswer.routing.byRole."+role, a.Routing.ByRole[role], routes...)
+	}
 
 	r := a.Runner
 	if v.oneOf("askAnswer.runner.provider", r.Provider, ProviderAnthropic, ProviderOpenAI, ProviderSampling, ProviderNone) &&
@@ -218,4 +232,23 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// Routes of askAnswer.routing.
+const (
+	RouteRunner       = "runner"
+	RouteOrchestrator = "orchestrator"
+	RouteHuman        = "human"
+)
+
+// AskTypeNames are the ask types askAnswer.routing.byType accepts.
+var AskTypeNames = []string{"CLARIFICATION", "RESOURCE_FETCH", "POLICY_DECISION", "APPROVAL", "CHOICE"}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

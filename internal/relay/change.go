@@ -10,4 +10,6 @@ type Change struct {
 	StateVersion int64
 	// Artifact is set when the change is a newly stored artifact.
 	Artifact relaytype.ArtifactKind
+	// Asks is set when an ask of the job was created or answered.
+	Asks bool
 }

@@ -34,6 +34,9 @@ type PipelineConfig struct {
 	// Env is added to every executor's environment (TASK_RELAY_PROFILE,
 	// ASK_ANSWER_ORIGIN, ...).
 	Env map[string]string
+	// JobToken returns the bearer token an executor uses for the
+	// Ask/Answer API of its job (TASK_RELAY_TOKEN). Defaults to none.
+	JobToken func(jobID string) string
 	// MaxOutputBytes bounds captured executor output. Defaults to the
 	// executor package default.
 	MaxOutputBytes int64
@@ -192,6 +195,9 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	env["TASK_RELAY_COMMIT_SHA"] = job.BaselineCommit
 	env["TASK_RELAY_ATTEMPT"] = fmt.Sprint(job.Attempt)
 	env["TASK_RELAY_PROMPT_FILE"] = promptFile
+	if p.cfg.JobToken != nil {
+		env["TASK_RELAY_TOKEN"] = p.cfg.JobToken(job.ID)
+	}
 	if job.Spec.Repo.BaseBranch != "" {
 		env["TASK_RELAY_FACT_branch"] = job.Spec.Repo.BaseBranch
 	}

@@ -322,6 +322,22 @@ func (r *Relay) publish(c Change) {
 	}
 }
 
+// Notify tells the relay and its subscribers about a change made outside
+// it (an ask created or answered): the job's new state is published, and
+// if the job ended while this relay runs it, its executor is stopped.
+func (r *Relay) Notify(job *relaytype.Job, asks bool) {
+	r.publish(Change{JobID: job.ID, State: job.State, StateVersion: job.StateVersion, Asks: asks})
+	if !job.State.Terminal() {
+		return
+	}
+	r.mu.Lock()
+	w := r.running[job.ID]
+	r.mu.Unlock()
+	if w != nil {
+		w.cancel(errEnded)
+	}
+}
+
 func (r *Relay) publishJob(j *relaytype.Job) {
 	r.publish(Change{JobID: j.ID, State: j.State, StateVersion: j.StateVersion})
 }

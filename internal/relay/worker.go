@@ -15,6 +15,7 @@ import (
 var (
 	errCanceled  = errors.New("job canceled")
 	errLeaseLost = errors.New("lease lost")
+	errEnded     = errors.New("job ended by an answer")
 )
 
 type worker struct {
@@ -127,6 +128,9 @@ func (r *Relay) work(ctx context.Context, w *worker) {
 		case errors.Is(cause, errLeaseLost):
 			r.log.Warn("job run stopped: lease lost", "job_id", job.ID)
 			return
+		case errors.Is(cause, errEnded):
+			r.log.Info("job run stopped: the job ended while it waited for an answer", "job_id", job.ID)
+			return
 		case out.State == "":
 			r.release(fctx, job)
 			return
@@ -136,10 +140,23 @@ func (r *Relay) work(ctx context.Context, w *worker) {
 		out = Outcome{State: relaytype.StateFailed, Reason: relaytype.ReasonInternalError,
 			Summary: fmt.Sprintf("handler returned state %q", out.State), Artifacts: out.Artifacts}
 	}
-	final, err := r.store.JobTransition(fctx, &store.JobTransitionParams{
+	finish := &store.JobTransitionParams{
 		ID: job.ID, To: out.State, Owner: r.cfg.InstanceID, Now: r.cfg.Now(),
 		Reason: out.Reason, Summary: out.Summary, Artifacts: out.Artifacts,
-	})
+	}
+	final, err := r.store.JobTransition(fctx, finish)
+	var te *relaytype.TransitionError
+	if errors.As(err, &te) && te.From == relaytype.StateWaitingOnAnswer {
+		// The executor finished without waiting for its answer: the job
+		// is running again first (its pending asks close as it ends).
+		if _, err = r.store.JobTransition(fctx, &store.JobTransitionParams{
+			ID: job.ID, To: relaytype.StateRunning, Owner: r.cfg.InstanceID, Now: r.cfg.Now(),
+			Summary: "executor finished with asks pending",
+		}); err == nil {
+			finish.Now = r.cfg.Now()
+			final, err = r.store.JobTransition(fctx, finish)
+		}
+	}
 	if err != nil {
 		// Canceled or taken over meanwhile: the other party's state stands.
 		r.log.Warn("record job outcome", "job_id", job.ID, "state", out.State, "err", err)

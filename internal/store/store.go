@@ -73,6 +73,36 @@ type Store interface {
 	// relaytype.ErrArtifactNotFound.
 	ArtifactGet(ctx context.Context, p *ArtifactGetParams) (*relaytype.Artifact, error)
 
+	// AskInsert stores a PENDING ask of an active job, appends its "ask"
+	// event and moves a RUNNING job to WAITING_ON_ANSWER, in one
+	// transaction. It returns the job as it is afterwards. A repeated ask
+	// id with the same PayloadHash returns the stored ask with
+	// created=false; with another payload it fails with
+	// relaytype.ErrAskConflict. A job that is not RUNNING or
+	// WAITING_ON_ANSWER fails with relaytype.ErrJobNotActive.
+	AskInsert(ctx context.Context, p *AskInsertParams) (ask *relaytype.AskRecord, created bool, job *relaytype.Job, err error)
+	// AskGet returns one ask or an error wrapping relaytype.ErrAskNotFound.
+	AskGet(ctx context.Context, p *AskGetParams) (*relaytype.AskRecord, error)
+	// AskList returns asks oldest first, filtered by job and status.
+	AskList(ctx context.Context, p *AskListParams) ([]*relaytype.AskRecord, error)
+	// AskDue returns PENDING asks whose deadline is at or before Now.
+	AskDue(ctx context.Context, p *AskDueParams) ([]*relaytype.AskRecord, error)
+	// AskNextDeadline returns the earliest deadline of a PENDING ask, or
+	// the zero time if there is none.
+	AskNextDeadline(ctx context.Context) (time.Time, error)
+	// AnswerInsert stores the answer to a PENDING ask, marks the ask with
+	// the answer's status and appends the "answer" event; then, if the job
+	// is active, a non-ANSWERED status fails it (REJECTED → POLICY,
+	// TIMEOUT → TIMEOUT, ERROR → EXECUTOR_ERROR) and an ANSWERED one
+	// returns a WAITING_ON_ANSWER job with no other pending ask to
+	// RUNNING, all in one transaction. A second answer with the same
+	// PayloadHash returns the stored one with created=false; with another
+	// payload it fails with relaytype.ErrAnswerConflict.
+	AnswerInsert(ctx context.Context, p *AnswerInsertParams) (answer *relaytype.AnswerRecord, created bool, job *relaytype.Job, err error)
+	// AnswerGet returns the answer to an ask, nil if it has none yet, or
+	// an error wrapping relaytype.ErrAskNotFound.
+	AnswerGet(ctx context.Context, p *AnswerGetParams) (*relaytype.AnswerRecord, error)
+
 	// Close releases the store's resources.
 	Close() error
 }
@@ -165,4 +195,46 @@ type ArtifactListParams struct {
 type ArtifactGetParams struct {
 	JobID string
 	Kind  relaytype.ArtifactKind
+}
+
+// AskInsertParams are the inputs of Store.AskInsert.
+type AskInsertParams struct {
+	Ask *relaytype.AskRecord
+	// PayloadHash identifies the posted payload for idempotency.
+	PayloadHash string
+	Now         time.Time
+}
+
+// AskGetParams are the inputs of Store.AskGet.
+type AskGetParams struct {
+	AskID string
+}
+
+// AskListParams are the inputs of Store.AskList.
+type AskListParams struct {
+	// JobID filters by job when non-empty.
+	JobID string
+	// Status filters by status when non-empty.
+	Status relaytype.AnswerStatus
+	// Limit caps the number of asks; zero means 1000.
+	Limit int
+}
+
+// AskDueParams are the inputs of Store.AskDue.
+type AskDueParams struct {
+	Now   time.Time
+	Limit int
+}
+
+// AnswerInsertParams are the inputs of Store.AnswerInsert.
+type AnswerInsertParams struct {
+	Answer *relaytype.AnswerRecord
+	// PayloadHash identifies the posted payload for idempotency.
+	PayloadHash string
+	Now         time.Time
+}
+
+// AnswerGetParams are the inputs of Store.AnswerGet.
+type AnswerGetParams struct {
+	AskID string
 }

@@ -248,11 +248,17 @@ func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobT
 			return nil, err
 		}
 	}
+
 	if _, err := appendEvent(ctx, tx, j.ID, relaytype.EventTransition, relaytype.TransitionPayload{
 		From: j.State, To: p.To, StateVersion: j.StateVersion + 1, Attempt: attempt,
 		Reason: p.Reason, Summary: p.Summary, Owner: p.Owner,
 	}, p.Now); err != nil {
 		return nil, err
+	}
+	if p.To.Terminal() {
+		if err := closePendingAsks(ctx, tx, j, p.To, p.Now); err != nil {
+			return nil, err
+		}
 	}
 	return getJob(ctx, tx, j.ID)
 }

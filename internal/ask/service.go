@@ -1,0 +1,493 @@
+package ask
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// Defaults of Config.
+const (
+	DefaultTimeout       = 10 * time.Minute
+	DefaultRunnerTimeout = 60 * time.Second
+	// safetyRecheck bounds how long a waiter goes without looking at the
+	// store, for answers written by another process.
+	safetyRecheck = 2 * time.Second
+	maxSweepSleep = 5 * time.Second
+)
+
+// Answerer answers asks routed to it (the Answer Runner, a human
+// channel). The orchestrator has none: it answers through Service.Answer.
+type Answerer interface {
+	Answer(ctx context.Context, ask *relaytype.AskRecord) (*relaytype.Answer, error)
+}
+
+// Config configures a Service.
+type Config struct {
+	// Store persists asks and answers. Required.
+	Store store.Store
+	// Routing maps asks to routes. Defaults to everything to the
+	// orchestrator.
+	Routing Routing
+	// Answerers answer the routes they are registered for; a route with
+	// none falls back to the orchestrator. Defaults to none.
+	Answerers map[Route]Answerer
+	// Timeout is the deadline of an ask that sets no constraints.timeout_s
+	// and is not routed to the runner. Defaults to 10 min.
+	Timeout time.Duration
+	// RunnerTimeout is that deadline for asks routed to the runner.
+	// Defaults to 60 s.
+	RunnerTimeout time.Duration
+	// OnChange is called after an ask is created or answered, with the job
+	// as it is afterwards. Defaults to nothing.
+	OnChange func(job *relaytype.Job)
+	// Logger receives structured logs. Defaults to slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Service runs the relay side of the Ask/Answer protocol.
+type Service struct {
+	cfg    Config
+	store  store.Store
+	router *Router
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	waiters map[string]*waitEntry
+
+	sweepWake chan struct{}
+	startStop sync.Mutex
+	cancel    context.CancelFunc
+	done      chan struct{}
+	inflight  sync.WaitGroup
+}
+
+type waitEntry struct {
+	ch   chan struct{}
+	refs int
+}
+
+// New returns a Service; call Start to run its deadline loop.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("ask: Store is required")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.RunnerTimeout == 0 {
+		cfg.RunnerTimeout = DefaultRunnerTimeout
+	}
+	if cfg.OnChange == nil {
+		cfg.OnChange = func(*relaytype.Job) {}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	available := map[Route]bool{}
+	for r, a := range cfg.Answerers {
+		available[r] = a != nil
+	}
+	router, err := NewRouter(cfg.Routing, available)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		cfg: cfg, store: cfg.Store, router: router, log: cfg.Logger,
+		waiters: map[string]*waitEntry{}, sweepWake: make(chan struct{}, 1),
+	}, nil
+}
+
+var (
+	uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	hashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+func bad(field, format string, a ...any) error {
+	return &relaytype.RequestError{Field: field, Message: fmt.Sprintf(format, a...)}
+}
+
+// validateAsk checks an ask and its envelope hash.
+func validateAsk(a *relaytype.Ask) error {
+	switch {
+	case a.Type != "" && a.Type != "Ask":
+		return bad("type", `must be "Ask", not %q`, a.Type)
+	case !uuidRE.MatchString(a.AskID):
+		return bad("ask_id", "must be a UUID")
+	case a.JobID == "":
+		return bad("job_id", "required")
+	case !relaytype.ValidJobID(a.JobID):
+		return bad("job_id", "%q is not a job id", a.JobID)
+	case strings.TrimSpace(a.StepID) == "":
+		return bad("step_id", "required")
+	case len(a.StepID) > 200:
+		return bad("step_id", "longer than 200 bytes")
+	case !a.AskType.Valid():
+		return bad("ask_type", "must be one of %v, not %q", relaytype.AskTypes, a.AskType)
+	case strings.TrimSpace(a.Prompt) == "":
+		return bad("prompt", "required")
+	case len(a.Prompt) > relaytype.MaxAskPromptLen:
+		return bad("prompt", "is %d bytes, at most %d allowed", len(a.Prompt), relaytype.MaxAskPromptLen)
+	case len(a.RoleID) > 200:
+		return bad("role_id", "longer than 200 bytes")
+	}
+	if c := a.Constraints; c != nil {
+		if c.TimeoutS < 0 || c.TimeoutS > relaytype.MaxAskTimeoutS {
+			return bad("constraints.timeout_s", "must be between 1 and %d", relaytype.MaxAskTimeoutS)
+		}
+		if c.MaxTokens < 0 {
+			return bad("constraints.max_tokens", "must be positive")
+		}
+		for i, t := range c.AllowedTools {
+			if strings.TrimSpace(t) == "" {
+				return bad(fmt.Sprintf("constraints.allowed_tools[%d]", i), "must not be empty")
+			}
+		}
+	}
+	env := strings.TrimSpace(string(a.ContextEnvelope))
+	if env == "" || env == "null" {
+		return fmt.Errorf("context_envelope: %w", relaytype.ErrNoContextEnvelope)
+	}
+	if len(env) > relaytype.MaxEnvelopeBytes {
+		return bad("context_envelope", "is %d bytes, at most %d allowed", len(env), relaytype.MaxEnvelopeBytes)
+	}
+	var shape map[string]json.RawMessage
+	if err := json.Unmarshal(a.ContextEnvelope, &shape); err != nil {
+		return bad("context_envelope", "must be a JSON object")
+	}
+	if _, ok := shape["job_snapshot"]; !ok {
+		return bad("context_envelope.job_snapshot", "required")
+	}
+	if !hashRE.MatchString(a.ContextHash) {
+		return bad("context_hash", "must be 64 lowercase hex characters (SHA-256 of the canonical envelope)")
+	}
+	got, err := relaytype.ContextHash(a.ContextEnvelope)
+	if err != nil {
+		return bad("context_envelope", "%v", err)
+	}
+	if got != a.ContextHash {
+		return fmt.Errorf("context_hash %s, but the envelope hashes to %s: %w", a.ContextHash, got, relaytype.ErrContextMismatch)
+	}
+	return nil
+}
+
+// payloadHash identifies a request body by the SHA-256 of its canonical
+// JSON, so that a repeat is recognised whatever its formatting.
+func payloadHash(v any) (string, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return relaytype.ContextHash(raw)
+}
+
+// roleOf returns the role of an ask: role_id, else the envelope's role.
+func roleOf(a *relaytype.Ask) string {
+	if a.RoleID != "" {
+		return a.RoleID
+	}
+	var e struct {
+		Role string `json:"role"`
+	}
+	_ = json.Unmarshal(a.ContextEnvelope, &e)
+	return e.Role
+}
+
+// Create validates an ask, verifies its envelope hash, stores it (the job
+// goes to WAITING_ON_ANSWER) and routes it. created is false when the same
+// ask was posted before.
+func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskRecord, bool, error) {
+	if err := validateAsk(a); err != nil {
+		return nil, false, err
+	}
+	a.Type = "Ask"
+	a.AskID = strings.ToLower(a.AskID)
+	hash, err := payloadHash(a)
+	if err != nil {
+		return nil, false, fmt.Errorf("hash ask: %w", err)
+	}
+	route, fellBack := s.router.Route(a.AskType, roleOf(a))
+	if fellBack {
+		s.log.Warn("ask routed to the orchestrator: its configured answerer is not available", "ask_id", a.AskID, "ask_type", a.AskType)
+	}
+	timeout := s.cfg.Timeout
+	if route == RouteRunner {
+		timeout = s.cfg.RunnerTimeout
+	}
+	if a.Constraints != nil && a.Constraints.TimeoutS > 0 {
+		timeout = time.Duration(a.Constraints.TimeoutS) * time.Second
+	}
+	now := s.cfg.Now()
+	rec := &relaytype.AskRecord{
+		AskID: a.AskID, JobID: a.JobID, StepID: a.StepID, AskType: a.AskType, Prompt: a.Prompt,
+		ContextHash: a.ContextHash, ContextEnvelope: a.ContextEnvelope, Constraints: a.Constraints,
+		RoleID: a.RoleID, Meta: a.Meta, Status: relaytype.StatusPending, Route: string(route),
+		CreatedAt: now, DeadlineAt: now.Add(timeout),
+	}
+	stored, created, job, err := s.store.AskInsert(ctx, &store.AskInsertParams{Ask: rec, PayloadHash: hash, Now: now})
+	if err != nil {
+		return nil, false, err
+	}
+	if !created {
+		return stored, false, nil
+	}
+	s.log.Info("ask created", "ask_id", stored.AskID, "job_id", stored.JobID, "ask_type", stored.AskType, "route", route)
+	s.cfg.OnChange(job)
+	select {
+	case s.sweepWake <- struct{}{}:
+	default:
+	}
+	if ans := s.cfg.Answerers[route]; ans != nil {
+		s.dispatch(ans, stored)
+	}
+	return stored, true, nil
+}
+
+// dispatch hands an ask to its answerer in the background and records the
+// answer it returns (or an ERROR answer if it fails).
+func (s *Service) dispatch(ans Answerer, a *relaytype.AskRecord) {
+	s.inflight.Add(1)
+	go func() {
+		defer s.inflight.Done()
+		ctx, cancel := context.WithDeadline(context.Background(), a.DeadlineAt)
+		defer cancel()
+		out, err := ans.Answer(ctx, a)
+		if err != nil {
+			out = &relaytype.Answer{AskID: a.AskID, JobID: a.JobID, Status: relaytype.StatusError, Error: err.Error()}
+		}
+		if _, _, err := s.Answer(context.WithoutCancel(ctx), out); err != nil && !errors.Is(err, relaytype.ErrAnswerConflict) {
+			s.log.Error("record answer", "ask_id", a.AskID, "err", err)
+		}
+	}()
+}
+
+// validateAnswer checks an answer's fields.
+func validateAnswer(a *relaytype.Answer) error {
+	switch {
+	case a.Type != "" && a.Type != "Answer":
+		return bad("type", `must be "Answer", not %q`, a.Type)
+	case !uuidRE.MatchString(a.AskID):
+		return bad("ask_id", "must be a UUID")
+	case a.Status == "":
+		return bad("status", "required")
+	case !a.Status.ValidAnswer():
+		return bad("status", "must be ANSWERED, REJECTED, TIMEOUT or ERROR, not %q", a.Status)
+	case a.Status == relaytype.StatusAnswered && a.AnswerText == "" && len(a.AnswerJSON) == 0:
+		return bad("answer_text", "an ANSWERED answer needs answer_text or answer_json")
+	case len(a.AnswerText) > 1<<20:
+		return bad("answer_text", "longer than 1 MiB")
+	}
+	if len(a.AnswerJSON) > 0 && !json.Valid(a.AnswerJSON) {
+		return bad("answer_json", "is not valid JSON")
+	}
+	return nil
+}
+
+// Answer records the answer to an ask and wakes everyone waiting for it.
+// created is false when the same answer was recorded before.
+func (s *Service) Answer(ctx context.Context, a *relaytype.Answer) (*relaytype.AnswerRecord, bool, error) {
+	if err := validateAnswer(a); err != nil {
+		return nil, false, err
+	}
+	a.Type = "Answer"
+	a.AskID = strings.ToLower(a.AskID)
+	ask, err := s.store.AskGet(ctx, &store.AskGetParams{AskID: a.AskID})
+	if err != nil {
+		return nil, false, err
+	}
+	if a.JobID == "" {
+		a.JobID = ask.JobID
+	}
+	if a.StepID == "" {
+		a.StepID = ask.StepID
+	}
+	if a.Attestation != nil && a.Attestation.ContextHash == "" {
+		a.Attestation.ContextHash = ask.ContextHash
+	}
+	hash, err := payloadHash(a)
+	if err != nil {
+		return nil, false, fmt.Errorf("hash answer: %w", err)
+	}
+	rec := &relaytype.AnswerRecord{
+		AskID: a.AskID, JobID: a.JobID, StepID: a.StepID, Status: a.Status, AnswerText: a.AnswerText,
+		AnswerJSON: a.AnswerJSON, Attestation: a.Attestation, Artifacts: a.Artifacts, PolicyTrace: a.PolicyTrace,
+		Cacheable: a.Cacheable, AskBack: a.AskBack, Error: a.Error,
+	}
+	stored, created, job, err := s.store.AnswerInsert(ctx, &store.AnswerInsertParams{Answer: rec, PayloadHash: hash, Now: s.cfg.Now()})
+	if err != nil {
+		return nil, false, err
+	}
+	s.wake(stored.AskID)
+	if created {
+		s.log.Info("ask answered", "ask_id", stored.AskID, "job_id", stored.JobID, "status", stored.Status, "job_state", job.State)
+		s.cfg.OnChange(job)
+	}
+	return stored, created, nil
+}
+
+// Get returns one ask.
+func (s *Service) Get(ctx context.Context, askID string) (*relaytype.AskRecord, error) {
+	return s.store.AskGet(ctx, &store.AskGetParams{AskID: strings.ToLower(askID)})
+}
+
+// List returns asks oldest first, optionally of one job and one status.
+func (s *Service) List(ctx context.Context, jobID string, status relaytype.AnswerStatus) ([]*relaytype.AskRecord, error) {
+	return s.store.AskList(ctx, &store.AskListParams{JobID: jobID, Status: status})
+}
+
+// AnswerOf returns the answer to an ask, or nil if it has none yet.
+func (s *Service) AnswerOf(ctx context.Context, askID string) (*relaytype.AnswerRecord, error) {
+	return s.store.AnswerGet(ctx, &store.AnswerGetParams{AskID: strings.ToLower(askID)})
+}
+
+// Wait returns the answer to an ask as soon as there is one, or nil when
+// timeout passes first. An answer recorded by this process wakes the
+// waiter at once.
+func (s *Service) Wait(ctx context.Context, askID string, timeout time.Duration) (*relaytype.AnswerRecord, error) {
+	askID = strings.ToLower(askID)
+	ch := s.register(askID)
+	defer s.unregister(askID)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	recheck := time.NewTicker(safetyRecheck)
+	defer recheck.Stop()
+	for {
+		// Registered before looking, so an answer stored after the look
+		// still closes ch.
+		rec, err := s.AnswerOf(ctx, askID)
+		if err != nil || rec != nil {
+			return rec, err
+		}
+		select {
+		case <-ch:
+			ch = s.register(askID)
+			s.unregister(askID)
+		case <-recheck.C:
+		case <-deadline.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (s *Service) register(askID string) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.waiters[askID]
+	if w == nil {
+		w = &waitEntry{ch: make(chan struct{})}
+		s.waiters[askID] = w
+	}
+	w.refs++
+	return w.ch
+}
+
+func (s *Service) unregister(askID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.waiters[askID]; w != nil {
+		w.refs--
+		if w.refs <= 0 {
+			delete(s.waiters, askID)
+		}
+	}
+}
+
+func (s *Service) wake(askID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.waiters[askID]; w != nil {
+		close(w.ch)
+		// Waiters still registered re-register on a fresh channel.
+		w.ch = make(chan struct{})
+	}
+}
+
+// Start runs the loop that answers overdue asks with TIMEOUT.
+func (s *Service) Start(ctx context.Context) error {
+	s.startStop.Lock()
+	defer s.startStop.Unlock()
+	if s.cancel != nil {
+		return errors.New("ask: already started")
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel, s.done = cancel, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.deadlineLoop(ctx)
+	}()
+	return nil
+}
+
+// Stop ends the deadline loop and waits for answerers in flight. Safe to
+// call twice.
+func (s *Service) Stop() {
+	s.startStop.Lock()
+	cancel, done := s.cancel, s.done
+	s.startStop.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+	s.inflight.Wait()
+}
+
+func (s *Service) deadlineLoop(ctx context.Context) {
+	for {
+		wait := maxSweepSleep
+		if next, err := s.expire(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Error("time out asks", "err", err)
+			wait = time.Second
+		} else if !next.IsZero() {
+			wait = min(max(time.Until(next)+time.Millisecond, 5*time.Millisecond), maxSweepSleep)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-s.sweepWake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// expire answers overdue asks with TIMEOUT and returns the next deadline.
+func (s *Service) expire(ctx context.Context) (time.Time, error) {
+	due, err := s.store.AskDue(ctx, &store.AskDueParams{Now: s.cfg.Now()})
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, a := range due {
+		waited := a.DeadlineAt.Sub(a.CreatedAt).Round(time.Second)
+		_, _, err := s.Answer(ctx, &relaytype.Answer{
+			AskID: a.AskID, JobID: a.JobID, StepID: a.StepID, Status: relaytype.StatusTimeout,
+			Error:       fmt.Sprintf("no answer within %s", waited),
+			Attestation: &relaytype.Attestation{ContextHash: a.ContextHash, AnsweredBy: "relay"},
+		})
+		if err != nil && !errors.Is(err, relaytype.ErrAnswerConflict) {
+			return time.Time{}, err
+		}
+	}
+	return s.store.AskNextDeadline(ctx)
+}

@@ -1,0 +1,17 @@
+-- Ask/Answer protocol: the router's choice, the ask's deadline, and a hash
+-- of each posted payload so that a repeated POST is recognised as the same
+-- request (idempotent) or a different one (conflict).
+
+-- +goose Up
+ALTER TABLE asks ADD COLUMN route TEXT NOT NULL DEFAULT 'orchestrator';
+ALTER TABLE asks ADD COLUMN deadline_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE asks ADD COLUMN payload_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE answers ADD COLUMN payload_hash TEXT NOT NULL DEFAULT '';
+CREATE INDEX asks_deadline_idx ON asks (status, deadline_at);
+
+-- +goose Down
+DROP INDEX asks_deadline_idx;
+ALTER TABLE answers DROP COLUMN payload_hash;
+ALTER TABLE asks DROP COLUMN payload_hash;
+ALTER TABLE asks DROP COLUMN deadline_at;
+ALTER TABLE asks DROP COLUMN route;
