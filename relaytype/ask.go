@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/gowebpki/jcs"
@@ -275,3 +276,63 @@ const (
 	EventAsk    = "ask"
 	EventAnswer = "answer"
 )
+
+// CheckEnvelopeKeys returns an error naming the first object key in the
+// envelope JSON raw that the TypeScript SDK would hash differently from
+// RFC 8785: JavaScript lists array-index keys ("0", "10", …) before all
+// others in numeric order, and drops "__proto__" when it rebuilds an
+// object. Refusing such keys keeps every accepted envelope's hash equal in
+// both SDKs. The error's path starts at the envelope ("facts.10").
+func CheckEnvelopeKeys(raw []byte) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	return checkKeys(v, "")
+}
+
+func checkKeys(v any, path string) error {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if k == "__proto__" || isArrayIndex(k) {
+				return fmt.Errorf("%s: key %q is ordered or dropped differently by JavaScript; rename it so the hash matches the TypeScript SDK", p, k)
+			}
+			if err := checkKeys(x[k], p); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if err := checkKeys(e, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// isArrayIndex reports whether k is a canonical array index: a decimal
+// integer without leading zeros below 2³²−1.
+func isArrayIndex(k string) bool {
+	if k == "" || len(k) > 10 || (len(k) > 1 && k[0] == '0') {
+		return false
+	}
+	var n uint64
+	for _, c := range k {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n < 1<<32-1
+}

@@ -172,6 +172,10 @@ func validateAsk(a *relaytype.Ask) error {
 	if _, ok := shape["job_snapshot"]; !ok {
 		return bad("context_envelope.job_snapshot", "required")
 	}
+	if err := relaytype.CheckEnvelopeKeys(a.ContextEnvelope); err != nil {
+		path, msg, _ := strings.Cut(err.Error(), ": ")
+		return bad("context_envelope."+path, "%s", msg)
+	}
 	if !hashRE.MatchString(a.ContextHash) {
 		return bad("context_hash", "must be 64 lowercase hex characters (SHA-256 of the canonical envelope)")
 	}

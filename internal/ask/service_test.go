@@ -166,6 +166,9 @@ func TestCreateValidation(t *testing.T) {
 		{"context_hash", func(a *relaytype.Ask) { a.ContextHash = "ABC" }},
 		{"context_envelope", func(a *relaytype.Ask) { a.ContextEnvelope = json.RawMessage(`[1]`) }},
 		{"context_envelope.job_snapshot", func(a *relaytype.Ask) { a.ContextEnvelope = json.RawMessage(`{"role":"x"}`) }},
+		{"context_envelope.facts.10", func(a *relaytype.Ask) {
+			a.ContextEnvelope = json.RawMessage(`{"job_snapshot":{},"role":"x","facts":{"10":"ten"}}`)
+		}},
 	} {
 		a := newAsk(t, "job_val")
 		tc.mutate(a)

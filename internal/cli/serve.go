@@ -6,20 +6,26 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
+	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/workspace"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
 func newServe() *cobra.Command {
@@ -71,14 +77,25 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 
 // stack is a wired relay with everything it needs.
 type stack struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	store store.Store
-	relay *relay.Relay
+	cfg    *config.Config
+	log    *slog.Logger
+	store  store.Store
+	relay  *relay.Relay
+	asks   *ask.Service
+	tokens *ask.Tokens
+	// origin is the Ask/Answer API's base URL, as executors see it.
+	origin   string
+	stopHTTP context.CancelFunc
+	httpDone chan struct{}
 }
 
+// Close stops the HTTP API, the relay (running jobs are released for
+// retry) and the ask service, then closes the store.
 func (s *stack) Close() error {
+	s.stopHTTP()
+	<-s.httpDone
 	s.relay.Stop()
+	s.asks.Stop()
 	return s.store.Close()
 }
 
@@ -120,19 +137,87 @@ func buildExecutors(cfg *config.Config) (map[string]executor.Runner, error) {
 	return out, nil
 }
 
-// newStack wires store, workspaces, executors, pipeline and relay, and
-// starts the relay.
-func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack, error) {
+// listenAsk binds the Ask/Answer API. When the configured port is taken
+// (another relay on this machine), it falls back to a free port: executors
+// learn the address from ASK_ANSWER_ORIGIN, so nothing else needs it.
+func listenAsk(cfg *config.Config, log *slog.Logger) (net.Listener, string, error) {
+	addr := net.JoinHostPort(cfg.AskAnswer.Host, strconv.Itoa(cfg.AskAnswer.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		log.Warn("ask/answer port in use, using a free port instead", "addr", addr)
+		ln, err = net.Listen("tcp", net.JoinHostPort(cfg.AskAnswer.Host, "0"))
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("askAnswer listener on %s: %w", addr, err)
+	}
+	host := cfg.AskAnswer.Host
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	return ln, "http://" + net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+func routing(cfg *config.Config) ask.Routing {
+	r := ask.Routing{Default: ask.Route(cfg.AskAnswer.Routing.Default),
+		ByType: map[relaytype.AskType]ask.Route{}, ByRole: map[string]ask.Route{}}
+	for t, route := range cfg.AskAnswer.Routing.ByType {
+		r.ByType[relaytype.AskType(t)] = ask.Route(route)
+	}
+	for role, route := range cfg.AskAnswer.Routing.ByRole {
+		r.ByRole[role] = ask.Route(route)
+	}
+	return r
+}
+
+// newStack wires store, ask service, HTTP API, workspaces, executors,
+// pipeline and relay, and starts them.
+func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *stack, err error) {
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = st.Close()
-		}
-	}()
+	cleanup = append(cleanup, func() { _ = st.Close() })
+
+	operator, err := ask.LoadOperatorToken(cfg.DataDir, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := ask.NewTokens(operator)
+	if err != nil {
+		return nil, err
+	}
+	ln, origin, err := listenAsk(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { _ = ln.Close() })
+
+	var rl *relay.Relay
+	asks, err := ask.New(ask.Config{
+		Store:         st,
+		Routing:       routing(cfg),
+		Timeout:       cfg.AskAnswer.AskTimeout(),
+		RunnerTimeout: cfg.AskAnswer.Runner.Timeout(),
+		Logger:        log,
+		OnChange: func(j *relaytype.Job) {
+			if rl != nil {
+				rl.Notify(j, true)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	wm, err := workspace.New(workspace.Config{Root: cfg.Server.WorkspaceRoot, Keep: cfg.Server.KeepWorkspaces})
 	if err != nil {
 		return nil, fmt.Errorf("workspaces: %w", err)
@@ -147,7 +232,9 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack
 	}
 	self, _ := os.Executable()
 	env := map[string]string{
-		"TASK_RELAY_PROFILE": cfg.Profile,
+		"TASK_RELAY_PROFILE":        cfg.Profile,
+		"TASK_RELAY_POLICY_VERSION": relaytype.DefaultPolicyVersion,
+		"ASK_ANSWER_ORIGIN":         origin,
 		// Executors can run `mcp-task-relay ask` by name.
 		"PATH": filepath.Dir(self) + string(os.PathListSeparator) + os.Getenv("PATH"),
 	}
@@ -158,13 +245,14 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack
 		DefaultExecutor: cfg.Executors.Default,
 		ConfigFile:      filepath.Join(cfg.ConfigDir, "config.yaml"),
 		Env:             env,
+		JobToken:        tokens.Mint,
 		MaxOutputBytes:  cfg.Server.MaxOutputBytes,
 		Logger:          log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	r, err := relay.New(relay.Config{
+	rl, err = relay.New(relay.Config{
 		Store:             st,
 		Handler:           pipe,
 		Artifacts:         relay.ArtifactDir{Root: cfg.Server.ArtifactRoot},
@@ -177,6 +265,19 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack
 	if err != nil {
 		return nil, err
 	}
+	api, err := httpapi.New(httpapi.Config{
+		Asks:         asks,
+		Jobs:         rl,
+		Tokens:       tokens,
+		AuthNone:     cfg.AskAnswer.Auth == config.AuthNone,
+		LongPollMax:  cfg.AskAnswer.LongPollTimeout(),
+		SSEHeartbeat: cfg.AskAnswer.SSEHeartbeat(),
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	// Workspaces left by a crash belong to jobs that are over or will be
 	// prepared afresh. Remove only those of jobs this store knows to be
 	// finished: other relays (another database, memory storage) may share
@@ -190,11 +291,26 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack
 			log.Warn("sweep workspaces", "err", err)
 		}
 	}()
-	if err := r.Start(ctx); err != nil {
+
+	if err := asks.Start(ctx); err != nil {
 		return nil, err
 	}
-	ok = true
-	return &stack{cfg: cfg, log: log, store: st, relay: r}, nil
+	cleanup = append(cleanup, asks.Stop)
+	if err := rl.Start(ctx); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, rl.Stop)
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := api.Serve(httpCtx, ln); err != nil && httpCtx.Err() == nil {
+			log.Error("ask/answer api stopped", "err", err)
+		}
+	}()
+	log.Info("ask/answer api listening", "origin", origin, "auth", cfg.AskAnswer.Auth)
+	return &stack{cfg: cfg, log: log, store: st, relay: rl, asks: asks, tokens: tokens, origin: origin,
+		stopHTTP: stopHTTP, httpDone: httpDone}, nil
 }
 
 func serve(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -219,7 +335,7 @@ func serve(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, std
 		attrs = append(attrs, "sqlite", cfg.Storage.SQLitePath)
 	}
 	log.Info("relay ready", attrs...)
-	srv, err := mcpserver.New(mcpserver.Config{Jobs: st.relay, Logger: log, Name: "mcp-task-relay", Version: version()})
+	srv, err := mcpserver.New(mcpserver.Config{Jobs: st.relay, Asks: st.asks, Logger: log, Name: "mcp-task-relay", Version: version()})
 	if err != nil {
 		return err
 	}

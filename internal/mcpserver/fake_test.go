@@ -4,18 +4,24 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
-// The real relay must satisfy the interface the server is written against.
-var _ Jobs = (*relay.Relay)(nil)
+// The real relay and ask service must satisfy the interfaces the server
+// is written against.
+var (
+	_ Jobs = (*relay.Relay)(nil)
+	_ Asks = (*ask.Service)(nil)
+)
 
 // fakeJobs is an in-memory Jobs. Submit admits any valid spec except for
 // executor "none" (NO_EXECUTOR) and "bogus" (INVALID_SPEC naming
@@ -31,6 +37,9 @@ type fakeJobs struct {
 	subs   map[chan relay.Change]struct{}
 	// subscribed receives a value on every Subscribe call.
 	subscribed chan struct{}
+	// gets receives the id of every Get call that found its job, when
+	// there is room in its buffer.
+	gets chan string
 }
 
 type fakeArtifact struct {
@@ -47,6 +56,25 @@ func newFakeJobs() *fakeJobs {
 		subs:   map[chan relay.Change]struct{}{},
 
 		subscribed: make(chan struct{}, 100),
+		gets:       make(chan string, 100),
+	}
+}
+
+// clock returns the fake's current time without advancing it.
+func (f *fakeJobs) clock() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+// drainGets forgets the Get calls made so far.
+func (f *fakeJobs) drainGets() {
+	for {
+		select {
+		case <-f.gets:
+		default:
+			return
+		}
 	}
 }
 
@@ -118,6 +146,10 @@ func (f *fakeJobs) Get(_ context.Context, id string) (*relaytype.Job, error) {
 		return nil, fmt.Errorf("job %s: %w", id, relaytype.ErrJobNotFound)
 	}
 	c := *j
+	select {
+	case f.gets <- id:
+	default:
+	}
 	return &c, nil
 }
 
@@ -149,6 +181,12 @@ func (f *fakeJobs) Cancel(ctx context.Context, id string) (*relaytype.Job, error
 // transition moves a job to state to, as a worker of the relay would, and
 // publishes the change.
 func (f *fakeJobs) transition(_ context.Context, id string, to relaytype.JobState, reason relaytype.FailReason, summary string) (*relaytype.Job, error) {
+	return f.move(id, to, reason, summary, false)
+}
+
+// move is transition, publishing a change with Asks set to asks, as the
+// relay does for transitions made by the ask service.
+func (f *fakeJobs) move(id string, to relaytype.JobState, reason relaytype.FailReason, summary string, asks bool) (*relaytype.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	j := f.jobs[id]
@@ -166,7 +204,7 @@ func (f *fakeJobs) transition(_ context.Context, id string, to relaytype.JobStat
 		j.FinishedAt = &now
 	}
 	f.appendEvent(id, relaytype.EventTransition, fmt.Sprintf(`{"from":%q,"to":%q,"stateVersion":%d}`, from, to, j.StateVersion))
-	f.publishLocked(relay.Change{JobID: id, State: j.State, StateVersion: j.StateVersion})
+	f.publishLocked(relay.Change{JobID: id, State: j.State, StateVersion: j.StateVersion, Asks: asks})
 	c := *j
 	return &c, nil
 }
@@ -264,4 +302,143 @@ func (f *fakeJobs) publishLocked(c relay.Change) {
 			panic("fakeJobs: subscriber buffer full")
 		}
 	}
+}
+
+// fakeAsks is an in-memory Asks over a fakeJobs, with the ask service's
+// rules: an ask moves a RUNNING job to WAITING_ON_ANSWER; an answer moves
+// it back to RUNNING once none is pending, or fails it unless ANSWERED; a
+// different second answer is a conflict, the same one is not created.
+type fakeAsks struct {
+	jobs *fakeJobs
+
+	mu      sync.Mutex
+	seq     int
+	asks    []*relaytype.AskRecord // oldest first
+	answers map[string]*relaytype.AnswerRecord
+}
+
+func newFakeAsks(jobs *fakeJobs) *fakeAsks {
+	return &fakeAsks{jobs: jobs, answers: map[string]*relaytype.AnswerRecord{}}
+}
+
+// create adds a PENDING ask to a job and publishes the change.
+func (f *fakeAsks) create(jobID, prompt string) *relaytype.AskRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	now := f.jobs.clock()
+	a := &relaytype.AskRecord{
+		AskID:           fmt.Sprintf("00000000-0000-4000-8000-%012d", f.seq),
+		JobID:           jobID,
+		StepID:          "step-1",
+		AskType:         relaytype.AskClarification,
+		Prompt:          prompt,
+		ContextHash:     strings.Repeat("c", 64),
+		ContextEnvelope: []byte(`{"job_snapshot":{"repo":"github.com/test/repo"},"role":"clarifier"}`),
+		Constraints:     &relaytype.AskConstraints{TimeoutS: 600, AllowedTools: []string{"grep"}},
+		Status:          relaytype.StatusPending,
+		Route:           "orchestrator",
+		CreatedAt:       now,
+		DeadlineAt:      now.Add(10 * time.Minute),
+	}
+	f.asks = append(f.asks, a)
+	if j, _ := f.jobs.Get(context.Background(), jobID); j.State == relaytype.StateRunning {
+		if _, err := f.jobs.move(jobID, relaytype.StateWaitingOnAnswer, "", "waiting", true); err != nil {
+			panic(err)
+		}
+	} else {
+		f.jobs.emit(relay.Change{JobID: jobID, State: j.State, StateVersion: j.StateVersion, Asks: true})
+	}
+	c := *a
+	return &c
+}
+
+func (f *fakeAsks) find(askID string) (*relaytype.AskRecord, error) {
+	for _, a := range f.asks {
+		if a.AskID == askID {
+			return a, nil
+		}
+	}
+	return nil, fmt.Errorf("ask %s: %w", askID, relaytype.ErrAskNotFound)
+}
+
+func (f *fakeAsks) List(_ context.Context, jobID string, status relaytype.AnswerStatus) ([]*relaytype.AskRecord, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*relaytype.AskRecord
+	for _, a := range f.asks {
+		if (jobID == "" || a.JobID == jobID) && (status == "" || a.Status == status) {
+			c := *a
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeAsks) Get(_ context.Context, askID string) (*relaytype.AskRecord, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, err := f.find(askID)
+	if err != nil {
+		return nil, err
+	}
+	c := *a
+	return &c, nil
+}
+
+func (f *fakeAsks) AnswerOf(_ context.Context, askID string) (*relaytype.AnswerRecord, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := f.find(askID); err != nil {
+		return nil, err
+	}
+	return f.answers[askID], nil
+}
+
+func (f *fakeAsks) Answer(ctx context.Context, in *relaytype.Answer) (*relaytype.AnswerRecord, bool, error) {
+	switch {
+	case !in.Status.ValidAnswer():
+		return nil, false, &relaytype.RequestError{Field: "status", Message: "invalid"}
+	case in.Status == relaytype.StatusAnswered && in.AnswerText == "" && len(in.AnswerJSON) == 0:
+		return nil, false, &relaytype.RequestError{Field: "answer_text", Message: "an ANSWERED answer needs answer_text or answer_json"}
+	case len(in.AnswerJSON) > 0 && !json.Valid(in.AnswerJSON):
+		return nil, false, &relaytype.RequestError{Field: "answer_json", Message: "is not valid JSON"}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, err := f.find(in.AskID)
+	if err != nil {
+		return nil, false, err
+	}
+	if prev := f.answers[a.AskID]; prev != nil {
+		if prev.Status != in.Status || prev.AnswerText != in.AnswerText || string(prev.AnswerJSON) != string(in.AnswerJSON) || prev.Error != in.Error {
+			return nil, false, fmt.Errorf("ask %s was answered %s: %w", a.AskID, prev.Status, relaytype.ErrAnswerConflict)
+		}
+		return prev, false, nil
+	}
+	rec := &relaytype.AnswerRecord{
+		AskID: a.AskID, JobID: a.JobID, StepID: a.StepID, Status: in.Status, AnswerText: in.AnswerText,
+		AnswerJSON: in.AnswerJSON, Attestation: in.Attestation, Error: in.Error, CreatedAt: f.jobs.clock(),
+	}
+	f.answers[a.AskID] = rec
+	a.Status = in.Status
+	pending := 0
+	for _, o := range f.asks {
+		if o.JobID == a.JobID && o.Status == relaytype.StatusPending {
+			pending++
+		}
+	}
+	j, err := f.jobs.Get(ctx, a.JobID)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case in.Status.FailReason() != "" && j.State.Active():
+		_, err = f.jobs.move(j.ID, relaytype.StateFailed, in.Status.FailReason(), "ask "+a.AskID+" was answered "+string(in.Status), true)
+	case j.State == relaytype.StateWaitingOnAnswer && pending == 0:
+		_, err = f.jobs.move(j.ID, relaytype.StateRunning, "", "all asks answered", true)
+	default:
+		f.jobs.emit(relay.Change{JobID: j.ID, State: j.State, StateVersion: j.StateVersion, Asks: true})
+	}
+	return rec, true, err
 }

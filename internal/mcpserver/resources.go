@@ -22,6 +22,7 @@ const (
 
 func statusURI(jobID string) string { return uriPrefix + jobID + "/status" }
 func eventsURI(jobID string) string { return uriPrefix + jobID + "/events" }
+func asksURI(jobID string) string   { return uriPrefix + jobID + "/asks" }
 
 // mimeTypes maps each artifact kind to the MIME type it is served with.
 var mimeTypes = map[relaytype.ArtifactKind]string{
@@ -39,6 +40,7 @@ const (
 	resStatus
 	resEvents
 	resArtifact
+	resAsks
 )
 
 // resourceRef is a parsed resource URI.
@@ -48,8 +50,9 @@ type resourceRef struct {
 	artifact relaytype.ArtifactKind
 }
 
-// parseURI parses the URIs this server serves. Job ids are checked for
-// their shape, artifact kinds against the fixed list.
+// parseURI parses the URIs this server may serve (Server.lookup says
+// whether it does). Job ids are checked for their shape, artifact kinds
+// against the fixed list.
 func parseURI(uri string) (resourceRef, bool) {
 	if uri == listURI {
 		return resourceRef{kind: resList}, true
@@ -68,6 +71,8 @@ func parseURI(uri string) (resourceRef, bool) {
 		ref.kind = resStatus
 	case len(parts) == 2 && parts[1] == "events":
 		ref.kind = resEvents
+	case len(parts) == 2 && parts[1] == "asks":
+		ref.kind = resAsks
 	case len(parts) == 3 && parts[1] == "artifacts" && relaytype.ArtifactKind(parts[2]).Valid():
 		ref.kind, ref.artifact = resArtifact, relaytype.ArtifactKind(parts[2])
 	default:
@@ -106,6 +111,26 @@ func (s *Server) addResources() {
 			`out.md (text/markdown: test plan and notes), logs.txt (text/plain: executor output) or pr.json (application/json). ` +
 			`_meta carries the SHA-256 digest and size. An artifact that does not exist (yet) is resource-not-found; jobs_get lists those that do.`,
 	}, s.readResource)
+	if s.asks != nil {
+		s.mcp.AddResourceTemplate(&mcp.ResourceTemplate{
+			URITemplate: uriPrefix + "{jobId}/asks",
+			Name:        "job-asks",
+			Title:       "Job asks",
+			Description: `The questions a job's executor asked, oldest first, in every status, as asks_list {jobId, status: "ALL"} returns them: {items, total}. ` +
+				`Subscribe to be told when an ask is created or answered; answer pending ones with asks_answer.`,
+			MIMEType: jsonMIME,
+		}, s.readResource)
+	}
+}
+
+// lookup parses a resource URI and reports whether this server serves
+// it: the asks resource exists only when the server has an ask service.
+func (s *Server) lookup(uri string) (resourceRef, bool) {
+	ref, ok := parseURI(uri)
+	if !ok || (ref.kind == resAsks && s.asks == nil) {
+		return resourceRef{}, false
+	}
+	return ref, true
 }
 
 // readResource serves every resource of the server. Unknown jobs and
@@ -113,7 +138,7 @@ func (s *Server) addResources() {
 // the SDK's resource-not-found error.
 func (s *Server) readResource(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 	uri := req.Params.URI
-	ref, ok := parseURI(uri)
+	ref, ok := s.lookup(uri)
 	if !ok {
 		return nil, mcp.ResourceNotFoundError(uri)
 	}
@@ -128,6 +153,8 @@ func (s *Server) readResource(ctx context.Context, req *mcp.ReadResourceRequest)
 		contents, err = jsonContents(s.events(ctx, ref.jobID))
 	case resArtifact:
 		contents, err = s.artifact(ctx, ref.jobID, ref.artifact)
+	case resAsks:
+		contents, err = jsonContents(s.jobAsks(ctx, ref.jobID))
 	}
 	if err != nil {
 		if errors.Is(err, relaytype.ErrJobNotFound) || errors.Is(err, relaytype.ErrArtifactNotFound) {

@@ -1,6 +1,7 @@
 package mcpserver
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -144,7 +145,45 @@ var (
 		},
 		"offset": {Type: "integer", Description: "Jobs to skip, for paging. Defaults to 0.", Minimum: ptr(0.0), Default: raw("0")},
 	})
+	waitInputSchema = object("", []string{"jobId"}, map[string]*jsonschema.Schema{
+		"jobId": str("Id of the job, as returned by jobs_submit."),
+		"timeoutS": {
+			Type: "integer", Description: fmt.Sprintf("Longest wait in seconds, 1 to %d. Defaults to %d.", maxWaitS, defaultWaitS),
+			Minimum: ptr(1.0), Maximum: ptr(float64(maxWaitS)), Default: raw(fmt.Sprint(defaultWaitS)),
+		},
+	})
+	asksListInputSchema = object("", nil, map[string]*jsonschema.Schema{
+		"jobId": str("Only the asks of this job. Asks of every job when absent."),
+		"status": func() *jsonschema.Schema {
+			s := enum(`Only asks in this status; "ALL" for every status. Defaults to PENDING (the asks waiting for an answer).`, askListStatuses...)
+			s.Default = raw(`"PENDING"`)
+			return s
+		}(),
+	})
+	asksAnswerInputSchema = object("", []string{"askId"}, map[string]*jsonschema.Schema{
+		"askId": str("Id of the ask, from asks_list."),
+		"status": func() *jsonschema.Schema {
+			s := enum(`ANSWERED (the default) to answer; REJECTED to refuse, which fails the job with reasonCode POLICY; `+
+				`ERROR when you cannot answer, which fails the job with EXECUTOR_ERROR.`,
+				answerStatuses...)
+			s.Default = raw(`"ANSWERED"`)
+			return s
+		}(),
+		"answerText": str("The answer as text. An ANSWERED answer needs answerText or answerJson."),
+		"answerJson": {Description: "The answer as a JSON value (object, array, string, number or boolean), shaped by the ask's outputSchema when it has one."},
+		"error":      str("Why the ask is REJECTED or not answered (ERROR); shown in the job's summary."),
+	})
 )
+
+// answerStatuses are the statuses asks_answer records; TIMEOUT is the
+// relay's own, for asks nobody answered in time.
+var answerStatuses = []relaytype.AnswerStatus{relaytype.StatusAnswered, relaytype.StatusRejected, relaytype.StatusError}
+
+// askListStatuses are the values of asks_list's status argument.
+var askListStatuses = []relaytype.AnswerStatus{
+	relaytype.StatusPending, relaytype.StatusAnswered, relaytype.StatusRejected,
+	relaytype.StatusTimeout, relaytype.StatusError, statusAll,
+}
 
 // outputSchema derives the output schema of a result type, with the
 // relay's string enums and timestamps spelled out.
@@ -156,7 +195,12 @@ func outputSchema[T any]() *jsonschema.Schema {
 		reflect.TypeFor[relaytype.FailReason](): enum("",
 			relaytype.ReasonBadArtifacts, relaytype.ReasonConflict, relaytype.ReasonPolicy,
 			relaytype.ReasonExecutorError, relaytype.ReasonTimeout, relaytype.ReasonInternalError),
-		reflect.TypeFor[timestamp](): {Type: "string", Format: "date-time"},
+		reflect.TypeFor[timestamp]():              {Type: "string", Format: "date-time"},
+		reflect.TypeFor[relaytype.AskType]():      enum("", relaytype.AskTypes...),
+		reflect.TypeFor[relaytype.AnswerStatus](): enum("", askListStatuses[:len(askListStatuses)-1]...),
+		reflect.TypeFor[answerStatus]():           enum("", askListStatuses[1:len(askListStatuses)-1]...),
+		reflect.TypeFor[jsonObject]():             {Type: "object"},
+		reflect.TypeFor[json.RawMessage]():        {}, // any JSON value
 	}})
 	if err != nil {
 		// The result types are fixed at compile time; a failure is a bug.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -26,6 +27,15 @@ type Jobs interface {
 	Subscribe() (<-chan relay.Change, func())
 }
 
+// Asks is the part of *ask.Service the MCP server uses: the orchestrator
+// lists the asks routed to it and answers them.
+type Asks interface {
+	List(ctx context.Context, jobID string, status relaytype.AnswerStatus) ([]*relaytype.AskRecord, error)
+	Get(ctx context.Context, askID string) (*relaytype.AskRecord, error)
+	AnswerOf(ctx context.Context, askID string) (*relaytype.AnswerRecord, error)
+	Answer(ctx context.Context, a *relaytype.Answer) (*relaytype.AnswerRecord, bool, error)
+}
+
 // Defaults of Config.
 const (
 	// DefaultName is the implementation name reported in initialize.
@@ -38,6 +48,10 @@ const (
 type Config struct {
 	// Jobs is the relay the tools and resources translate to. Required.
 	Jobs Jobs
+	// Asks is the ask service the asks_* tools and the
+	// mcp://jobs/{jobId}/asks resource translate to. When nil, they are not
+	// offered and jobs_wait reports no pending asks. Defaults to nil.
+	Asks Asks
 	// Logger receives the server's and the SDK's logs. In stdio mode it
 	// must not write to stdout. Defaults to slog.Default().
 	Logger *slog.Logger
@@ -75,8 +89,15 @@ func (c Config) validate() error {
 // built on MCP (Streamable HTTP, with Watch running alongside).
 type Server struct {
 	jobs Jobs
+	asks Asks // nil when the ask tools are off
 	log  *slog.Logger
 	mcp  *mcp.Server
+
+	// now and progressEvery are fields so that tests can control them.
+	now func() time.Time
+	// progressEvery is how often jobs_wait reports progress and rechecks
+	// the job (for changes made by another process).
+	progressEvery time.Duration
 
 	// subsMu guards subs: URI → sessions subscribed to it. The SDK keeps
 	// its own table to address notifications; this one lets the pump skip
@@ -99,12 +120,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		jobs: cfg.Jobs,
-		log:  cfg.Logger,
-		subs: map[string]map[*mcp.ServerSession]struct{}{},
+		jobs:          cfg.Jobs,
+		asks:          cfg.Asks,
+		log:           cfg.Logger,
+		now:           time.Now,
+		progressEvery: defaultProgressEvery,
+		subs:          map[string]map[*mcp.ServerSession]struct{}{},
 	}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: cfg.Name, Title: "MCP Task Relay", Version: cfg.Version}, &mcp.ServerOptions{
-		Instructions: instructions,
+		Instructions: instructions(cfg.Asks != nil),
 		Logger:       cfg.Logger,
 		// No logging capability: logs go to the Logger, not to clients.
 		// Tools and resources (with subscribe) are inferred.
@@ -117,12 +141,24 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// instructions is sent to clients in the initialize result.
-const instructions = `This server runs long coding jobs in the background. ` +
-	`Call jobs_submit with a JobSpec; it returns a jobId at once. ` +
-	`Then poll jobs_get (or subscribe to mcp://jobs/{jobId}/status) until the state is terminal ` +
-	`(SUCCEEDED, FAILED, CANCELED, EXPIRED), and read the results as resources: ` +
-	`mcp://jobs/{jobId}/artifacts/patch.diff, .../out.md and .../logs.txt.`
+// instructions returns the text sent to clients in the initialize result:
+// the loop a client model drives, with the ask steps when asks is set.
+func instructions(asks bool) string {
+	text := `This server runs long coding jobs in the background. ` +
+		`1. Call jobs_submit with a JobSpec; it returns a jobId at once. ` +
+		`2. Call jobs_wait {jobId} repeatedly: each call returns within 50 s, as soon as the job changes state or at its timeoutS, with the job's status. ` +
+		`(Alternatively subscribe to mcp://jobs/{jobId}/status and re-read it on notifications/resources/updated.) `
+	if asks {
+		text += `3. When the state is WAITING_ON_ANSWER (pendingAsks > 0), the executor has asked a question: ` +
+			`call asks_list {jobId} and answer each pending ask routed to orchestrator with asks_answer {askId, answerText or answerJson}, ` +
+			`from your own knowledge of the user's intent and the task (asks routed to runner or human are answered for you); ` +
+			`answer with status REJECTED only to refuse, which fails the job. ` +
+			`Then go back to jobs_wait. `
+	}
+	return text + `When the state is terminal (SUCCEEDED, FAILED, CANCELED, EXPIRED), read the results as resources: ` +
+		`mcp://jobs/{jobId}/artifacts/patch.diff, .../out.md and .../logs.txt (jobs_get lists those that exist). ` +
+		`Cancel a job with jobs_cancel.`
+}
 
 // MCP returns the underlying SDK server, for transports that connect
 // sessions themselves (mcp.NewStreamableHTTPHandler).
@@ -252,9 +288,10 @@ func (s *Server) pump(ctx context.Context, changes <-chan relay.Change) {
 
 // changedURIs lists, in order and without repeats, the resource URIs whose
 // content a batch of changes affects. A state change touches the job's
-// status, its event log and the job list; a stored artifact touches the
-// artifact, the status (which lists artifacts) and the event log (which
-// records it).
+// status, its event log, its asks (a job that ends closes its pending
+// asks) and the job list; a stored artifact touches the artifact, the
+// status (which lists artifacts) and the event log (which records it); an
+// ask created or answered touches the asks, the status and the event log.
 func changedURIs(batch []relay.Change) []string {
 	seen := map[string]bool{}
 	var uris []string
@@ -273,7 +310,13 @@ func changedURIs(batch []relay.Change) []string {
 		if c.State != "" {
 			add(statusURI(c.JobID))
 			add(eventsURI(c.JobID))
+			add(asksURI(c.JobID))
 			add(listURI)
+		}
+		if c.Asks {
+			add(asksURI(c.JobID))
+			add(statusURI(c.JobID))
+			add(eventsURI(c.JobID))
 		}
 	}
 	return uris
@@ -310,7 +353,7 @@ func (s *Server) subscribedOnly(uris []string) []string {
 // records them. The SDK adds the session to its own table afterwards.
 func (s *Server) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error {
 	uri := req.Params.URI
-	ref, ok := parseURI(uri)
+	ref, ok := s.lookup(uri)
 	if !ok {
 		return mcp.ResourceNotFoundError(uri)
 	}

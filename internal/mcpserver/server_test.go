@@ -40,6 +40,8 @@ type bundle struct {
 	cs   *mcp.ClientSession
 	// updates receives the URI of every notifications/resources/updated.
 	updates chan string
+	// progress receives every notifications/progress.
+	progress chan *mcp.ProgressNotificationParams
 	// acks receives a value for every notifications/subscriptions/acknowledged,
 	// which the server sends once a subscriptions/listen is registered.
 	acks chan struct{}
@@ -62,7 +64,10 @@ func setupWith(t *testing.T, fake *fakeJobs, srv *Server, protocol string) *bund
 		srv, err = New(Config{Jobs: fake, Logger: slog.New(slog.DiscardHandler), Version: "test"})
 		require.NoError(t, err)
 	}
-	b := &bundle{fake: fake, srv: srv, updates: make(chan string, 100), acks: make(chan struct{}, 100)}
+	b := &bundle{
+		fake: fake, srv: srv, updates: make(chan string, 100), acks: make(chan struct{}, 100),
+		progress: make(chan *mcp.ProgressNotificationParams, 1000),
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	serverT, clientT := mcp.NewInMemoryTransports()
@@ -73,6 +78,9 @@ func setupWith(t *testing.T, fake *fakeJobs, srv *Server, protocol string) *bund
 		Logger: slog.New(slog.DiscardHandler),
 		ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
 			b.updates <- req.Params.URI
+		},
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			b.progress <- req.Params
 		},
 	})
 	client.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
@@ -117,7 +125,13 @@ func (b *bundle) call(t *testing.T, name string, args any) *mcp.CallToolResult {
 // decodes the result into out.
 func (b *bundle) ok(t *testing.T, name string, args any, out any) {
 	t.Helper()
-	res := b.call(t, name, args)
+	b.decodeOK(t, name, b.call(t, name, args), out)
+}
+
+// decodeOK does ok's checks on the result of a call made another way.
+func (b *bundle) decodeOK(t *testing.T, name string, res *mcp.CallToolResult, out any) {
+	t.Helper()
+	require.Len(t, res.Content, 1)
 	text := res.Content[0].(*mcp.TextContent).Text
 	require.False(t, res.IsError, "%s: %s", name, text)
 	structured, err := json.Marshal(res.StructuredContent)
@@ -270,7 +284,8 @@ func TestListTools(t *testing.T) {
 		require.Equal(t, "object", toSchema(t, tool.InputSchema).Type, tool.Name)
 		require.Contains(t, tool.Description, `"code"`, "%s documents its errors", tool.Name)
 	}
-	require.ElementsMatch(t, []string{"jobs_submit", "jobs_get", "jobs_list", "jobs_cancel"}, names)
+	// Without an ask service, no asks_* tools.
+	require.ElementsMatch(t, []string{"jobs_submit", "jobs_get", "jobs_list", "jobs_cancel", "jobs_wait"}, names)
 
 	for _, tool := range res.Tools {
 		if tool.Name == "jobs_submit" {
@@ -564,6 +579,7 @@ func TestReadResources(t *testing.T) {
 		"mcp://jobs/" + id + "/artifacts/secrets.txt",   // not a kind
 		"mcp://jobs/../status",
 		"mcp://jobs/" + id + "/nope",
+		"mcp://jobs/" + id + "/asks", // no ask service
 	} {
 		_, err := b.cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: uri})
 		var werr *jsonrpc.Error
@@ -757,10 +773,15 @@ func TestChangedURIs(t *testing.T) {
 	require.Equal(t, []string{
 		"mcp://jobs/job_a/status",
 		"mcp://jobs/job_a/events",
+		"mcp://jobs/job_a/asks",
 		"mcp://jobs/list",
 		"mcp://jobs/job_a/artifacts/out.md",
 		"mcp://jobs/job_a/artifacts/patch.diff",
 	}, got)
+
+	// An ask created or answered touches the job's asks, status and events.
+	got = changedURIs([]relay.Change{{JobID: "job_b", Asks: true}})
+	require.Equal(t, []string{"mcp://jobs/job_b/asks", "mcp://jobs/job_b/status", "mcp://jobs/job_b/events"}, got)
 }
 
 func TestParseURI(t *testing.T) {
@@ -769,6 +790,8 @@ func TestParseURI(t *testing.T) {
 		"mcp://jobs/list":                      {kind: resList},
 		"mcp://jobs/job_1/status":              {kind: resStatus, jobID: "job_1"},
 		"mcp://jobs/job_1/events":              {kind: resEvents, jobID: "job_1"},
+		"mcp://jobs/job_1/asks":                {kind: resAsks, jobID: "job_1"},
+		"mcp://jobs/job_1/asks/x":              nil,
 		"mcp://jobs/job_1/artifacts/out.md":    {kind: resArtifact, jobID: "job_1", artifact: relaytype.ArtifactOut},
 		"mcp://jobs/job_1/artifacts/../status": nil,
 		"mcp://jobs/job_1/artifacts/x":         nil,

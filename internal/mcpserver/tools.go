@@ -22,17 +22,22 @@ const (
 
 // The loop a client model should drive, shared by the tool descriptions.
 const (
-	loopHelp = `Jobs run for minutes: submit returns at once, then poll jobs_get {jobId} every few seconds ` +
-		`(or subscribe to the resource mcp://jobs/{jobId}/status and re-read it on notifications/resources/updated) ` +
-		`until the state is terminal. ` +
+	loopHelp = `Jobs run for minutes: submit returns at once, then call jobs_wait {jobId} repeatedly (each call returns within 50 s, on the next state change) ` +
+		`until the state is terminal; jobs_get reads the status without waiting, ` +
+		`and the resource mcp://jobs/{jobId}/status can be subscribed to instead (re-read it on notifications/resources/updated). ` +
 		`States: QUEUED (waiting for a worker), RUNNING, WAITING_ON_ANSWER (the executor asked a question and waits for the answer), ` +
 		`STALE (its worker was lost; it is retried until maxAttempts) — all still in progress; ` +
 		`SUCCEEDED, FAILED, CANCELED, EXPIRED (queued longer than ttlS) — terminal. ` +
 		`A FAILED job has reasonCode EXECUTOR_ERROR (the executor exited non-zero), TIMEOUT, CONFLICT (its patch does not apply to the baseline), BAD_ARTIFACTS (the patch could not be computed), ` +
-		`POLICY or INTERNAL_ERROR, and a summary. ` +
+		`POLICY (an ask was REJECTED) or INTERNAL_ERROR, and a summary. ` +
 		`Then read the results with resources/read: mcp://jobs/{jobId}/artifacts/patch.diff (a unified diff that applies cleanly to baselineCommit), ` +
 		`mcp://jobs/{jobId}/artifacts/out.md (test plan and notes), mcp://jobs/{jobId}/artifacts/logs.txt (executor output); ` +
 		`jobs_get lists the artifacts that exist, with SHA-256 digests.`
+	askHelp = `When a job is WAITING_ON_ANSWER (jobs_wait reports pendingAsks > 0), its executor is blocked on a question: ` +
+		`call asks_list {jobId}, then asks_answer each pending ask whose route is orchestrator with answerText (or answerJson when the ask has an outputSchema), ` +
+		`answering from your own knowledge of the user's intent and the task (asks routed to runner or human are answered for you: keep waiting); ` +
+		`the job goes back to RUNNING once no ask is pending. ` +
+		`Answer status REJECTED refuses and fails the job (reasonCode POLICY). An ask not answered by its deadlineAt times out and fails the job.`
 	errorHelp = `Errors are returned as isError results whose text is JSON {"code","message","field"}.`
 )
 
@@ -42,7 +47,7 @@ func (s *Server) addTools() {
 		Title: "Submit a background coding job",
 		Description: `Hand a coding task to a background executor (codex, claude, gemini or another configured agent) working in an isolated checkout of a repository at a pinned commit. ` +
 			`Returns {jobId, created, state, stateVersion, baselineCommit} immediately; it does not wait for the work. ` +
-			loopHelp + ` ` +
+			loopHelp + ` ` + s.askHelp() +
 			`Resubmitting with the same spec.idempotencyKey returns the existing job (created=false) unless that job FAILED, was CANCELED or EXPIRED. ` +
 			errorHelp + ` INVALID_SPEC names the offending spec field (for example repo.baselineCommit); NO_EXECUTOR means no executor is configured.`,
 		InputSchema: submitInputSchema,
@@ -53,7 +58,7 @@ func (s *Server) addTools() {
 		Title: "Get a job's status",
 		Description: `Get a job's status: state, stateVersion (increments on every transition), attempt and maxAttempts, reasonCode and summary, ` +
 			`timestamps (RFC 3339), and the artifacts stored so far with their resource URIs, SHA-256 digests and sizes. ` +
-			loopHelp + ` ` + errorHelp + ` An unknown jobId gives JOB_NOT_FOUND.`,
+			loopHelp + ` ` + s.askHelp() + errorHelp + ` An unknown jobId gives JOB_NOT_FOUND.`,
 		InputSchema: getInputSchema,
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.get)
@@ -75,6 +80,52 @@ func (s *Server) addTools() {
 		InputSchema: cancelInputSchema,
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: false, OpenWorldHint: ptr(false)},
 	}, s.cancel)
+	addToolReq(s, &mcp.Tool{
+		Name:  "jobs_wait",
+		Title: "Wait for a job to change",
+		Description: fmt.Sprintf(`Wait until a job changes state (or one of its asks is created or answered), then return its status as jobs_get does, plus `+
+			`changed (false when the call timed out or the job was already terminal) and pendingAsks (asks waiting for your answer). `+
+			`Returns at once for a terminal job, and after timeoutS seconds (1 to %d, default %d) when nothing changes: then just call it again. `+
+			`Sends notifications/progress while waiting when the call carries a progressToken. `, maxWaitS, defaultWaitS) +
+			loopHelp + ` ` + s.askHelp() + errorHelp + ` An unknown jobId gives JOB_NOT_FOUND; a timeoutS out of range gives INVALID_REQUEST.`,
+		InputSchema: waitInputSchema,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, s.wait)
+	if s.asks == nil {
+		return
+	}
+	addTool(s, &mcp.Tool{
+		Name:  "asks_list",
+		Title: "List questions from executors",
+		Description: `List the questions (asks) that executors of running jobs asked, oldest first; by default only the PENDING ones, which wait for an answer. ` +
+			`Returns {items, total}; each item has askId, jobId, askType (CLARIFICATION, RESOURCE_FETCH, POLICY_DECISION, APPROVAL, CHOICE), prompt (the question), ` +
+			`contextEnvelope (the job snapshot, facts and tool capabilities the question is about), constraints, outputSchema (the JSON Schema answerJson must satisfy, if any), ` +
+			`route (orchestrator: yours to answer; runner or human: answered elsewhere, though you may answer it), status, deadlineAt, ageSeconds, and answer once answered. ` +
+			askHelp + ` ` + errorHelp + ` A bad status gives INVALID_REQUEST; an unknown jobId gives JOB_NOT_FOUND.`,
+		InputSchema: asksListInputSchema,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, s.listAsks)
+	addTool(s, &mcp.Tool{
+		Name:  "asks_answer",
+		Title: "Answer a question from an executor",
+		Description: `Answer a pending ask (from asks_list); the executor that asked resumes with the answer. ` +
+			`Give answerText, or answerJson (any JSON value) when the ask has an outputSchema; status defaults to ANSWERED. ` +
+			`Use status REJECTED (with error saying why) only to refuse what the executor asks: it fails the job with reasonCode POLICY. ` +
+			`Returns {askId, jobId, status, created, jobState}: jobState is RUNNING again once no ask of the job is pending. ` +
+			`Repeating the same answer is harmless (created=false). ` + errorHelp +
+			` ASK_NOT_FOUND: no such ask; CONFLICT: the ask was already answered differently (or closed when its job ended); ` +
+			`INVALID_REQUEST names the argument, for example answerText when an ANSWERED answer has neither answerText nor answerJson.`,
+		InputSchema: asksAnswerInputSchema,
+		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, s.answer)
+}
+
+// askHelp is askHelp followed by a space when the ask tools are offered.
+func (s *Server) askHelp() string {
+	if s.asks == nil {
+		return ""
+	}
+	return askHelp + " "
 }
 
 // addTool registers a tool whose arguments decode strictly into In and
@@ -86,13 +137,19 @@ func (s *Server) addTools() {
 // and carry no contract code, so the low-level Server.AddTool is used and
 // validation stays with the handlers and relaytype.ParseJobSpec.
 func addTool[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *In) (Out, error)) {
+	addToolReq(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in *In) (Out, error) { return h(ctx, in) })
+}
+
+// addToolReq is addTool for handlers that need the request itself: its
+// session and progress token.
+func addToolReq[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *mcp.CallToolRequest, *In) (Out, error)) {
 	t.OutputSchema = outputSchema[Out]()
 	s.mcp.AddTool(t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var in In
 		if err := decodeArgs(req.Params.Arguments, &in); err != nil {
 			return s.toolError(t.Name, err), nil
 		}
-		out, err := h(ctx, &in)
+		out, err := h(ctx, req, &in)
 		if err != nil {
 			return s.toolError(t.Name, err), nil
 		}
@@ -175,16 +232,24 @@ func (s *Server) toolError(tool string, err error) *mcp.CallToolResult {
 	body := toolErrorBody{Code: relaytype.CodeOf(err), Message: err.Error()}
 	var se *relaytype.SpecError
 	var ae *argError
+	var re *relaytype.RequestError
 	switch {
 	case errors.As(err, &se):
 		body.Field, body.Message = se.Field, se.Field+": "+se.Message
 	case errors.As(err, &ae):
 		body.Field, body.Message = ae.Field, ae.Error()
+	case errors.As(err, &re):
+		body.Field, body.Message = re.Field, re.Field+": "+re.Message
 	}
-	if body.Code == "" {
+	switch {
+	case body.Code == "" && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// The client gave up on the call; nobody reads this result.
+		body.Code = relaytype.CodeInternal
+		s.log.Debug("tool call ended early", "tool", tool, "err", err)
+	case body.Code == "":
 		body.Code = relaytype.CodeInternal
 		s.log.Error("tool failed", "tool", tool, "err", err)
-	} else {
+	default:
 		s.log.Debug("tool error", "tool", tool, "code", body.Code, "err", err)
 	}
 	text, _ := json.Marshal(body) // strings only: cannot fail
@@ -256,9 +321,14 @@ func (s *Server) status(ctx context.Context, id string) (jobStatus, error) {
 	if err != nil {
 		return jobStatus{}, err
 	}
-	arts, err := s.jobs.Artifacts(ctx, id)
+	return s.statusOf(ctx, job)
+}
+
+// statusOf reads the artifacts of a job already read.
+func (s *Server) statusOf(ctx context.Context, job *relaytype.Job) (jobStatus, error) {
+	arts, err := s.jobs.Artifacts(ctx, job.ID)
 	if err != nil {
-		return jobStatus{}, fmt.Errorf("list artifacts of %s: %w", id, err)
+		return jobStatus{}, fmt.Errorf("list artifacts of %s: %w", job.ID, err)
 	}
 	return status(job, arts), nil
 }

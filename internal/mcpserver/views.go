@@ -1,6 +1,7 @@
 package mcpserver
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -114,6 +115,113 @@ func status(j *relaytype.Job, arts []*relaytype.Artifact) jobStatus {
 			uri = relaytype.ArtifactURI(j.ID, a.Kind)
 		}
 		v.Artifacts = append(v.Artifacts, artifactRef{Kind: a.Kind, URI: uri, Digest: a.Digest, Size: a.Size})
+	}
+	return v
+}
+
+// jsonObject is a JSON object passed through as is (a context envelope).
+// It is its own type so that its output schema says "object".
+type jsonObject json.RawMessage
+
+// MarshalJSON returns the object, or {} when there is none.
+func (o jsonObject) MarshalJSON() ([]byte, error) {
+	if len(o) == 0 {
+		return []byte("{}"), nil
+	}
+	return json.RawMessage(o).MarshalJSON()
+}
+
+// UnmarshalJSON keeps a copy of data.
+func (o *jsonObject) UnmarshalJSON(data []byte) error {
+	*o = append((*o)[:0], data...)
+	return nil
+}
+
+// askItem is one ask as asks_list and mcp://jobs/{jobId}/asks show it.
+type askItem struct {
+	AskID           string                 `json:"askId" jsonschema:"id of the ask; pass it to asks_answer"`
+	JobID           string                 `json:"jobId" jsonschema:"job whose executor asked"`
+	StepID          string                 `json:"stepId" jsonschema:"the executor's name for the step it is in"`
+	AskType         relaytype.AskType      `json:"askType" jsonschema:"kind of question: CLARIFICATION, RESOURCE_FETCH, POLICY_DECISION, APPROVAL or CHOICE"`
+	Prompt          string                 `json:"prompt" jsonschema:"the question"`
+	RoleID          string                 `json:"roleId,omitempty" jsonschema:"answerer role the executor asked for"`
+	Route           string                 `json:"route" jsonschema:"who is to answer: orchestrator (you, with asks_answer), runner (the relay's Answer Runner) or human"`
+	ContextHash     string                 `json:"contextHash" jsonschema:"lowercase hex SHA-256 of the canonical contextEnvelope"`
+	ContextEnvelope jsonObject             `json:"contextEnvelope" jsonschema:"the small explicit context of the question: job_snapshot, facts, tool_caps, role"`
+	Constraints     *askConstraints        `json:"constraints,omitempty" jsonschema:"limits the executor set on the answer"`
+	OutputSchema    json.RawMessage        `json:"outputSchema,omitempty" jsonschema:"JSON Schema the executor wants answerJson to satisfy"`
+	Status          relaytype.AnswerStatus `json:"status" jsonschema:"PENDING until answered; then ANSWERED, REJECTED, TIMEOUT or ERROR"`
+	CreatedAt       timestamp              `json:"createdAt" jsonschema:"when the executor asked"`
+	DeadlineAt      timestamp              `json:"deadlineAt" jsonschema:"when a still pending ask is answered TIMEOUT, which fails the job"`
+	AgeSeconds      int64                  `json:"ageSeconds" jsonschema:"seconds since createdAt"`
+	Answer          *askAnswer             `json:"answer,omitempty" jsonschema:"the answer, once the ask is no longer PENDING"`
+}
+
+// askConstraints are an ask's constraints in the camelCase of the tools.
+type askConstraints struct {
+	TimeoutS     int      `json:"timeoutS,omitempty" jsonschema:"seconds the executor waits for the answer"`
+	MaxTokens    int      `json:"maxTokens,omitempty" jsonschema:"length limit of the answer, in tokens"`
+	AllowedTools []string `json:"allowedTools,omitempty" jsonschema:"tools the answerer may use"`
+}
+
+// answerStatus is the status of an answer: an AnswerStatus other than
+// PENDING, a type of its own for its output schema.
+type answerStatus relaytype.AnswerStatus
+
+// askAnswer is the answer an ask got.
+type askAnswer struct {
+	Status     answerStatus    `json:"status" jsonschema:"ANSWERED, REJECTED, TIMEOUT or ERROR"`
+	AnswerText string          `json:"answerText,omitempty" jsonschema:"the answer as text"`
+	AnswerJSON json.RawMessage `json:"answerJson,omitempty" jsonschema:"the answer as a JSON value"`
+	Error      string          `json:"error,omitempty" jsonschema:"why the ask was not answered"`
+	AnsweredBy string          `json:"answeredBy,omitempty" jsonschema:"who answered: orchestrator, runner, human, policy or relay"`
+	AnsweredAt timestamp       `json:"answeredAt" jsonschema:"when the answer was recorded"`
+}
+
+// asksResult is the result of asks_list and the content of
+// mcp://jobs/{jobId}/asks.
+type asksResult struct {
+	Items []askItem `json:"items" jsonschema:"asks, oldest first"`
+	Total int       `json:"total" jsonschema:"number of items"`
+}
+
+// answerResult is the result of asks_answer.
+type answerResult struct {
+	AskID    string             `json:"askId" jsonschema:"the ask answered"`
+	JobID    string             `json:"jobId" jsonschema:"the job that asked"`
+	Status   answerStatus       `json:"status" jsonschema:"status of the recorded answer"`
+	Created  bool               `json:"created" jsonschema:"false when this same answer had been recorded before"`
+	JobState relaytype.JobState `json:"jobState" jsonschema:"state of the job after the answer: RUNNING once no ask is pending, FAILED after a REJECTED answer"`
+}
+
+// waitResult is the result of jobs_wait.
+type waitResult struct {
+	jobStatus
+	Changed     bool `json:"changed" jsonschema:"true when the job's state or asks changed during the call; false when it returned at timeoutS or because the job was already terminal"`
+	PendingAsks int  `json:"pendingAsks" jsonschema:"asks of the job waiting for an answer; answer them with asks_list and asks_answer"`
+}
+
+func askView(a *relaytype.AskRecord, ans *relaytype.AnswerRecord, now time.Time) askItem {
+	v := askItem{
+		AskID: a.AskID, JobID: a.JobID, StepID: a.StepID, AskType: a.AskType, Prompt: a.Prompt,
+		RoleID: a.RoleID, Route: a.Route, ContextHash: a.ContextHash, ContextEnvelope: jsonObject(a.ContextEnvelope),
+		Status: a.Status, CreatedAt: stamp(a.CreatedAt), DeadlineAt: stamp(a.DeadlineAt),
+		AgeSeconds: max(0, int64(now.Sub(a.CreatedAt)/time.Second)),
+	}
+	if c := a.Constraints; c != nil {
+		v.Constraints = &askConstraints{TimeoutS: c.TimeoutS, MaxTokens: c.MaxTokens, AllowedTools: c.AllowedTools}
+	}
+	if m := a.Meta; m != nil && m.PromptOverrides != nil && len(m.PromptOverrides.OutputSchema) > 0 {
+		v.OutputSchema = m.PromptOverrides.OutputSchema
+	}
+	if ans != nil {
+		v.Answer = &askAnswer{
+			Status: answerStatus(ans.Status), AnswerText: ans.AnswerText, AnswerJSON: ans.AnswerJSON, Error: ans.Error,
+			AnsweredAt: stamp(ans.CreatedAt),
+		}
+		if ans.Attestation != nil {
+			v.Answer.AnsweredBy = ans.Attestation.AnsweredBy
+		}
 	}
 	return v
 }

@@ -1,0 +1,296 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// Defaults of Config.
+const (
+	DefaultLongPollMax  = 25 * time.Second
+	DefaultSSEHeartbeat = 10 * time.Second
+	DefaultMaxBodyBytes = 1 << 20
+	// ShutdownTimeout bounds how long Serve waits for requests in flight
+	// once its context ends.
+	ShutdownTimeout = 5 * time.Second
+	// sseWriteTimeout bounds one SSE write, so that a client that stops
+	// reading cannot hold a stream (and its subscription) forever.
+	sseWriteTimeout = 30 * time.Second
+)
+
+// Jobs is the part of *relay.Relay the API uses.
+type Jobs interface {
+	// Get returns one job or an error wrapping relaytype.ErrJobNotFound.
+	Get(ctx context.Context, id string) (*relaytype.Job, error)
+	// Events returns a job's audit log after afterID, at most limit.
+	Events(ctx context.Context, id string, afterID int64, limit int) ([]*relaytype.Event, error)
+	// Subscribe returns a channel of job changes and a function that ends
+	// the subscription.
+	Subscribe() (<-chan relay.Change, func())
+}
+
+var _ Jobs = (*relay.Relay)(nil)
+
+// Config configures a Server.
+type Config struct {
+	// Asks runs the Ask/Answer protocol. Required.
+	Asks *ask.Service
+	// Jobs reads jobs and their events. Required.
+	Jobs Jobs
+	// Tokens checks bearer tokens. Required unless AuthNone.
+	Tokens *ask.Tokens
+	// AuthNone turns off authentication (askAnswer.auth: none). Serve
+	// refuses to run with it on a listener that is not loopback. Defaults
+	// to false.
+	AuthNone bool
+	// LongPollMax caps ?wait= of GET /asks/{askId}/answer
+	// (askAnswer.longPollTimeoutSec). Defaults to 25s.
+	LongPollMax time.Duration
+	// SSEHeartbeat is the interval of heartbeat events on event streams
+	// (askAnswer.sseHeartbeatSec). Defaults to 10s.
+	SSEHeartbeat time.Duration
+	// MaxBodyBytes caps request bodies; larger ones get 413. Defaults to
+	// 1 MiB.
+	MaxBodyBytes int64
+	// Logger receives structured logs; requests are logged at debug.
+	// Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// WithDefaults returns a copy of c with zero fields set to defaults.
+func (c Config) WithDefaults() Config {
+	if c.LongPollMax == 0 {
+		c.LongPollMax = DefaultLongPollMax
+	}
+	if c.SSEHeartbeat == 0 {
+		c.SSEHeartbeat = DefaultSSEHeartbeat
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Asks == nil:
+		return errors.New("httpapi: Asks is required")
+	case c.Jobs == nil:
+		return errors.New("httpapi: Jobs is required")
+	case c.Tokens == nil && !c.AuthNone:
+		return errors.New("httpapi: Tokens is required unless AuthNone is set")
+	case c.LongPollMax < 0:
+		return fmt.Errorf("httpapi: LongPollMax must be positive, got %s", c.LongPollMax)
+	case c.SSEHeartbeat < 0:
+		return fmt.Errorf("httpapi: SSEHeartbeat must be positive, got %s", c.SSEHeartbeat)
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("httpapi: MaxBodyBytes must be positive, got %d", c.MaxBodyBytes)
+	}
+	return nil
+}
+
+// Server serves the Ask/Answer HTTP API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	handler http.Handler
+
+	// onWait, when set, is called just before a long poll parks in
+	// ask.Service.Wait. Benchmarks use it to post the answer only once the
+	// waiter is parked.
+	onWait func(askID string)
+}
+
+// New returns a Server.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("POST /asks", s.postAsk)
+	s.mux.HandleFunc("GET /asks/{askId}/answer", s.getAnswer)
+	s.mux.HandleFunc("POST /answers", s.postAnswer)
+	s.mux.HandleFunc("GET /jobs/{jobId}/asks", s.listAsks)
+	s.mux.HandleFunc("GET /jobs/{jobId}/events", s.events)
+	s.handler = http.HandlerFunc(s.serveHTTP)
+	return s, nil
+}
+
+// Handler returns the API's http.Handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// serveHTTP routes a request, answering unknown routes and wrong methods
+// with JSON errors, and logs it.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.noRoute(sw, r)
+	} else {
+		s.mux.ServeHTTP(sw, r)
+	}
+	// The path, never the headers: they carry the token.
+	s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", sw.Status(),
+		"duration", time.Since(start))
+}
+
+// noRoute answers a request no pattern matches: 405 with Allow when the
+// path exists for other methods, else 404.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	h, _ := s.mux.Handler(r)
+	probe := &probeWriter{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: relaytype.CodeMethodNotAllowed,
+			Message: fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, probe.header.Get("Allow"))})
+		return
+	}
+	writeError(w, &apiError{Status: http.StatusNotFound, Code: relaytype.CodeNotFound,
+		Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// stopKey is the context key of the channel Serve closes when it begins
+// to shut down.
+type stopKey struct{}
+
+// stopping returns a channel closed when the Serve that accepted r shuts
+// down, or nil (never ready) when r came in some other way.
+func stopping(r *http.Request) <-chan struct{} {
+	ch, _ := r.Context().Value(stopKey{}).(chan struct{})
+	return ch
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: long
+// polls answer 204 and event streams end at once, and requests in flight
+// get up to ShutdownTimeout. It closes ln. With AuthNone it refuses a
+// listener that is not on a loopback address.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.AuthNone {
+		if !isLoopback(ln.Addr()) {
+			_ = ln.Close()
+			return fmt.Errorf("httpapi: askAnswer.auth none is only allowed on a loopback address, not %s: bind 127.0.0.1 or use bearer tokens", ln.Addr())
+		}
+		s.log.Warn("Ask/Answer HTTP API runs WITHOUT authentication (askAnswer.auth: none); anyone on this host can create and answer asks", "addr", ln.Addr().String())
+	}
+	stop := make(chan struct{})
+	base := context.WithValue(context.WithoutCancel(ctx), stopKey{}, stop)
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	s.log.Info("Ask/Answer HTTP API listening", "addr", ln.Addr().String())
+	select {
+	case err := <-served:
+		return fmt.Errorf("httpapi: serve: %w", err)
+	case <-ctx.Done():
+	}
+	close(stop)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		_ = srv.Close()
+	}
+	<-served
+	if err != nil {
+		return fmt.Errorf("httpapi: shutdown: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe listens on addr (host:port) and calls Serve.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("httpapi: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// isLoopback reports whether addr can only be reached from this host: a
+// loopback IP address, or a Unix socket.
+func isLoopback(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	if addr == nil {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		host = addr.String()
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// statusWriter records the status of a response for the request log. It
+// unwraps for http.ResponseController.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Status returns the status written, or 0 if none was (the client left
+// before an answer).
+func (w *statusWriter) Status() int { return w.status }
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// probeWriter captures what ServeMux's own 404/405 handler would send.
+type probeWriter struct {
+	header http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header         { return p.header }
+func (p *probeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (p *probeWriter) WriteHeader(code int)        { p.status = code }
