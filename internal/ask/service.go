@@ -67,6 +67,8 @@ type Service struct {
 	waiters map[string]*waitEntry
 
 	sweepWake chan struct{}
+	// parked, when set (tests), is called each time a waiter parks.
+	parked    func(askID string)
 	startStop sync.Mutex
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -376,6 +378,9 @@ func (s *Service) Wait(ctx context.Context, askID string, timeout time.Duration)
 		if err != nil || rec != nil {
 			return rec, err
 		}
+		if s.parked != nil {
+			s.parked(askID)
+		}
 		select {
 		case <-ch:
 			ch = s.register(askID)
@@ -418,6 +423,18 @@ func (s *Service) wake(askID string) {
 	if w := s.waiters[askID]; w != nil {
 		close(w.ch)
 		// Waiters still registered re-register on a fresh channel.
+		w.ch = make(chan struct{})
+	}
+}
+
+// WakeAll wakes every parked waiter to look at the store again. The relay
+// calls it when a job ends: the store answers that job's pending asks
+// with ERROR in the same transaction, without passing through Answer.
+func (s *Service) WakeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.waiters {
+		close(w.ch)
 		w.ch = make(chan struct{})
 	}
 }

@@ -113,6 +113,13 @@ func TestAskAnswerRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, got, "no answer yet")
 
+	parked := make(chan string, 1)
+	ask.SetParkHook(b.svc, func(id string) {
+		select {
+		case parked <- id:
+		default:
+		}
+	})
 	woke := make(chan *relaytype.AnswerRecord)
 	go func() {
 		rec, err := b.svc.Wait(ctx, a.AskID, 30*time.Second)
@@ -121,8 +128,7 @@ func TestAskAnswerRoundTrip(t *testing.T) {
 		}
 		woke <- rec
 	}()
-	// Give the waiter time to park: nothing else depends on it.
-	time.Sleep(20 * time.Millisecond)
+	require.Equal(t, a.AskID, <-parked)
 	t0 := time.Now()
 	ans, created, err := b.svc.Answer(ctx, &relaytype.Answer{AskID: a.AskID, Status: relaytype.StatusAnswered, AnswerText: "Hello, relay!",
 		Attestation: &relaytype.Attestation{AnsweredBy: "orchestrator"}})
@@ -311,4 +317,40 @@ func TestLoadOperatorToken(t *testing.T) {
 	require.Equal(t, "from-the-environment-123", env)
 	_, err = ask.LoadOperatorToken(dir, func(string) (string, bool) { return "short", true })
 	require.ErrorContains(t, err, "TASK_RELAY_API_TOKEN")
+}
+
+// A job that ends closes its pending asks in the store; WakeAll makes
+// their waiters see that at once.
+func TestWakeAllAfterJobEnds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	b.runningJob(t, "job_end")
+	a := newAsk(t, "job_end")
+	_, _, err := b.svc.Create(ctx, a)
+	require.NoError(t, err)
+	parked := make(chan string, 1)
+	ask.SetParkHook(b.svc, func(id string) {
+		select {
+		case parked <- id:
+		default:
+		}
+	})
+	got := make(chan *relaytype.AnswerRecord)
+	go func() {
+		rec, _ := b.svc.Wait(ctx, a.AskID, 30*time.Second)
+		got <- rec
+	}()
+	require.Equal(t, a.AskID, <-parked)
+	_, err = b.store.JobTransition(ctx, &store.JobTransitionParams{ID: "job_end", To: relaytype.StateCanceled, Now: time.Now()})
+	require.NoError(t, err)
+	t0 := time.Now()
+	b.svc.WakeAll()
+	select {
+	case rec := <-got:
+		require.Equal(t, relaytype.StatusError, rec.Status)
+		require.Less(t, time.Since(t0), time.Second)
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken")
+	}
 }

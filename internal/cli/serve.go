@@ -302,6 +302,22 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 	cleanup = append(cleanup, rl.Stop)
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	httpDone := make(chan struct{})
+	changes, unsubscribe := rl.Subscribe()
+	go func() {
+		// A job that ends closes its pending asks in the store; executors
+		// parked on them must hear it now, not at their next recheck.
+		defer unsubscribe()
+		for {
+			select {
+			case <-httpCtx.Done():
+				return
+			case c := <-changes:
+				if c.State.Terminal() {
+					asks.WakeAll()
+				}
+			}
+		}
+	}()
 	go func() {
 		defer close(httpDone)
 		if err := api.Serve(httpCtx, ln); err != nil && httpCtx.Err() == nil {

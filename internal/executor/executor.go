@@ -63,6 +63,8 @@ type Result struct {
 	Output []byte
 	// Stdout is stdout alone, bounded the same way.
 	Stdout []byte
+	// Stderr is stderr alone, bounded to 64 KiB the same way.
+	Stderr []byte
 	// TimedOut is true when the run was stopped because its timeout passed.
 	TimedOut bool
 	// Canceled is true when the run was stopped because ctx was done.

@@ -69,11 +69,16 @@ type capture struct {
 	mu       sync.Mutex
 	combined *boundedBuffer
 	stdout   *boundedBuffer
+	stderr   *boundedBuffer
 	live     io.Writer // nil, or nil after a failed write
 }
 
+// stderrLimit bounds Result.Stderr, which serves failure summaries.
+const stderrLimit = 64 << 10
+
 func newCapture(limit int64, live io.Writer) *capture {
-	return &capture{combined: newBoundedBuffer(limit), stdout: newBoundedBuffer(limit), live: live}
+	return &capture{combined: newBoundedBuffer(limit), stdout: newBoundedBuffer(limit),
+		stderr: newBoundedBuffer(min(limit, stderrLimit)), live: live}
 }
 
 func (c *capture) write(p []byte, isStdout bool) {
@@ -82,6 +87,8 @@ func (c *capture) write(p []byte, isStdout bool) {
 	c.combined.write(p)
 	if isStdout {
 		c.stdout.write(p)
+	} else {
+		c.stderr.write(p)
 	}
 	if c.live != nil {
 		if _, err := c.live.Write(p); err != nil {

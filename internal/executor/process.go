@@ -136,6 +136,7 @@ func (p *process) run(ctx context.Context) (*Result, error) {
 	res.ExitCode = exitCode(cmd.ProcessState)
 	res.Output = out.combined.bytes()
 	res.Stdout = out.stdout.bytes()
+	res.Stderr = out.stderr.bytes()
 	return res, nil
 }
 

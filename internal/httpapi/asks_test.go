@@ -199,6 +199,9 @@ func TestPostAnswer(t *testing.T) {
 	b.do(t, http.MethodPost, "/answers", op, other).requireError(t, 409, relaytype.CodeConflict, "")
 
 	b.do(t, http.MethodPost, "/answers", op, answered(uuid.NewString())).requireError(t, 404, relaytype.CodeAskNotFound, "")
+	wrongJob := answered(a.AskID)
+	wrongJob.JobID = "job_OTHER"
+	b.do(t, http.MethodPost, "/answers", op, wrongJob).requireError(t, 400, relaytype.CodeInvalidRequest, "job_id")
 	b.do(t, http.MethodPost, "/answers", op, &relaytype.Answer{AskID: a.AskID}).requireError(t, 400, relaytype.CodeInvalidRequest, "status")
 	b.do(t, http.MethodPost, "/answers", op, `{"ask_id":"`+a.AskID+`","status":"ANSWERED","answer_text":"x","extra":true}`).
 		requireError(t, 400, relaytype.CodeInvalidRequest, "extra")

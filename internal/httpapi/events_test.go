@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,7 +98,9 @@ func TestEventStreamReplayLiveResume(t *testing.T) {
 	b.postAnswer(t, answered(a2.AskID))
 
 	// Resume: exactly the missed events, in order, then live again.
-	resp, events = b.openSSE(t, context.Background(), job.ID, op,
+	ctx2, disconnect2 := context.WithCancel(context.Background())
+	defer disconnect2()
+	resp, events = b.openSSE(t, ctx2, job.ID, op,
 		map[string]string{"Last-Event-ID": strconv.FormatInt(lastSeen, 10)})
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	hello = nextEvent(t, events)
@@ -159,16 +162,7 @@ func TestEventStreamResumeFromQuery(t *testing.T) {
 }
 
 func containsEventID(s string, id int64) bool {
-	for i := 0; i+1 < len(s); i++ {
-		if s[i:] != "" && len(s[i:]) >= 4 && s[i:i+4] == "id: " {
-			rest := s[i+4:]
-			want := strconv.FormatInt(id, 10) + "\nevent: status"
-			if len(rest) >= len(want) && rest[:len(want)] == want {
-				return true
-			}
-		}
-	}
-	return false
+	return strings.Contains(s, "id: "+strconv.FormatInt(id, 10)+"\nevent: status\n")
 }
 
 func TestEventStreamErrors(t *testing.T) {

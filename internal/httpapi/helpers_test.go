@@ -363,7 +363,8 @@ type sseEvent struct {
 }
 
 // openSSE connects to a job's event stream; the channel closes when the
-// stream ends. Cancel ctx to disconnect.
+// stream ends. Cancel ctx to disconnect (every stream must be, or the
+// test server's Close waits for it).
 func (b *bundle) openSSE(t *testing.T, ctx context.Context, jobID, token string, header map[string]string) (*http.Response, <-chan sseEvent) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url+"/jobs/"+jobID+"/events", nil)
@@ -387,7 +388,11 @@ func (b *bundle) openSSE(t *testing.T, ctx context.Context, jobID, token string,
 		for sc.Scan() {
 			line := sc.Text()
 			if line == "" {
-				ch <- ev
+				select {
+				case ch <- ev:
+				case <-ctx.Done():
+					return
+				}
 				ev = sseEvent{}
 				continue
 			}

@@ -141,8 +141,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	if _, pattern := s.mux.Handler(r); pattern == "" {
-		s.noRoute(sw, r)
+	if h, pattern := s.mux.Handler(r); pattern == "" {
+		s.noRoute(sw, r, h)
 	} else {
 		s.mux.ServeHTTP(sw, r)
 	}
@@ -152,9 +152,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // noRoute answers a request no pattern matches: 405 with Allow when the
-// path exists for other methods, else 404.
-func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
-	h, _ := s.mux.Handler(r)
+// path exists for other methods, else 404. h is ServeMux's own answer,
+// which knows the allowed methods.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	probe := &probeWriter{header: http.Header{}}
 	h.ServeHTTP(probe, r)
 	if probe.status == http.StatusMethodNotAllowed {
@@ -187,11 +187,11 @@ func stopping(r *http.Request) <-chan struct{} {
 // get up to ShutdownTimeout. It closes ln. With AuthNone it refuses a
 // listener that is not on a loopback address.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.CheckListener(ln.Addr()); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	if s.cfg.AuthNone {
-		if !isLoopback(ln.Addr()) {
-			_ = ln.Close()
-			return fmt.Errorf("httpapi: askAnswer.auth none is only allowed on a loopback address, not %s: bind 127.0.0.1 or use bearer tokens", ln.Addr())
-		}
 		s.log.Warn("Ask/Answer HTTP API runs WITHOUT authentication (askAnswer.auth: none); anyone on this host can create and answer asks", "addr", ln.Addr().String())
 	}
 	stop := make(chan struct{})
@@ -205,7 +205,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	s.log.Info("Ask/Answer HTTP API listening", "addr", ln.Addr().String())
+	s.log.Debug("Ask/Answer HTTP API serving", "addr", ln.Addr().String())
 	select {
 	case err := <-served:
 		return fmt.Errorf("httpapi: serve: %w", err)
@@ -221,6 +221,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	<-served
 	if err != nil {
 		return fmt.Errorf("httpapi: shutdown: %w", err)
+	}
+	return nil
+}
+
+// CheckListener returns the error Serve would refuse a listener on addr
+// with: with AuthNone, an address that is not loopback. Callers can use it
+// to fail at startup rather than when Serve runs.
+func (s *Server) CheckListener(addr net.Addr) error {
+	if s.cfg.AuthNone && !isLoopback(addr) {
+		return fmt.Errorf("httpapi: askAnswer.auth none is only allowed on a loopback address, not %s: bind 127.0.0.1 or use bearer tokens", addr)
 	}
 	return nil
 }

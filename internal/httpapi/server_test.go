@@ -130,6 +130,8 @@ func TestServeRefusesAuthNoneOffLoopback(t *testing.T) {
 	srv, err := httpapi.New(httpapi.Config{Asks: b.asks, Jobs: b.relay, AuthNone: true, Logger: quiet})
 	require.NoError(t, err)
 	ln := &fakeListener{addr: &net.TCPAddr{IP: net.IPv4zero, Port: 3415}, closed: make(chan struct{})}
+	require.ErrorContains(t, srv.CheckListener(ln.Addr()), "loopback")
+	require.NoError(t, srv.CheckListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}))
 	err = srv.Serve(context.Background(), ln)
 	require.ErrorContains(t, err, "loopback")
 	require.ErrorContains(t, err, "0.0.0.0:3415")

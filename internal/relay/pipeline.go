@@ -233,7 +233,13 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	case res.TimedOut:
 		return withArts(fail(relaytype.ReasonTimeout, "executor %q timed out after %s", job.Executor, res.Duration.Round(time.Millisecond)))
 	case res.ExitCode != 0:
-		return withArts(fail(relaytype.ReasonExecutorError, "executor %q exited with code %d%s", job.Executor, res.ExitCode, lastLine(res.Output)))
+		// stderr says why more often than stdout; the two pipes also
+		// interleave unpredictably in the combined output.
+		why := lastLine(res.Stderr)
+		if why == "" {
+			why = lastLine(res.Output)
+		}
+		return withArts(fail(relaytype.ReasonExecutorError, "executor %q exited with code %d%s", job.Executor, res.ExitCode, why))
 	}
 
 	patch, err := ws.Diff(ctx)
