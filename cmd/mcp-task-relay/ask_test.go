@@ -73,5 +73,6 @@ executors:
 	}
 	require.Contains(t, types, "ask")
 	require.Contains(t, types, "answer")
+	require.Contains(t, types, "log", "executor output is streamed into the event log")
 	s.assertOnlyJSONRPC(t)
 }

@@ -42,7 +42,8 @@ func (r Result) String() string {
 	return fmt.Sprintf("%-34s n=%-6d p50 %-12s p99 %s", r.Name, r.N, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 }
 
-func summarize(name string, d []time.Duration) Result {
+// Summarize returns the p50 and p99 of durations d under a name.
+func Summarize(name string, d []time.Duration) Result {
 	slices.Sort(d)
 	r := Result{Name: name, N: len(d)}
 	if len(d) > 0 {
@@ -76,7 +77,7 @@ func ColdStart(ctx context.Context, binary, dir string, n int) (Result, int64, e
 		_ = s.Close()
 	}
 	slices.Sort(rss)
-	return summarize("cold start → initialize reply", d), rss[len(rss)/2], nil
+	return Summarize("cold start → initialize reply", d), rss[len(rss)/2], nil
 }
 
 // residentBytes reads VmRSS of a process from /proc.
@@ -175,7 +176,7 @@ func (q *Queue) Dispatch(ctx context.Context, n int) (submit, dispatch Result, e
 			return submit, dispatch, fmt.Errorf("job %d never started", i)
 		}
 	}
-	return summarize("submit (SQLite file, WAL)", sd), summarize("submit → executor start", dd), nil
+	return Summarize("submit (SQLite file, WAL)", sd), Summarize("submit → executor start", dd), nil
 }
 
 // Throughput pushes n no-op jobs through a fresh relay on a SQLite file and

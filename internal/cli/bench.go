@@ -8,11 +8,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/bench"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 )
 
 func newBench() *cobra.Command {
 	var (
-		jobs, dispatchN, coldN, concurrency, pipelineN int
+		jobs, dispatchN, coldN, concurrency, pipelineN, asksN int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -49,6 +50,12 @@ func newBench() *cobra.Command {
 			}
 			fmt.Fprintln(out, submit)
 			fmt.Fprintln(out, dispatch)
+			wake, round, err := httpapi.BenchWake(ctx, asksN)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, bench.Summarize("answer → parked waiter wake-up", wake))
+			fmt.Fprintln(out, bench.Summarize("ask round trip (HTTP)", round))
 			tp, err := bench.Throughput(ctx, dir, jobs, concurrency)
 			if err != nil {
 				return err
@@ -67,6 +74,7 @@ func newBench() *cobra.Command {
 	cmd.Flags().IntVar(&jobs, "jobs", 5000, "no-op jobs for the throughput run")
 	cmd.Flags().IntVar(&dispatchN, "dispatch", 500, "jobs for the latency run")
 	cmd.Flags().IntVar(&coldN, "cold", 20, "cold starts to time")
+	cmd.Flags().IntVar(&asksN, "asks", 1000, "asks for the answer wake-up and round-trip runs")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "workers for the throughput runs")
 	cmd.Flags().IntVar(&pipelineN, "pipeline", 100, "real jobs (git worktree, shell executor, patch) for the full-pipeline run; 0 skips it")
 	return cmd

@@ -246,8 +246,11 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 		ConfigFile:      filepath.Join(cfg.ConfigDir, "config.yaml"),
 		Env:             env,
 		JobToken:        tokens.Mint,
-		MaxOutputBytes:  cfg.Server.MaxOutputBytes,
-		Logger:          log,
+		LogSink: func(ctx context.Context, jobID string, chunk []byte) error {
+			return rl.AppendLog(ctx, jobID, chunk)
+		},
+		MaxOutputBytes: cfg.Server.MaxOutputBytes,
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err

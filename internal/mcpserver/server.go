@@ -318,6 +318,9 @@ func changedURIs(batch []relay.Change) []string {
 			add(statusURI(c.JobID))
 			add(eventsURI(c.JobID))
 		}
+		if c.Log {
+			add(eventsURI(c.JobID))
+		}
 	}
 	return uris
 }

@@ -12,4 +12,6 @@ type Change struct {
 	Artifact relaytype.ArtifactKind
 	// Asks is set when an ask of the job was created or answered.
 	Asks bool
+	// Log is set when executor output was appended to the job's events.
+	Log bool
 }

@@ -34,6 +34,9 @@ type PipelineConfig struct {
 	// Env is added to every executor's environment (TASK_RELAY_PROFILE,
 	// ASK_ANSWER_ORIGIN, ...).
 	Env map[string]string
+	// LogSink, when set, receives the executor's output while it runs (the
+	// relay stores it as "log" events). Defaults to none.
+	LogSink LogSink
 	// JobToken returns the bearer token an executor uses for the
 	// Ask/Answer API of its job (TASK_RELAY_TOKEN). Defaults to none.
 	JobToken func(jobID string) string
@@ -203,12 +206,22 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	}
 
 	log.Info("executor starting", "executor", job.Executor, "workdir", ws.Dir)
-	res, err := run.Run(ctx, &executor.Request{
+	req := &executor.Request{
 		JobID: job.ID, StepID: stepID, Workdir: ws.Dir, Prompt: prompt, PromptFile: promptFile,
 		Model: job.Spec.Execution.PreferredModel, Env: env,
 		Timeout:        time.Duration(job.Spec.Execution.TimeoutS) * time.Second,
 		MaxOutputBytes: p.cfg.MaxOutputBytes,
-	})
+	}
+	var ls *logStream
+	if p.cfg.LogSink != nil {
+		ls = newLogStream(ctx, job.ID, p.cfg.LogSink)
+		req.Output = ls
+	}
+	res, err := run.Run(ctx, req)
+	if ls != nil {
+		// The live log lands before the job's final transition.
+		ls.Close()
+	}
 	if ctx.Err() != nil {
 		return Outcome{}
 	}

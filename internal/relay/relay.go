@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -336,6 +337,22 @@ func (r *Relay) Notify(job *relaytype.Job, asks bool) {
 	if w != nil {
 		w.cancel(errEnded)
 	}
+}
+
+// AppendLog stores a chunk of executor output as a "log" event of the job
+// and tells subscribers (SSE streams, resource subscriptions).
+func (r *Relay) AppendLog(ctx context.Context, jobID string, chunk []byte) error {
+	payload, err := json.Marshal(map[string]string{"text": string(chunk)})
+	if err != nil {
+		return err
+	}
+	if _, err := r.store.EventAppend(ctx, &store.EventAppendParams{
+		JobID: jobID, Type: relaytype.EventLog, Payload: payload, Now: r.cfg.Now(),
+	}); err != nil {
+		return err
+	}
+	r.publish(Change{JobID: jobID, Log: true})
+	return nil
 }
 
 func (r *Relay) publishJob(j *relaytype.Job) {
