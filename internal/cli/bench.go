@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/bench"
-	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 )
 
 func newBench() *cobra.Command {
@@ -50,7 +49,7 @@ func newBench() *cobra.Command {
 			}
 			fmt.Fprintln(out, submit)
 			fmt.Fprintln(out, dispatch)
-			wake, round, err := httpapi.BenchWake(ctx, asksN)
+			wake, round, err := bench.AskWake(ctx, asksN)
 			if err != nil {
 				return err
 			}

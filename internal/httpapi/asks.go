@@ -82,8 +82,8 @@ func (s *Server) getAnswer(w http.ResponseWriter, r *http.Request) {
 				}
 			}()
 		}
-		if s.onWait != nil {
-			s.onWait(askID)
+		if s.cfg.OnWait != nil {
+			s.cfg.OnWait(askID)
 		}
 		rec, err = s.cfg.Asks.Wait(ctx, askID, wait)
 	}

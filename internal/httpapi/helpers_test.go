@@ -110,19 +110,18 @@ func newStack(t *testing.T, opts ...option) *bundle {
 	t.Cleanup(svc.Stop)
 	tokens, err := ask.NewTokens("tro_test-operator-token-0123456789")
 	require.NoError(t, err)
-	cfg := httpapi.Config{Asks: svc, Jobs: r, Tokens: tokens, Logger: quiet}
+	parked := make(chan string, 16)
+	cfg := httpapi.Config{Asks: svc, Jobs: r, Tokens: tokens, Logger: quiet, OnWait: func(id string) {
+		select {
+		case parked <- id:
+		default:
+		}
+	}}
 	if o.config != nil {
 		o.config(&cfg)
 	}
 	srv, err := httpapi.New(cfg)
 	require.NoError(t, err)
-	parked := make(chan string, 16)
-	httpapi.SetOnWait(srv, func(id string) {
-		select {
-		case parked <- id:
-		default:
-		}
-	})
 	return &bundle{relay: r, asks: svc, tokens: tokens, srv: srv, handler: h, parked: parked}
 }
 

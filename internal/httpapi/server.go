@@ -63,6 +63,10 @@ type Config struct {
 	// MaxBodyBytes caps request bodies; larger ones get 413. Defaults to
 	// 1 MiB.
 	MaxBodyBytes int64
+	// OnWait, when set, is called just before a long poll parks in
+	// ask.Service.Wait; benchmarks and tests use it to answer only once a
+	// waiter is parked. Defaults to none.
+	OnWait func(askID string)
 	// Logger receives structured logs; requests are logged at debug.
 	// Defaults to slog.Default().
 	Logger *slog.Logger
@@ -109,11 +113,6 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	handler http.Handler
-
-	// onWait, when set, is called just before a long poll parks in
-	// ask.Service.Wait. Benchmarks use it to post the answer only once the
-	// waiter is parked.
-	onWait func(askID string)
 }
 
 // New returns a Server.

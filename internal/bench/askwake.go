@@ -1,4 +1,4 @@
-package httpapi
+package bench
 
 import (
 	"bytes"
@@ -15,12 +15,13 @@ import (
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
-// BenchWake measures the Ask/Answer API over real HTTP on loopback, with
+// AskWake measures the Ask/Answer API over real HTTP on loopback, with
 // an in-process stack of its own (in-memory SQLite store, relay with one
 // job that stays running, ask service, this server on 127.0.0.1). It
 // returns n samples of each:
@@ -29,7 +30,7 @@ import (
 //     before POST /answers to that GET returning the answer (SPEC §7:
 //     answer → executor wake p50 < 2 ms on loopback);
 //   - roundTrip: POST /asks, POST /answers, then GET the answer.
-func BenchWake(ctx context.Context, n int) (wake, roundTrip []time.Duration, err error) {
+func AskWake(ctx context.Context, n int) (wake, roundTrip []time.Duration, err error) {
 	if n < 1 {
 		return nil, nil, errors.New("bench wake: n must be at least 1")
 	}
@@ -125,16 +126,15 @@ func newBenchStack(ctx context.Context) (_ *benchStack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := New(Config{Asks: svc, Jobs: rl, Tokens: tokens, Logger: quiet})
-	if err != nil {
-		return nil, err
-	}
 	parked := make(chan struct{}, 1)
-	srv.onWait = func(string) {
+	srv, err := httpapi.New(httpapi.Config{Asks: svc, Jobs: rl, Tokens: tokens, Logger: quiet, OnWait: func(string) {
 		select {
 		case parked <- struct{}{}:
 		default:
 		}
+	}})
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,4 +1,4 @@
-package httpapi_test
+package bench_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/bench"
 )
 
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -17,9 +17,9 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-func TestBenchWake(t *testing.T) {
+func TestAskWake(t *testing.T) {
 	t.Parallel()
-	wake, rt, err := httpapi.BenchWake(context.Background(), 20)
+	wake, rt, err := bench.AskWake(context.Background(), 20)
 	require.NoError(t, err)
 	require.Len(t, wake, 20)
 	require.Len(t, rt, 20)
@@ -27,7 +27,7 @@ func TestBenchWake(t *testing.T) {
 	// Far below ask's 2 s safety recheck: every waiter was woken.
 	require.Less(t, percentile(wake, 1), time.Second)
 
-	_, _, err = httpapi.BenchWake(context.Background(), 0)
+	_, _, err = bench.AskWake(context.Background(), 0)
 	require.Error(t, err)
 }
 
@@ -39,14 +39,14 @@ func report(b *testing.B, ds []time.Duration) {
 // BenchmarkAnswerWake measures answer → parked waiter wake-up: from just
 // before POST /answers to the parked GET returning (SPEC §7: p50 < 2 ms).
 func BenchmarkAnswerWake(b *testing.B) {
-	wake, _, err := httpapi.BenchWake(context.Background(), b.N)
+	wake, _, err := bench.AskWake(context.Background(), b.N)
 	require.NoError(b, err)
 	report(b, wake)
 }
 
 // BenchmarkAskRoundTrip measures POST /asks + POST /answers + GET answer.
 func BenchmarkAskRoundTrip(b *testing.B) {
-	_, rt, err := httpapi.BenchWake(context.Background(), b.N)
+	_, rt, err := bench.AskWake(context.Background(), b.N)
 	require.NoError(b, err)
 	report(b, rt)
 }
