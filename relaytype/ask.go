@@ -218,6 +218,8 @@ type Answer struct {
 	Cacheable   *bool           `json:"cacheable,omitempty"`
 	AskBack     string          `json:"ask_back,omitempty"`
 	Error       string          `json:"error,omitempty"`
+	// Usage is the tokens the answerer spent (runner answers).
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // Attestation says what produced an answer.
@@ -231,6 +233,53 @@ type Attestation struct {
 	PolicyVersion     string   `json:"policy_version,omitempty"`
 	// AnsweredBy names the answerer: runner, orchestrator, human or policy.
 	AnsweredBy string `json:"answered_by,omitempty"`
+	// CacheHit is set when the runner answered from its decision cache.
+	CacheHit bool `json:"cache_hit,omitempty"`
+	// AskID and AnswerDigest bind a signature to one answer of one ask:
+	// AnswerDigest is AnswerDigest(status, answer_text, answer_json).
+	AskID        string `json:"ask_id,omitempty"`
+	AnswerDigest string `json:"answer_digest,omitempty"`
+	// KeyID names the relay key that made Signature (the first 16 hex
+	// digits of the SHA-256 of the public key).
+	KeyID string `json:"key_id,omitempty"`
+	// Signature is the base64 Ed25519 signature of the canonical JSON of
+	// this attestation without its signature field.
+	Signature string `json:"signature,omitempty"`
+}
+
+// AnswerDigest returns the lowercase hex SHA-256 of the canonical JSON of
+// {"answer_json","answer_text","status"} (absent fields omitted): what an
+// attestation signature covers of the answer itself.
+func AnswerDigest(status AnswerStatus, text string, answerJSON json.RawMessage) (string, error) {
+	doc := map[string]any{"status": status}
+	if text != "" {
+		doc["answer_text"] = text
+	}
+	if len(answerJSON) > 0 {
+		doc["answer_json"] = answerJSON
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	return ContextHash(raw)
+}
+
+// SigningBytes returns the bytes an attestation signature covers: the
+// canonical JSON of the attestation with Signature empty.
+func (a Attestation) SigningBytes() ([]byte, error) {
+	a.Signature = ""
+	raw, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	return CanonicalJSON(raw)
+}
+
+// Usage counts LLM tokens spent on answers.
+type Usage struct {
+	InputTokens  int `json:"input_tokens"`
+	OutputTokens int `json:"output_tokens"`
 }
 
 // AskRecord is a stored ask, returned in camelCase.
@@ -268,6 +317,7 @@ type AnswerRecord struct {
 	Cacheable   *bool           `json:"cacheable,omitempty"`
 	AskBack     string          `json:"askBack,omitempty"`
 	Error       string          `json:"error,omitempty"`
+	Usage       *Usage          `json:"usage,omitempty"`
 	CreatedAt   time.Time       `json:"createdAt"`
 }
 

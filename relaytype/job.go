@@ -248,7 +248,9 @@ type Job struct {
 	HeartbeatAt    *time.Time `json:"heartbeatAt,omitempty"`
 	ReasonCode     FailReason `json:"reasonCode,omitempty"`
 	Summary        string     `json:"summary,omitempty"`
-	Spec           JobSpec    `json:"spec"`
+	// Usage sums the LLM tokens the job's answers spent.
+	Usage Usage   `json:"usage"`
+	Spec  JobSpec `json:"spec"`
 }
 
 // Event is one entry of a job's append-only audit log.

@@ -97,11 +97,19 @@ type Store interface {
 	// returns a WAITING_ON_ANSWER job with no other pending ask to
 	// RUNNING, all in one transaction. A second answer with the same
 	// PayloadHash returns the stored one with created=false; with another
-	// payload it fails with relaytype.ErrAnswerConflict.
+	// payload it fails with relaytype.ErrAnswerConflict. The answer's
+	// token usage is added to the job's in the same transaction.
 	AnswerInsert(ctx context.Context, p *AnswerInsertParams) (answer *relaytype.AnswerRecord, created bool, job *relaytype.Job, err error)
 	// AnswerGet returns the answer to an ask, nil if it has none yet, or
 	// an error wrapping relaytype.ErrAskNotFound.
 	AnswerGet(ctx context.Context, p *AnswerGetParams) (*relaytype.AnswerRecord, error)
+
+	// DecisionGet returns the cached answer under Key if it has not
+	// expired at Now (counting a hit), or nil.
+	DecisionGet(ctx context.Context, p *DecisionGetParams) (*relaytype.Answer, error)
+	// DecisionPut caches an answer under Key until ExpiresAt, replacing an
+	// older entry.
+	DecisionPut(ctx context.Context, p *DecisionPutParams) error
 
 	// Close releases the store's resources.
 	Close() error
@@ -237,4 +245,18 @@ type AnswerInsertParams struct {
 // AnswerGetParams are the inputs of Store.AnswerGet.
 type AnswerGetParams struct {
 	AskID string
+}
+
+// DecisionGetParams are the inputs of Store.DecisionGet.
+type DecisionGetParams struct {
+	Key string
+	Now time.Time
+}
+
+// DecisionPutParams are the inputs of Store.DecisionPut.
+type DecisionPutParams struct {
+	Key       string
+	Answer    *relaytype.Answer
+	Now       time.Time
+	ExpiresAt time.Time
 }

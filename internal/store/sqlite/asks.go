@@ -226,7 +226,7 @@ func (s *Store) AskNextDeadline(ctx context.Context) (time.Time, error) {
 }
 
 const answerColumns = `ask_id, job_id, step_id, status, answer_text, answer_json, attestation, policy_trace,
-	cacheable, ask_back, error, created_at, payload_hash`
+	cacheable, ask_back, error, created_at, payload_hash, input_tokens, output_tokens`
 
 func scanAnswer(row scanner) (*relaytype.AnswerRecord, string, error) {
 	var (
@@ -235,10 +235,14 @@ func scanAnswer(row scanner) (*relaytype.AnswerRecord, string, error) {
 		cacheable                                 sql.NullBool
 		created                                   int64
 		hash                                      string
+		in, out                                   int
 	)
 	if err := row.Scan(&a.AskID, &a.JobID, &a.StepID, &a.Status, &text, &ajson, &att, &trace,
-		&cacheable, &askBack, &errText, &created, &hash); err != nil {
+		&cacheable, &askBack, &errText, &created, &hash, &in, &out); err != nil {
 		return nil, "", err
+	}
+	if in+out > 0 {
+		a.Usage = &relaytype.Usage{InputTokens: in, OutputTokens: out}
 	}
 	a.AnswerText, a.AskBack, a.Error = text.String, askBack.String, errText.String
 	if ajson.Valid {
@@ -279,12 +283,22 @@ func insertAnswer(ctx context.Context, tx *sql.Tx, a *relaytype.AnswerRecord, ha
 	if a.Cacheable != nil {
 		cacheable = *a.Cacheable
 	}
+	var usage relaytype.Usage
+	if a.Usage != nil {
+		usage = *a.Usage
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO answers (ask_id, job_id, step_id, status, answer_text, answer_json,
-		attestation, policy_trace, cacheable, ask_back, error, created_at, payload_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		attestation, policy_trace, cacheable, ask_back, error, created_at, payload_hash, input_tokens, output_tokens)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.AskID, a.JobID, a.StepID, string(a.Status), nullString(a.AnswerText), ajson, att, trace, cacheable,
-		nullString(a.AskBack), nullString(a.Error), ms(now), hash); err != nil {
+		nullString(a.AskBack), nullString(a.Error), ms(now), hash, usage.InputTokens, usage.OutputTokens); err != nil {
 		return fmt.Errorf("insert answer: %w", err)
+	}
+	if usage.InputTokens+usage.OutputTokens > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?
+			WHERE id = ?`, usage.InputTokens, usage.OutputTokens, a.JobID); err != nil {
+			return fmt.Errorf("add answer usage to job: %w", err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE asks SET status = ?, answered_at = ? WHERE ask_id = ?`,
 		string(a.Status), ms(now), a.AskID); err != nil {
@@ -294,9 +308,14 @@ func insertAnswer(ctx context.Context, tx *sql.Tx, a *relaytype.AnswerRecord, ha
 	if a.Attestation != nil {
 		by = a.Attestation.AnsweredBy
 	}
-	_, err = appendEvent(ctx, tx, a.JobID, relaytype.EventAnswer, map[string]any{
-		"askId": a.AskID, "status": a.Status, "answeredBy": by, "error": a.Error,
-	}, now)
+	ev := map[string]any{"askId": a.AskID, "status": a.Status, "answeredBy": by, "error": a.Error}
+	if a.Attestation != nil && a.Attestation.CacheHit {
+		ev["cacheHit"] = true
+	}
+	if a.Usage != nil {
+		ev["usage"] = a.Usage
+	}
+	_, err = appendEvent(ctx, tx, a.JobID, relaytype.EventAnswer, ev, now)
 	return err
 }
 
@@ -403,4 +422,48 @@ func closePendingAsks(ctx context.Context, tx *sql.Tx, j *relaytype.Job, to rela
 		}
 	}
 	return nil
+}
+
+// DecisionGet implements store.Store.
+func (s *Store) DecisionGet(ctx context.Context, p *store.DecisionGetParams) (*relaytype.Answer, error) {
+	var out *relaytype.Answer
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var raw string
+		err := tx.QueryRowContext(ctx, `SELECT answer FROM decision_cache WHERE decision_key = ? AND expires_at > ?`,
+			p.Key, ms(p.Now)).Scan(&raw)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("decision cache get: %w", err)
+		}
+		out = &relaytype.Answer{}
+		if err := json.Unmarshal([]byte(raw), out); err != nil {
+			return fmt.Errorf("decision cache decode: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE decision_cache SET hits = hits + 1 WHERE decision_key = ?`, p.Key)
+		return err
+	})
+	return out, err
+}
+
+// DecisionPut implements store.Store.
+func (s *Store) DecisionPut(ctx context.Context, p *store.DecisionPutParams) error {
+	raw, err := json.Marshal(p.Answer)
+	if err != nil {
+		return fmt.Errorf("decision cache encode: %w", err)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM decision_cache WHERE expires_at <= ?`, ms(p.Now)); err != nil {
+			return fmt.Errorf("decision cache prune: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO decision_cache (decision_key, answer, created_at, expires_at)
+			VALUES (?, ?, ?, ?)
+			ON CONFLICT (decision_key) DO UPDATE SET answer = excluded.answer, created_at = excluded.created_at,
+				expires_at = excluded.expires_at, hits = 0`, p.Key, string(raw), ms(p.Now), ms(p.ExpiresAt))
+		if err != nil {
+			return fmt.Errorf("decision cache put: %w", err)
+		}
+		return nil
+	})
 }

@@ -15,7 +15,7 @@ import (
 
 const jobColumns = `id, idempotency_key, state, state_version, priority, attempt, max_attempts,
 	executor, baseline_commit, spec, created_at, updated_at, started_at, finished_at, expires_at,
-	lease_owner, lease_expires_at, heartbeat_at, reason_code, summary`
+	lease_owner, lease_expires_at, heartbeat_at, reason_code, summary, input_tokens, output_tokens`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -42,7 +42,7 @@ func scanJob(row scanner) (*relaytype.Job, error) {
 	)
 	if err := row.Scan(&j.ID, &j.IdempotencyKey, &j.State, &j.StateVersion, &prio, &j.Attempt, &j.MaxAttempts,
 		&j.Executor, &j.BaselineCommit, &spec, &created, &updated, &started, &finished, &expires,
-		&leaseOwner, &leaseExp, &heartbeat, &reason, &summary); err != nil {
+		&leaseOwner, &leaseExp, &heartbeat, &reason, &summary, &j.Usage.InputTokens, &j.Usage.OutputTokens); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &j.Spec); err != nil {

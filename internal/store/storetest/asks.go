@@ -220,3 +220,49 @@ func exerciseAsks(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.True(t, late.DeadlineAt.Equal(next))
 	})
 }
+
+func exerciseUsageAndCache(t *testing.T, newStore func(t *testing.T) store.Store) {
+	t.Run("AnswerUsageSumsOnJob", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		b.reach(t, "job_use", relaytype.StateRunning)
+		a1, _, _ := b.askInsert(t, b.newAsk("job_use", time.Minute), "1")
+		a2, _, _ := b.askInsert(t, b.newAsk("job_use", time.Minute), "2")
+		p := b.answer(a1, relaytype.StatusAnswered, "x")
+		p.Answer.Usage = &relaytype.Usage{InputTokens: 120, OutputTokens: 30}
+		ans, _, _, err := b.store.AnswerInsert(b.ctx, p)
+		require.NoError(t, err)
+		require.Equal(t, &relaytype.Usage{InputTokens: 120, OutputTokens: 30}, ans.Usage)
+		p = b.answer(a2, relaytype.StatusAnswered, "y")
+		p.Answer.Usage = &relaytype.Usage{InputTokens: 80, OutputTokens: 5}
+		_, _, job, err := b.store.AnswerInsert(b.ctx, p)
+		require.NoError(t, err)
+		require.Equal(t, relaytype.Usage{InputTokens: 200, OutputTokens: 35}, job.Usage)
+		require.Equal(t, relaytype.Usage{InputTokens: 200, OutputTokens: 35}, b.get(t, "job_use").Usage)
+	})
+
+	t.Run("DecisionCache", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		got, err := b.store.DecisionGet(b.ctx, &store.DecisionGetParams{Key: "k", Now: b.now})
+		require.NoError(t, err)
+		require.Nil(t, got)
+		ans := &relaytype.Answer{Status: relaytype.StatusAnswered, AnswerJSON: json.RawMessage(`{"decision":"ALLOW"}`),
+			Attestation: &relaytype.Attestation{RoleID: "policy_decider", Model: "m"}}
+		require.NoError(t, b.store.DecisionPut(b.ctx, &store.DecisionPutParams{Key: "k", Answer: ans, Now: b.now, ExpiresAt: b.at(time.Hour)}))
+		got, err = b.store.DecisionGet(b.ctx, &store.DecisionGetParams{Key: "k", Now: b.at(time.Minute)})
+		require.NoError(t, err)
+		require.NotNil(t, got)
+		require.JSONEq(t, `{"decision":"ALLOW"}`, string(got.AnswerJSON))
+		require.Equal(t, "m", got.Attestation.Model)
+		got, err = b.store.DecisionGet(b.ctx, &store.DecisionGetParams{Key: "k", Now: b.at(time.Hour)})
+		require.NoError(t, err)
+		require.Nil(t, got, "expired at its ttl")
+		// Replacing refreshes the entry.
+		ans.AnswerJSON = json.RawMessage(`{"decision":"DENY"}`)
+		require.NoError(t, b.store.DecisionPut(b.ctx, &store.DecisionPutParams{Key: "k", Answer: ans, Now: b.at(2 * time.Hour), ExpiresAt: b.at(3 * time.Hour)}))
+		got, err = b.store.DecisionGet(b.ctx, &store.DecisionGetParams{Key: "k", Now: b.at(2 * time.Hour)})
+		require.NoError(t, err)
+		require.JSONEq(t, `{"decision":"DENY"}`, string(got.AnswerJSON))
+	})
+}
