@@ -31,6 +31,10 @@ var (
 	// prompt, TASK_RELAY_JOB_ID or TASK_RELAY_STEP_ID unset, output schema not JSON, a malformed
 	// origin. Nothing was sent.
 	ErrInvalidAsk = errors.New("invalid ask")
+	// ErrBadSignature: the answer's attestation is signed, but the
+	// signature does not verify against the relay's key (or the answer
+	// was changed after signing). It is relaytype.ErrBadSignature.
+	ErrBadSignature = relaytype.ErrBadSignature
 )
 
 // APIError is an error response of the relay's HTTP API: its status and

@@ -3,6 +3,8 @@ package sdk
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -42,6 +44,7 @@ type fakeRelay struct {
 	// answer makes the answer to an ask. Defaults to an attested ANSWERED.
 	answer    func(relaytype.Ask) relaytype.AnswerRecord
 	asks      map[string]askEntry
+	pub       ed25519.PublicKey // served at GET /attestation-key when set
 	postBody  [][]byte
 	pollCount int
 }
@@ -71,6 +74,17 @@ func newFakeRelay(t *testing.T) *fakeRelay {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /asks", f.postAsk)
 	mux.HandleFunc("GET /asks/{id}/answer", f.getAnswer)
+	mux.HandleFunc("GET /attestation-key", func(w http.ResponseWriter, _ *http.Request) {
+		f.mu.Lock()
+		pub := f.pub
+		f.mu.Unlock()
+		if pub == nil {
+			http.NotFound(w, nil)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"alg": "Ed25519", "keyId": relaytype.KeyID(pub),
+			"publicKey": base64.StdEncoding.EncodeToString(pub)})
+	})
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f

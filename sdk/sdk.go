@@ -17,6 +17,8 @@ package sdk
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -90,6 +93,9 @@ type Client struct {
 
 	// Retry timing; zero means the default* constants.
 	backoffBase, backoffCap, giveUp time.Duration
+
+	keyMu sync.Mutex
+	key   ed25519.PublicKey // the relay's attestation key, once fetched
 }
 
 // NewFromEnv returns a client for the relay at ASK_ANSWER_ORIGIN (default
@@ -153,6 +159,9 @@ type Answer struct {
 	Error string
 	// Record is the answer as the relay stored it.
 	Record *relaytype.AnswerRecord
+	// Verified is set when the attestation carried a signature that
+	// verified against the relay's key.
+	Verified bool
 }
 
 // Ask asks the relay at ASK_ANSWER_ORIGIN a question for the job in the
@@ -203,7 +212,55 @@ func (c *Client) Ask(ctx context.Context, typ relaytype.AskType, prompt string, 
 	if err != nil {
 		return nil, err
 	}
-	return checkAnswer(ask, rec)
+	ans, err := checkAnswer(ask, rec)
+	if err != nil && !errors.Is(err, ErrRejected) && !errors.Is(err, ErrTimedOut) && !errors.Is(err, ErrAnswerError) {
+		return ans, err
+	}
+	if rec.Attestation != nil && rec.Attestation.Signature != "" {
+		if verr := c.verify(ctx, origin, rec); verr != nil {
+			return ans, verr
+		}
+		ans.Verified = true
+	}
+	return ans, err
+}
+
+// verify checks a signed attestation against the relay's public key,
+// fetched once from GET /attestation-key.
+func (c *Client) verify(ctx context.Context, origin *url.URL, rec *relaytype.AnswerRecord) error {
+	c.keyMu.Lock()
+	pub := c.key
+	c.keyMu.Unlock()
+	if pub == nil {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, origin.JoinPath("attestation-key").String(), nil)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		resp, err := c.httpClient().Do(req)
+		if err != nil {
+			return fmt.Errorf("%w: fetch attestation key: %v", ErrProtocol, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%w: fetch attestation key: HTTP %d", ErrBadSignature, resp.StatusCode)
+		}
+		var k struct {
+			Alg       string `json:"alg"`
+			PublicKey string `json:"publicKey"`
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&k); err != nil {
+			return fmt.Errorf("%w: attestation key: %v", ErrProtocol, err)
+		}
+		raw, err := base64.StdEncoding.DecodeString(k.PublicKey)
+		if err != nil || k.Alg != "Ed25519" || len(raw) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: attestation key is not an Ed25519 public key", ErrProtocol)
+		}
+		pub = ed25519.PublicKey(raw)
+		c.keyMu.Lock()
+		c.key = pub
+		c.keyMu.Unlock()
+	}
+	return relaytype.VerifyAttestation(pub, rec)
 }
 
 // newAsk validates the ask and builds its wire form, envelope and hash

@@ -31,6 +31,19 @@ type Answerer interface {
 	Answer(ctx context.Context, ask *relaytype.AskRecord) (*relaytype.Answer, error)
 }
 
+// Decider decides asks deterministically before they are routed (the
+// policy). It may answer an ask outright, or send it to another route.
+type Decider interface {
+	// Decide returns an answer to record at once, or a route to use
+	// instead of the router's, or neither.
+	Decide(a *relaytype.AskRecord) (answer *relaytype.Answer, route Route)
+}
+
+// ErrDeferred is returned by an Answerer that cannot answer now (no person
+// is reachable): the ask stays pending for asks_answer or POST /answers
+// until its deadline, instead of being answered ERROR.
+var ErrDeferred = errors.New("answer deferred to the orchestrator")
+
 // Config configures a Service.
 type Config struct {
 	// Store persists asks and answers. Required.
@@ -41,6 +54,8 @@ type Config struct {
 	// Answerers answer the routes they are registered for; a route with
 	// none falls back to the orchestrator. Defaults to none.
 	Answerers map[Route]Answerer
+	// Decider is consulted before routing. Defaults to none.
+	Decider Decider
 	// Timeout is the deadline of an ask that sets no constraints.timeout_s
 	// and is not routed to the runner. Defaults to 10 min.
 	Timeout time.Duration
@@ -244,6 +259,25 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 		RoleID: a.RoleID, Meta: a.Meta, Status: relaytype.StatusPending, Route: string(route),
 		CreatedAt: now, DeadlineAt: now.Add(timeout),
 	}
+	var decided *relaytype.Answer
+	if s.cfg.Decider != nil {
+		var r Route
+		decided, r = s.cfg.Decider.Decide(rec)
+		if r != "" && decided == nil {
+			if r.Valid() && (r == RouteOrchestrator || s.cfg.Answerers[r] != nil) {
+				route = r
+			} else {
+				route = RouteOrchestrator
+			}
+			rec.Route = string(route)
+		}
+		if decided != nil {
+			rec.Route = "policy"
+		}
+		if route == RouteRunner && (a.Constraints == nil || a.Constraints.TimeoutS == 0) {
+			rec.DeadlineAt = now.Add(s.cfg.RunnerTimeout)
+		}
+	}
 	stored, created, job, err := s.store.AskInsert(ctx, &store.AskInsertParams{Ask: rec, PayloadHash: hash, Now: now})
 	if err != nil {
 		return nil, false, err
@@ -251,11 +285,18 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 	if !created {
 		return stored, false, nil
 	}
-	s.log.Info("ask created", "ask_id", stored.AskID, "job_id", stored.JobID, "ask_type", stored.AskType, "route", route)
+	s.log.Info("ask created", "ask_id", stored.AskID, "job_id", stored.JobID, "ask_type", stored.AskType, "route", stored.Route)
 	s.cfg.OnChange(job)
 	select {
 	case s.sweepWake <- struct{}{}:
 	default:
+	}
+	if decided != nil {
+		decided.AskID, decided.JobID, decided.StepID = stored.AskID, stored.JobID, stored.StepID
+		if _, _, err := s.Answer(ctx, decided); err != nil {
+			return nil, false, fmt.Errorf("record policy answer: %w", err)
+		}
+		return stored, true, nil
 	}
 	if ans := s.cfg.Answerers[route]; ans != nil {
 		s.dispatch(ans, stored)
@@ -272,6 +313,10 @@ func (s *Service) dispatch(ans Answerer, a *relaytype.AskRecord) {
 		ctx, cancel := context.WithDeadline(context.Background(), a.DeadlineAt)
 		defer cancel()
 		out, err := ans.Answer(ctx, a)
+		if errors.Is(err, ErrDeferred) {
+			s.log.Info("ask left for the orchestrator", "ask_id", a.AskID, "why", err)
+			return
+		}
 		if err != nil {
 			out = &relaytype.Answer{AskID: a.AskID, JobID: a.JobID, Status: relaytype.StatusError, Error: err.Error()}
 		}

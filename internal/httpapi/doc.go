@@ -7,7 +7,8 @@
 //
 // # Authorization
 //
-// Every route but GET /healthz needs "Authorization: Bearer <token>".
+// Every route but GET /healthz and GET /attestation-key needs
+// "Authorization: Bearer <token>".
 // The operator token may do everything. A job token (ask.Tokens.Mint)
 // may only create asks for its own job and read the answers to them:
 // anything else, including another job's ask, is 403 FORBIDDEN. An ask

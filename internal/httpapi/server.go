@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,6 +65,9 @@ type Config struct {
 	// MaxBodyBytes caps request bodies; larger ones get 413. Defaults to
 	// 1 MiB.
 	MaxBodyBytes int64
+	// AttestationKey is served at GET /attestation-key. Defaults to none
+	// (404).
+	AttestationKey ed25519.PublicKey
 	// OnWait, when set, is called just before a long poll parks in
 	// ask.Service.Wait; benchmarks and tests use it to answer only once a
 	// waiter is parked. Defaults to none.
@@ -123,6 +128,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /attestation-key", s.attestationKey)
 	s.mux.HandleFunc("POST /asks", s.postAsk)
 	s.mux.HandleFunc("GET /asks/{askId}/answer", s.getAnswer)
 	s.mux.HandleFunc("POST /answers", s.postAnswer)
@@ -168,6 +174,25 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler)
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// AttestationKey is the body of GET /attestation-key: the public half of
+// the key that signs runner attestations.
+type AttestationKey struct {
+	Alg       string `json:"alg"`
+	KeyID     string `json:"keyId"`
+	PublicKey string `json:"publicKey"`
+}
+
+// attestationKey serves the public key without auth: it is public, and an
+// executor needs it to check signatures.
+func (s *Server) attestationKey(w http.ResponseWriter, _ *http.Request) {
+	if len(s.cfg.AttestationKey) == 0 {
+		writeError(w, &apiError{Status: http.StatusNotFound, Code: relaytype.CodeNotFound, Message: "this relay signs no attestations"})
+		return
+	}
+	writeJSON(w, http.StatusOK, AttestationKey{Alg: "Ed25519", KeyID: relaytype.KeyID(s.cfg.AttestationKey),
+		PublicKey: base64.StdEncoding.EncodeToString(s.cfg.AttestationKey)})
 }
 
 // stopKey is the context key of the channel Serve closes when it begins

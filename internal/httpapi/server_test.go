@@ -2,6 +2,9 @@ package httpapi_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/netip"
@@ -178,4 +181,24 @@ func TestServeAuthNoneOnLoopbackAndShutdown(t *testing.T) {
 
 	_, err = http.Get(b.url + "/healthz")
 	require.Error(t, err, "still serving after shutdown")
+}
+
+func TestAttestationKey(t *testing.T) {
+	t.Parallel()
+	pub, _, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	b := setup(t, withConfig(func(c *httpapi.Config) { c.AttestationKey = pub }))
+	r := b.do(t, http.MethodGet, "/attestation-key", "", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	var key httpapi.AttestationKey
+	require.NoError(t, json.Unmarshal(r.body, &key))
+	require.Equal(t, "Ed25519", key.Alg)
+	require.Equal(t, relaytype.KeyID(pub), key.KeyID)
+	raw, err := base64.StdEncoding.DecodeString(key.PublicKey)
+	require.NoError(t, err)
+	require.Equal(t, []byte(pub), raw)
+
+	none := setup(t)
+	r = none.do(t, http.MethodGet, "/attestation-key", "", nil)
+	require.Equal(t, http.StatusNotFound, r.status)
 }
