@@ -264,9 +264,13 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 		var r Route
 		decided, r = s.cfg.Decider.Decide(rec)
 		if r != "" && decided == nil {
-			if r.Valid() && (r == RouteOrchestrator || s.cfg.Answerers[r] != nil) {
+			switch {
+			case r.Valid() && (r == RouteOrchestrator || s.cfg.Answerers[r] != nil):
 				route = r
-			} else {
+			case r == RouteRunner && s.cfg.Answerers[RouteHuman] != nil:
+				// An escalation with no runner goes to a person.
+				route = RouteHuman
+			default:
 				route = RouteOrchestrator
 			}
 			rec.Route = string(route)

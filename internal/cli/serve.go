@@ -85,6 +85,7 @@ type stack struct {
 	tokens *ask.Tokens
 	// origin is the Ask/Answer API's base URL, as executors see it.
 	origin   string
+	mcp      *lateMCP
 	stopHTTP context.CancelFunc
 	httpDone chan struct{}
 }
@@ -201,10 +202,21 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 	}
 	cleanup = append(cleanup, func() { _ = ln.Close() })
 
+	late := &lateMCP{}
+	ans, err := buildAnswerers(cfg, st, late, log)
+	if err != nil {
+		return nil, err
+	}
+	rules := routing(cfg)
+	if rules.Default == "" && ans.runner != nil {
+		rules.Default = ask.RouteRunner
+	}
 	var rl *relay.Relay
 	asks, err := ask.New(ask.Config{
 		Store:         st,
-		Routing:       routing(cfg),
+		Routing:       rules,
+		Answerers:     ans.byRoute,
+		Decider:       ans.decider,
 		Timeout:       cfg.AskAnswer.AskTimeout(),
 		RunnerTimeout: cfg.AskAnswer.Runner.Timeout(),
 		Logger:        log,
@@ -233,7 +245,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 	self, _ := os.Executable()
 	env := map[string]string{
 		"TASK_RELAY_PROFILE":        cfg.Profile,
-		"TASK_RELAY_POLICY_VERSION": relaytype.DefaultPolicyVersion,
+		"TASK_RELAY_POLICY_VERSION": ans.policyVersion,
 		"ASK_ANSWER_ORIGIN":         origin,
 		// Executors can run `mcp-task-relay ask` by name.
 		"PATH": filepath.Dir(self) + string(os.PathListSeparator) + os.Getenv("PATH"),
@@ -269,13 +281,14 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 		return nil, err
 	}
 	api, err := httpapi.New(httpapi.Config{
-		Asks:         asks,
-		Jobs:         rl,
-		Tokens:       tokens,
-		AuthNone:     cfg.AskAnswer.Auth == config.AuthNone,
-		LongPollMax:  cfg.AskAnswer.LongPollTimeout(),
-		SSEHeartbeat: cfg.AskAnswer.SSEHeartbeat(),
-		Logger:       log,
+		Asks:           asks,
+		Jobs:           rl,
+		Tokens:         tokens,
+		AuthNone:       cfg.AskAnswer.Auth == config.AuthNone,
+		LongPollMax:    cfg.AskAnswer.LongPollTimeout(),
+		SSEHeartbeat:   cfg.AskAnswer.SSEHeartbeat(),
+		AttestationKey: ans.signingKey,
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err
@@ -328,7 +341,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 		}
 	}()
 	log.Info("ask/answer api listening", "origin", origin, "auth", cfg.AskAnswer.Auth)
-	return &stack{cfg: cfg, log: log, store: st, relay: rl, asks: asks, tokens: tokens, origin: origin,
+	return &stack{cfg: cfg, log: log, store: st, relay: rl, asks: asks, tokens: tokens, origin: origin, mcp: late,
 		stopHTTP: stopHTTP, httpDone: httpDone}, nil
 }
 
@@ -358,6 +371,7 @@ func serve(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
+	st.mcp.srv.Store(srv)
 	t := &mcp.IOTransport{Reader: io.NopCloser(stdin), Writer: nopWriteCloser{stdout}}
 	err = srv.Run(ctx, t)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {

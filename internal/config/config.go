@@ -111,6 +111,7 @@ const (
 	DefaultRunnerModel        = "claude-sonnet-4-5"
 	DefaultRunnerMaxRetries   = 1
 	DefaultRunnerTimeoutSec   = 60
+	DefaultRunnerCacheTTLSec  = 3600
 	DefaultAnthropicAPIKeyEnv = "ANTHROPIC_API_KEY"
 	DefaultOpenAIAPIKeyEnv    = "OPENAI_API_KEY"
 )
@@ -386,6 +387,19 @@ type Runner struct {
 	// askAnswer.runner.apiKeyEnv. Defaults to ANTHROPIC_API_KEY for provider
 	// anthropic and OPENAI_API_KEY for openai, else empty.
 	APIKeyEnv string `yaml:"apiKeyEnv"`
+	// CacheTTLSec is how long the decision cache reuses an answer; 0 means
+	// the default, -1 turns the cache off. YAML key
+	// askAnswer.runner.cacheTtlSec. Defaults to 3600.
+	CacheTTLSec int `yaml:"cacheTtlSec"`
+}
+
+// CacheTTL returns CacheTTLSec as a duration, 0 when the cache is off.
+// Defaults to 1 h.
+func (r Runner) CacheTTL() time.Duration {
+	if r.CacheTTLSec < 0 {
+		return 0
+	}
+	return seconds(r.CacheTTLSec, DefaultRunnerCacheTTLSec)
 }
 
 // IsEnabled reports whether the Answer Runner is on. Defaults to true.

@@ -90,6 +90,7 @@ func (c *Config) Validate() error {
 	}
 	v.atLeast("askAnswer.runner.maxRetries", r.MaxRetries, -1)
 	v.atLeast("askAnswer.runner.defaultTimeout", r.DefaultTimeout, 1)
+	v.atLeast("askAnswer.runner.cacheTtlSec", r.CacheTTLSec, -1)
 	if r.BaseURL != "" {
 		if u, err := url.Parse(r.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.add("askAnswer.runner.baseURL", "must be an http or https URL, got %q", r.BaseURL)

@@ -42,6 +42,13 @@ type jobSummary struct {
 	FinishedAt     timestamp            `json:"finishedAt,omitempty" jsonschema:"when the job reached a terminal state"`
 	DurationMs     *int64               `json:"durationMs,omitempty" jsonschema:"milliseconds from startedAt to finishedAt, once both are known"`
 	LastUpdate     timestamp            `json:"lastUpdate" jsonschema:"when the job record last changed"`
+	Usage          usageView            `json:"usage" jsonschema:"LLM tokens the Answer Runner spent answering this job's asks"`
+}
+
+// usageView is a token count.
+type usageView struct {
+	InputTokens  int `json:"inputTokens" jsonschema:"prompt tokens"`
+	OutputTokens int `json:"outputTokens" jsonschema:"completion tokens"`
 }
 
 // jobStatus is one job as jobs_get and mcp://jobs/{jobId}/status show it.
@@ -96,6 +103,7 @@ func summarize(j *relaytype.Job) jobSummary {
 		StartedAt:      stampPtr(j.StartedAt),
 		FinishedAt:     stampPtr(j.FinishedAt),
 		LastUpdate:     stamp(j.UpdatedAt),
+		Usage:          usageView{InputTokens: j.Usage.InputTokens, OutputTokens: j.Usage.OutputTokens},
 	}
 	if j.UpdatedAt.IsZero() {
 		v.LastUpdate = v.CreatedAt
