@@ -107,9 +107,15 @@ func writeConfig(t *testing.T, dir, body string) string {
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	// A credential in the relay's environment must not reach executors.
-	cmd.Env = append(os.Environ(), "TASK_RELAY_LOG_LEVEL=debug", "ANTHROPIC_API_KEY=sk-e2e-secret")
+	// The runner is off unless a test configures one.
+	return startServerEnv(t, []string{"ANTHROPIC_API_KEY=sk-e2e-secret", "TASK_RELAY_ANSWER_RUNNER_ENABLED=false"}, args...)
+}
+
+func startServerEnv(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "TASK_RELAY_LOG_LEVEL=debug"), env...)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()

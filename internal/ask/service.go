@@ -380,7 +380,7 @@ func (s *Service) Answer(ctx context.Context, a *relaytype.Answer) (*relaytype.A
 	rec := &relaytype.AnswerRecord{
 		AskID: a.AskID, JobID: a.JobID, StepID: a.StepID, Status: a.Status, AnswerText: a.AnswerText,
 		AnswerJSON: a.AnswerJSON, Attestation: a.Attestation, Artifacts: a.Artifacts, PolicyTrace: a.PolicyTrace,
-		Cacheable: a.Cacheable, AskBack: a.AskBack, Error: a.Error,
+		Cacheable: a.Cacheable, AskBack: a.AskBack, Error: a.Error, Usage: a.Usage,
 	}
 	stored, created, job, err := s.store.AnswerInsert(ctx, &store.AnswerInsertParams{Answer: rec, PayloadHash: hash, Now: s.cfg.Now()})
 	if err != nil {
