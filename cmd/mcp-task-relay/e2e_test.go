@@ -114,6 +114,14 @@ func startServer(t *testing.T, args ...string) *server {
 
 func startServerEnv(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
+	return startServerClient(t, env, nil, "", args...)
+}
+
+// startServerClient starts the relay with extra environment, lets mutate
+// adjust the MCP client's options (elicitation, sampling), and has the
+// client ask for protocol (empty: the SDK's newest).
+func startServerClient(t *testing.T, env []string, mutate func(*mcp.ClientOptions), protocol string, args ...string) *server {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "TASK_RELAY_LOG_LEVEL=debug"), env...)
 	stdin, err := cmd.StdinPipe()
@@ -130,18 +138,26 @@ func startServerEnv(t *testing.T, env []string, args ...string) *server {
 			t.Logf("server stderr:\n%s", s.stderr.String())
 		}
 	})
-	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "0"}, &mcp.ClientOptions{
+	opts := &mcp.ClientOptions{
 		ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
 			select {
 			case s.updates <- req.Params.URI:
 			default:
 			}
 		},
-	})
+	}
+	if mutate != nil {
+		mutate(opts)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "0"}, opts)
 	tr := &mcp.IOTransport{Reader: io.NopCloser(io.TeeReader(stdout, s.stdout)), Writer: stdin}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s.session, err = client.Connect(ctx, tr, nil)
+	var sessOpts *mcp.ClientSessionOptions
+	if protocol != "" {
+		sessOpts = &mcp.ClientSessionOptions{ProtocolVersion: protocol}
+	}
+	s.session, err = client.Connect(ctx, tr, sessOpts)
 	require.NoError(t, err, "connect: %s", s.stderr.String())
 	return s
 }

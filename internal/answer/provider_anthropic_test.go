@@ -316,9 +316,9 @@ func TestAnthropicErrorReplies(t *testing.T) {
 	}{
 		{
 			name: "rate limited", status: 429, errType: "rate_limit_error",
-			message: "Number of request tokens has exceeded your per-minute rate limit",
-			header:  map[string]string{"Retry-After": "1"},
-			wantErr: "anthropic: 429 Too Many Requests: Number of request tokens has exceeded your per-minute rate limit",
+			message:   "Number of request tokens has exceeded your per-minute rate limit",
+			header:    map[string]string{"Retry-After": "1"},
+			wantErr:   "anthropic: 429 Too Many Requests: Number of request tokens has exceeded your per-minute rate limit",
 			wantRetry: true, wantWait: time.Second,
 		},
 		{

@@ -284,9 +284,9 @@ func TestOpenAIErrorReplies(t *testing.T) {
 	}{
 		{
 			name: "rate limited", status: 429, errType: "requests", code: "rate_limit_exceeded",
-			message: "Rate limit reached for gpt-4o on requests per min (RPM): Limit 500, Used 500, Requested 1.",
-			header:  map[string]string{"Retry-After-Ms": "1500", "Retry-After": "2"},
-			wantErr: "openai: 429 Too Many Requests: Rate limit reached for gpt-4o on requests per min (RPM): Limit 500, Used 500, Requested 1.",
+			message:   "Rate limit reached for gpt-4o on requests per min (RPM): Limit 500, Used 500, Requested 1.",
+			header:    map[string]string{"Retry-After-Ms": "1500", "Retry-After": "2"},
+			wantErr:   "openai: 429 Too Many Requests: Rate limit reached for gpt-4o on requests per min (RPM): Limit 500, Used 500, Requested 1.",
 			wantRetry: true, wantWait: 1500 * time.Millisecond,
 		},
 		{
@@ -303,9 +303,9 @@ func TestOpenAIErrorReplies(t *testing.T) {
 		},
 		{
 			name: "unavailable, null code", status: 503, errType: "server_error", code: nil,
-			message: "The engine is currently overloaded, please try again later",
-			header:  map[string]string{"Retry-After": "3"},
-			wantErr: "openai: 503 Service Unavailable: The engine is currently overloaded, please try again later",
+			message:   "The engine is currently overloaded, please try again later",
+			header:    map[string]string{"Retry-After": "3"},
+			wantErr:   "openai: 503 Service Unavailable: The engine is currently overloaded, please try again later",
 			wantRetry: true, wantWait: 3 * time.Second,
 		},
 		{

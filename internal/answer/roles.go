@@ -418,7 +418,11 @@ func parseRole(file string, data []byte) (*Role, error) {
 		if err != nil {
 			return nil, err
 		}
-		for k, dst := range map[string]*int{"max_tokens": &r.Limits.MaxTokens, "max_tool_calls": &r.Limits.MaxToolCalls} {
+		for _, l := range []struct {
+			key string
+			dst *int
+		}{{"max_tokens", &r.Limits.MaxTokens}, {"max_tool_calls", &r.Limits.MaxToolCalls}} {
+			k, dst := l.key, l.dst
 			ln, ok := lf[k]
 			if !ok {
 				continue

@@ -151,7 +151,7 @@ func instructions(asks bool) string {
 	if asks {
 		text += `3. When the state is WAITING_ON_ANSWER (pendingAsks > 0), the executor has asked a question: ` +
 			`call asks_list {jobId} and answer each pending ask routed to orchestrator with asks_answer {askId, answerText or answerJson}, ` +
-			`from your own knowledge of the user's intent and the task (asks routed to runner or human are answered for you); ` +
+			`from your own knowledge of the user's intent and the task (asks routed to the runner or to a human usually answer themselves; answer them yourself only if they stay pending); ` +
 			`answer with status REJECTED only to refuse, which fails the job. ` +
 			`Then go back to jobs_wait. `
 	}

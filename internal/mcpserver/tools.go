@@ -35,7 +35,7 @@ const (
 		`jobs_get lists the artifacts that exist, with SHA-256 digests.`
 	askHelp = `When a job is WAITING_ON_ANSWER (jobs_wait reports pendingAsks > 0), its executor is blocked on a question: ` +
 		`call asks_list {jobId}, then asks_answer each pending ask whose route is orchestrator with answerText (or answerJson when the ask has an outputSchema), ` +
-		`answering from your own knowledge of the user's intent and the task (asks routed to runner or human are answered for you: keep waiting); ` +
+		`answering from your own knowledge of the user's intent and the task (asks routed to the runner or to a human usually answer themselves: keep waiting, and answer them only if they stay pending); ` +
 		`the job goes back to RUNNING once no ask is pending. ` +
 		`Answer status REJECTED refuses and fails the job (reasonCode POLICY). An ask not answered by its deadlineAt times out and fails the job.`
 	errorHelp = `Errors are returned as isError results whose text is JSON {"code","message","field"}.`
