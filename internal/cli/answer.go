@@ -141,6 +141,9 @@ func buildAnswerers(cfg *config.Config, st store.Store, mcp *lateMCP, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	if err := catalog.CheckSchemas(schemata); err != nil {
+		return nil, err
+	}
 	provider, err := buildProvider(cfg, mcp, log)
 	if err != nil || provider == nil {
 		return out, err
