@@ -29,7 +29,9 @@ func TestAskAnsweredByOrchestrator(t *testing.T) {
 executors:
   asker: {kind: command, argv: [%q]}
 `, filepath.Join(dir, "data"), script))
-	s := startServer(t, "--config-dir", cfg, "--storage", "sqlite", "--sqlite", filepath.Join(dir, "relay.db"))
+	// The runner is on (the default) but has no API key: a warning, and
+	// asks go to the orchestrator instead.
+	s := startServerEnv(t, []string{"ANTHROPIC_API_KEY="}, "--config-dir", cfg, "--storage", "sqlite", "--sqlite", filepath.Join(dir, "relay.db"))
 	jobID := s.call(t, "jobs_submit", map[string]any{"spec": seedSpec("file://"+repo, base, "ask-1")})["jobId"].(string)
 
 	// jobs_wait returns on each change; wait until the executor has asked.
@@ -74,5 +76,7 @@ executors:
 	require.Contains(t, types, "ask")
 	require.Contains(t, types, "answer")
 	require.Contains(t, types, "log", "executor output is streamed into the event log")
+	require.Contains(t, s.stderr.String(), "answer runner off: no API key")
+	require.Equal(t, "orchestrator", item["route"])
 	s.assertOnlyJSONRPC(t)
 }

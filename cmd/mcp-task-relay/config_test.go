@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -91,4 +92,23 @@ func TestDemo(t *testing.T) {
 	require.Contains(t, stdout.String(), "diff --git a/CHANGELOG.md b/CHANGELOG.md")
 	require.Contains(t, stderr.String(), "SUCCEEDED")
 	require.Contains(t, stderr.String(), "verified")
+}
+
+// A role file that lacks a required field stops serve, naming file and field.
+func TestBadRoleFileFails(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "server:\n  dataDir: "+filepath.Join(dir, "data")+"\n")
+	require.NoError(t, os.MkdirAll(filepath.Join(cfg, "prompts"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(cfg, "prompts", "role.finder@v2.yaml"),
+		[]byte("id: finder\nversion: v2\npurpose: find things\n"), 0o644))
+	cmd := exec.Command(binary, "serve", "--config-dir", cfg, "--storage", "memory")
+	cmd.Env = append(os.Environ(), "ANTHROPIC_API_KEY=sk-test")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	require.Error(t, err)
+	require.Contains(t, stderr.String(), "role.finder@v2.yaml")
+	require.Contains(t, stderr.String(), `"system"`)
+	require.Empty(t, stdout.String())
 }
