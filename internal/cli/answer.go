@@ -52,7 +52,8 @@ func (l *lateMCP) sample(ctx context.Context, req *answer.Request) (*answer.Resp
 	if err != nil {
 		return nil, err
 	}
-	return &answer.Response{Text: res.Text, Model: res.Model}, nil
+	return &answer.Response{Text: res.Text, Model: res.Model,
+		Usage: answer.Usage{InputTokens: res.InputTokens, OutputTokens: res.OutputTokens}}, nil
 }
 
 // storeCache adapts the store's decision cache to answer.Cache.
