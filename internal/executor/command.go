@@ -156,11 +156,30 @@ func (c *Command) Run(ctx context.Context, req *Request) (*Result, error) {
 	if req == nil || req.Workdir == "" {
 		return nil, fmt.Errorf("executor %s: request without a workdir", c.cfg.Name)
 	}
-	argv := c.expand(req)
-	env := c.environ(req)
-	path, err := lookPath(argv[0], env, req.Workdir)
+	return launch(ctx, launchSpec{
+		name: c.cfg.Name, argv: c.expand(req), env: environ(c.cfg.BaseEnv, c.cfg.Env, req.Env), req: req,
+		timeout: minTimeout(req.Timeout, c.cfg.Timeout), killGrace: c.cfg.KillGrace, shim: c.cfg.Shim,
+	})
+}
+
+// launchSpec is one process to run for a request.
+type launchSpec struct {
+	name      string
+	argv      []string
+	env       []string
+	req       *Request
+	timeout   time.Duration
+	killGrace time.Duration
+	shim      string
+}
+
+// launch runs argv for a request in its workdir, in its own process
+// group, through the shim when one is given, and waits for it to end.
+func launch(ctx context.Context, l launchSpec) (*Result, error) {
+	req := l.req
+	path, err := lookPath(l.argv[0], l.env, req.Workdir)
 	if err != nil {
-		return nil, fmt.Errorf("executor %s: %w", c.cfg.Name, err)
+		return nil, fmt.Errorf("executor %s: %w", l.name, err)
 	}
 	limit := req.MaxOutputBytes
 	if limit <= 0 {
@@ -168,28 +187,28 @@ func (c *Command) Run(ctx context.Context, req *Request) (*Result, error) {
 	}
 	p := &process{
 		path:      path,
-		args:      argv,
+		args:      l.argv,
 		dir:       req.Workdir,
-		env:       env,
+		env:       l.env,
 		pdeathsig: syscall.SIGKILL,
-		timeout:   minTimeout(req.Timeout, c.cfg.Timeout),
-		killGrace: c.cfg.KillGrace,
+		timeout:   l.timeout,
+		killGrace: l.killGrace,
 		limit:     limit,
 		live:      req.Output,
 	}
-	if c.cfg.Shim != "" {
+	if l.shim != "" {
 		p.viaShim = true
-		p.path = c.cfg.Shim
-		p.args = append([]string{c.cfg.Shim, ShimArg, "--", path}, argv[1:]...)
+		p.path = l.shim
+		p.args = append([]string{l.shim, ShimArg, "--", path}, l.argv[1:]...)
 		p.env = append(p.env,
 			shimParentEnv+"="+strconv.Itoa(os.Getpid()),
-			shimGraceEnv+"="+c.cfg.KillGrace.String())
+			shimGraceEnv+"="+l.killGrace.String())
 		// The shim handles SIGTERM by stopping its whole group.
 		p.pdeathsig = syscall.SIGTERM
 	}
 	res, err := p.run(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("executor %s: %w", c.cfg.Name, err)
+		return nil, fmt.Errorf("executor %s: %w", l.name, err)
 	}
 	return res, nil
 }
@@ -218,15 +237,14 @@ func (c *Command) expand(req *Request) []string {
 	return argv
 }
 
-// environ returns BaseEnv, then the configured Env, then req.Env, each in
-// key order; exec keeps the last value of a repeated variable.
-func (c *Command) environ(req *Request) []string {
-	base := c.cfg.BaseEnv
+// environ returns base (nil: the relay's environment), then each of
+// maps in key order; exec keeps the last value of a repeated variable.
+func environ(base []string, layers ...map[string]string) []string {
 	if base == nil {
 		base = os.Environ()
 	}
 	env := slices.Clone(base)
-	for _, m := range []map[string]string{c.cfg.Env, req.Env} {
+	for _, m := range layers {
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			env = append(env, k+"="+m[k])
 		}

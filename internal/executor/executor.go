@@ -51,6 +51,26 @@ type Request struct {
 	// arrives (live logs). It should not block; write errors stop the
 	// streaming but not the run.
 	Output io.Writer
+
+	// The fields below are for coding-agent adapters; plain commands
+	// ignore them.
+
+	// MetaDir is a private directory outside Workdir for the agent's side
+	// files (codex's final-message file, claude's MCP config).
+	MetaDir string
+	// Sandbox is the job's execution.sandbox: read-only or
+	// workspace-write (the default).
+	Sandbox string
+	// ResumeSessionID, when set, resumes the agent's earlier session (a
+	// follow-up job).
+	ResumeSessionID string
+	// MaxBudgetUSD, when positive, is passed to agents that take a budget.
+	MaxBudgetUSD float64
+	// RelayMCPURL is the relay's executor-facing MCP endpoint (Streamable
+	// HTTP) and RelayToken the job's bearer token for it; claude is pointed
+	// at it for relay_ask and relay_approve.
+	RelayMCPURL string
+	RelayToken  string
 }
 
 // Result is the outcome of a run that started.
@@ -65,6 +85,9 @@ type Result struct {
 	Stdout []byte
 	// Stderr is stderr alone, bounded to 64 KiB the same way.
 	Stderr []byte
+	// Agent is what a coding-agent adapter read from the output; nil for
+	// plain commands.
+	Agent *AgentOutput
 	// TimedOut is true when the run was stopped because its timeout passed.
 	TimedOut bool
 	// Canceled is true when the run was stopped because ctx was done.
