@@ -145,6 +145,9 @@ type Config struct {
 	// Executors are the configured executors. YAML key executors. Defaults
 	// to none.
 	Executors Executors `yaml:"executors"`
+	// Workspace bootstraps every job's workspace (executors may override
+	// it). YAML key workspace.
+	Workspace Workspace `yaml:"workspace"`
 	// Logging configures the stderr logger. YAML key logging.
 	Logging Logging `yaml:"logging"`
 	// AskAnswer configures the Ask/Answer HTTP API and the Answer Runner.
@@ -261,7 +264,7 @@ func (e Executors) Names() []string {
 
 // Executor configures one executor.
 type Executor struct {
-	// Kind is the adapter: command (codex, claude and gemini are reserved).
+	// Kind is the adapter: command, codex, claude or gemini.
 	// YAML key executors.NAME.kind. Defaults to command.
 	Kind string `yaml:"kind"`
 	// Argv is the command line of a command executor; required for kind
@@ -287,6 +290,37 @@ type Executor struct {
 	// _TOKEN, _SECRET, _PASSWORD, ...), which are otherwise withheld. YAML
 	// key executors.NAME.passEnv. Defaults to none.
 	PassEnv []string `yaml:"passEnv"`
+	// PermissionMode is claude's --permission-mode (default, acceptEdits,
+	// plan, bypassPermissions). YAML key executors.NAME.permissionMode.
+	// Defaults to acceptEdits.
+	PermissionMode string `yaml:"permissionMode"`
+	// AllowedTools is claude's --allowedTools list; Bash(mcp-task-relay
+	// ask:*) is always added. YAML key executors.NAME.allowedTools.
+	// Defaults to the adapter's list.
+	AllowedTools []string `yaml:"allowedTools"`
+	// MaxTurns is claude's --max-turns. YAML key executors.NAME.maxTurns.
+	// Defaults to 50.
+	MaxTurns int `yaml:"maxTurns"`
+	// ApprovalMode is gemini's --approval-mode (default, auto_edit, yolo).
+	// YAML key executors.NAME.approvalMode. Defaults to auto_edit.
+	ApprovalMode string `yaml:"approvalMode"`
+	// Workspace overrides the global workspace bootstrap for this
+	// executor. YAML key executors.NAME.workspace. Defaults to the global
+	// one.
+	Workspace *Workspace `yaml:"workspace"`
+}
+
+// Workspace configures how a job's workspace is bootstrapped before its
+// executor starts.
+type Workspace struct {
+	// CopyFiles are globs (relative to the source repository) of files to
+	// copy into the workspace, such as untracked .env or local config.
+	// YAML key workspace.copyFiles. Defaults to none.
+	CopyFiles []string `yaml:"copyFiles"`
+	// Setup is a shell command run in the workspace before the executor;
+	// its failure fails the job. YAML key workspace.setup. Defaults to
+	// none.
+	Setup string `yaml:"setup"`
 }
 
 // Timeout returns TimeoutS as a duration. Defaults to 30 min.
@@ -515,6 +549,7 @@ func DefaultDataDir(getenv func(string) (string, bool)) string {
 func (c *Config) clone() *Config {
 	out := *c
 	out.AskAnswer.Runner.Enabled = clonePtr(c.AskAnswer.Runner.Enabled)
+	out.Workspace.CopyFiles = slices.Clone(c.Workspace.CopyFiles)
 	out.AskAnswer.Routing.ByType = maps.Clone(c.AskAnswer.Routing.ByType)
 	out.AskAnswer.Routing.ByRole = maps.Clone(c.AskAnswer.Routing.ByRole)
 	if c.Executors.ByName != nil {
@@ -536,6 +571,12 @@ func (e Executor) clone() Executor {
 	e.Argv = slices.Clone(e.Argv)
 	e.ExtraArgs = slices.Clone(e.ExtraArgs)
 	e.PassEnv = slices.Clone(e.PassEnv)
+	e.AllowedTools = slices.Clone(e.AllowedTools)
+	if e.Workspace != nil {
+		w := *e.Workspace
+		w.CopyFiles = slices.Clone(w.CopyFiles)
+		e.Workspace = &w
+	}
 	if e.Env != nil {
 		env := make(map[string]string, len(e.Env))
 		for k, v := range e.Env {

@@ -167,8 +167,10 @@ func TestValidate(t *testing.T) {
 		{"argv[0] empty", func(c *Config) {
 			c.Executors.ByName["claude"] = Executor{Kind: KindCommand, Argv: []string{""}}
 		}, `executors.claude.argv[0]: must name the program to run, got ""`},
-		{"reserved kind", func(c *Config) { c.Executors.ByName["claude"] = Executor{Kind: KindClaude} }, `executors.claude.kind: kind "claude" is reserved and not supported yet; use kind: command with argv`},
-		{"unknown kind", func(c *Config) { c.Executors.ByName["claude"] = Executor{Kind: "docker", Argv: []string{"x"}} }, `executors.claude.kind: must be command, got "docker"`},
+		{"agent kind with argv", func(c *Config) { c.Executors.ByName["claude"] = Executor{Kind: KindClaude, Argv: []string{"x"}} }, `executors.claude.argv: is for kind command; a claude executor builds its own command line (use binary, model, extraArgs)`},
+		{"claude setting on codex", func(c *Config) { c.Executors.ByName["codex"] = Executor{Kind: KindCodex, MaxTurns: 3} }, `executors.codex: permissionMode, allowedTools and maxTurns are claude settings`},
+		{"bad approval mode", func(c *Config) { c.Executors.ByName["gemini"] = Executor{Kind: KindGemini, ApprovalMode: "always"} }, `executors.gemini.approvalMode: must be one of default, auto_edit, yolo; got "always"`},
+		{"unknown kind", func(c *Config) { c.Executors.ByName["claude"] = Executor{Kind: "docker", Argv: []string{"x"}} }, `executors.claude.kind: must be command, codex, claude or gemini, got "docker"`},
 		{"timeoutS", func(c *Config) {
 			c.Executors.ByName["claude"] = Executor{Kind: KindCommand, Argv: []string{"x"}, TimeoutS: -1}
 		}, "executors.claude.timeoutS: must be at least 0, got -1"},

@@ -139,8 +139,8 @@ func TestParseUnknownKey(t *testing.T) {
 		},
 		{
 			name: "top level without suggestion",
-			doc:  "workspace:\n  keep: true\n",
-			want: `config.yaml:1: unknown key "workspace"`,
+			doc:  "sandbox:\n  keep: true\n",
+			want: `config.yaml:1: unknown key "sandbox"`,
 		},
 		{
 			name: "top level snake case",

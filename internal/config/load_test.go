@@ -253,9 +253,9 @@ func TestLoadValidationErrorsNameTheSource(t *testing.T) {
 			want: `%s:3: executors.codex.argv: required for kind command, e.g. argv: [codex, exec, --full-auto]`,
 		},
 		{
-			name: "reserved kind",
-			doc:  "executors:\n  codex:\n    kind: codex\n",
-			want: `%s:3: executors.codex.kind: kind "codex" is reserved and not supported yet; use kind: command with argv`,
+			name: "agent kind with argv",
+			doc:  "executors:\n  codex:\n    kind: codex\n    argv: [x]\n",
+			want: `%s:4: executors.codex.argv: is for kind command; a codex executor builds its own command line (use binary, model, extraArgs)`,
 		},
 		{
 			name: "range in file",

@@ -118,9 +118,24 @@ func (c *Config) validateExecutors(v *validator) {
 				v.add(path+".argv[0]", "must name the program to run, got \"\"")
 			}
 		case KindCodex, KindClaude, KindGemini:
-			v.add(path+".kind", "kind %q is reserved and not supported yet; use kind: command with argv", e.Kind)
+			if len(e.Argv) > 0 {
+				v.add(path+".argv", "is for kind command; a %s executor builds its own command line (use binary, model, extraArgs)", e.Kind)
+			}
+			if e.Kind != KindClaude && (e.PermissionMode != "" || len(e.AllowedTools) > 0 || e.MaxTurns != 0) {
+				v.add(path, "permissionMode, allowedTools and maxTurns are claude settings")
+			}
+			if e.Kind != KindGemini && e.ApprovalMode != "" {
+				v.add(path+".approvalMode", "is a gemini setting")
+			}
+			if e.PermissionMode != "" {
+				v.oneOf(path+".permissionMode", e.PermissionMode, "default", "acceptEdits", "plan", "bypassPermissions")
+			}
+			if e.ApprovalMode != "" {
+				v.oneOf(path+".approvalMode", e.ApprovalMode, "default", "auto_edit", "yolo")
+			}
+			v.atLeast(path+".maxTurns", e.MaxTurns, 0)
 		default:
-			v.add(path+".kind", "must be %s, got %q", KindCommand, e.Kind)
+			v.add(path+".kind", "must be %s, %s, %s or %s, got %q", KindCommand, KindCodex, KindClaude, KindGemini, e.Kind)
 		}
 		v.atLeast(path+".timeoutS", e.TimeoutS, 0)
 		for _, k := range slices.Sorted(maps.Keys(e.Env)) {
