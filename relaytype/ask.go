@@ -276,10 +276,13 @@ func (a Attestation) SigningBytes() ([]byte, error) {
 	return CanonicalJSON(raw)
 }
 
-// Usage counts LLM tokens spent on answers.
+// Usage counts LLM tokens (and, where reported, money) spent by a job's
+// executor and on its answers.
 type Usage struct {
-	InputTokens  int `json:"input_tokens"`
-	OutputTokens int `json:"output_tokens"`
+	InputTokens       int     `json:"input_tokens"`
+	OutputTokens      int     `json:"output_tokens"`
+	CachedInputTokens int     `json:"cached_input_tokens,omitempty"`
+	CostUSD           float64 `json:"cost_usd,omitempty"`
 }
 
 // AskRecord is a stored ask, returned in camelCase.

@@ -75,6 +75,10 @@ type Execution struct {
 	TTLS           int      `json:"ttlS,omitempty"`
 	Executor       string   `json:"executor,omitempty"`
 	MaxAttempts    int      `json:"maxAttempts,omitempty"`
+	// MaxBudgetUSD caps what the executor may spend; agents that take a
+	// budget get it, and a run whose reported cost exceeds it fails with
+	// POLICY.
+	MaxBudgetUSD float64 `json:"maxBudgetUsd,omitempty"`
 }
 
 // Notify holds optional notification settings (accepted, not yet acted on).
@@ -215,6 +219,9 @@ func (s *JobSpec) Validate() error {
 	if s.Execution.TTLS < 0 {
 		return bad("execution.ttlS", "must be positive")
 	}
+	if s.Execution.MaxBudgetUSD < 0 {
+		return bad("execution.maxBudgetUsd", "must be positive")
+	}
 	if s.Execution.MaxAttempts < 0 || s.Execution.MaxAttempts > MaxMaxAttempts {
 		return bad("execution.maxAttempts", "must be between 1 and %d", MaxMaxAttempts)
 	}
@@ -248,9 +255,15 @@ type Job struct {
 	HeartbeatAt    *time.Time `json:"heartbeatAt,omitempty"`
 	ReasonCode     FailReason `json:"reasonCode,omitempty"`
 	Summary        string     `json:"summary,omitempty"`
-	// Usage sums the LLM tokens the job's answers spent.
-	Usage Usage   `json:"usage"`
-	Spec  JobSpec `json:"spec"`
+	// Usage sums the tokens and cost of the job's executor runs and of the
+	// answers to its asks.
+	Usage Usage `json:"usage"`
+	// SessionID is the coding agent's session, for resuming it in a
+	// follow-up job.
+	SessionID string `json:"sessionId,omitempty"`
+	// ParentJobID is the job a follow-up continues.
+	ParentJobID string  `json:"parentJobId,omitempty"`
+	Spec        JobSpec `json:"spec"`
 }
 
 // Event is one entry of a job's append-only audit log.
@@ -280,6 +293,8 @@ type TransitionPayload struct {
 	Reason       FailReason `json:"reasonCode,omitempty"`
 	Summary      string     `json:"summary,omitempty"`
 	Owner        string     `json:"owner,omitempty"`
+	// Usage is what the step that ended here spent (executor runs).
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // ArtifactKind names one of the fixed artifact files of a job.
@@ -291,10 +306,13 @@ const (
 	ArtifactOut   ArtifactKind = "out.md"
 	ArtifactLogs  ArtifactKind = "logs.txt"
 	ArtifactPR    ArtifactKind = "pr.json"
+	// ArtifactIncremental is a follow-up job's own change: its diff against
+	// the parent's result rather than the original baseline.
+	ArtifactIncremental ArtifactKind = "incremental.diff"
 )
 
 // ArtifactKinds lists every artifact kind.
-var ArtifactKinds = []ArtifactKind{ArtifactPatch, ArtifactOut, ArtifactLogs, ArtifactPR}
+var ArtifactKinds = []ArtifactKind{ArtifactPatch, ArtifactOut, ArtifactLogs, ArtifactPR, ArtifactIncremental}
 
 // Valid reports whether k is a known artifact kind. Only known kinds are
 // ever used as file names, so artifact paths cannot escape their directory.

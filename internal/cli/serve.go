@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -111,6 +112,13 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	}
 }
 
+// adapters are the coding-agent executor kinds.
+var adapters = map[string]executor.Adapter{
+	config.KindCodex:  executor.Codex{},
+	config.KindClaude: executor.Claude{},
+	config.KindGemini: executor.Gemini{},
+}
+
 // buildExecutors turns the executors section into runners.
 func buildExecutors(cfg *config.Config) (map[string]executor.Runner, error) {
 	self, err := os.Executable()
@@ -119,23 +127,70 @@ func buildExecutors(cfg *config.Config) (map[string]executor.Runner, error) {
 	}
 	out := map[string]executor.Runner{}
 	for name, e := range cfg.Executors.ByName {
-		switch e.Kind {
-		case "", config.KindCommand:
+		// The relay's own credentials stay with the relay unless the
+		// executor's config passes them on.
+		base := executor.ScrubEnv(os.Environ(), e.PassEnv)
+		if e.Kind == "" || e.Kind == config.KindCommand {
 			c, err := executor.NewCommand(executor.CommandConfig{
-				Name: name, Argv: e.Argv, Env: e.Env, Timeout: e.Timeout(), Shim: self,
-				// The relay's own credentials stay with the relay unless
-				// the executor's config passes them on.
-				BaseEnv: executor.ScrubEnv(os.Environ(), e.PassEnv),
+				Name: name, Argv: e.Argv, Env: e.Env, Timeout: e.Timeout(), Shim: self, BaseEnv: base,
 			})
 			if err != nil {
 				return nil, err
 			}
 			out[name] = c
-		default:
-			return nil, fmt.Errorf("executors.%s.kind: %q is not supported yet (use command)", name, e.Kind)
+			continue
 		}
+		ad, ok := adapters[e.Kind]
+		if !ok {
+			return nil, fmt.Errorf("executors.%s.kind: %q is not a known kind", name, e.Kind)
+		}
+		a, err := executor.NewAgent(executor.AgentConfig{
+			Name: name, Binary: e.Binary, Model: e.Model, ExtraArgs: e.ExtraArgs, Env: e.Env, Timeout: e.Timeout(),
+			Shim: self, BaseEnv: base, PermissionMode: e.PermissionMode, AllowedTools: e.AllowedTools,
+			MaxTurns: e.MaxTurns, ApprovalMode: e.ApprovalMode,
+		}, ad)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = a
 	}
 	return out, nil
+}
+
+// bootstraps maps executors to their workspace bootstrap ("" is global).
+func bootstraps(cfg *config.Config) map[string]*relay.Bootstrap {
+	out := map[string]*relay.Bootstrap{}
+	conv := func(w config.Workspace) *relay.Bootstrap {
+		if len(w.CopyFiles) == 0 && strings.TrimSpace(w.Setup) == "" {
+			return nil
+		}
+		return &relay.Bootstrap{CopyFiles: w.CopyFiles, Setup: w.Setup}
+	}
+	if b := conv(cfg.Workspace); b != nil {
+		out[""] = b
+	}
+	for name, e := range cfg.Executors.ByName {
+		if e.Workspace != nil {
+			if b := conv(*e.Workspace); b != nil {
+				out[name] = b
+			} else {
+				out[name] = &relay.Bootstrap{} // explicitly none
+			}
+		}
+	}
+	return out
+}
+
+// lateParents gives the pipeline, built before the relay, the relay's
+// jobs and artifacts for follow-ups.
+type lateParents struct{ r **relay.Relay }
+
+func (l lateParents) Get(ctx context.Context, id string) (*relaytype.Job, error) {
+	return (*l.r).Get(ctx, id)
+}
+
+func (l lateParents) ReadArtifact(ctx context.Context, id string, kind relaytype.ArtifactKind) ([]byte, *relaytype.Artifact, error) {
+	return (*l.r).ReadArtifact(ctx, id, kind)
 }
 
 // listenAsk binds the Ask/Answer API. When the configured port is taken
@@ -258,6 +313,10 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 		ConfigFile:      filepath.Join(cfg.ConfigDir, "config.yaml"),
 		Env:             env,
 		JobToken:        tokens.Mint,
+		Bootstrap:       bootstraps(cfg),
+		Shim:            self,
+		Parents:         lateParents{&rl},
+		RelayMCPURL:     origin + "/mcp",
 		LogSink: func(ctx context.Context, jobID string, chunk []byte) error {
 			return rl.AppendLog(ctx, jobID, chunk)
 		},
@@ -280,7 +339,22 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 	if err != nil {
 		return nil, err
 	}
+	execMCP, err := mcpserver.NewExecutorHandler(mcpserver.ExecutorConfig{
+		Asks: asks, Jobs: rl, Profile: cfg.Profile, PolicyVersion: ans.policyVersion, Logger: log, Version: version(),
+		JobOf: func(h http.Header) (string, error) {
+			tok, _ := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+			jobID, _, err := tokens.Check(strings.TrimSpace(tok))
+			if err == nil && jobID == "" {
+				err = errors.New("the executor endpoint needs a job token")
+			}
+			return jobID, err
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
 	api, err := httpapi.New(httpapi.Config{
+		ExecutorMCP:    execMCP,
 		Asks:           asks,
 		Jobs:           rl,
 		Tokens:         tokens,

@@ -134,7 +134,13 @@ func (a *Agent) Run(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := a.adapter.Parse(&a.cfg, req, res.Stdout, res.ExitCode)
+	// Some agents (gemini) report errors on stderr: adapters skip lines
+	// that are not theirs, so they read both.
+	stream := res.Stdout
+	if len(res.Stderr) > 0 {
+		stream = append(append(append([]byte(nil), res.Stdout...), '\n'), res.Stderr...)
+	}
+	out := a.adapter.Parse(&a.cfg, req, stream, res.ExitCode)
 	res.Agent = &out
 	return res, nil
 }

@@ -65,6 +65,9 @@ type Config struct {
 	// MaxBodyBytes caps request bodies; larger ones get 413. Defaults to
 	// 1 MiB.
 	MaxBodyBytes int64
+	// ExecutorMCP is the executor-facing MCP endpoint (Streamable HTTP),
+	// served at /mcp to job tokens only. Defaults to none.
+	ExecutorMCP http.Handler
 	// AttestationKey is served at GET /attestation-key. Defaults to none
 	// (404).
 	AttestationKey ed25519.PublicKey
@@ -129,6 +132,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /attestation-key", s.attestationKey)
+	if s.cfg.ExecutorMCP != nil {
+		s.mux.HandleFunc("/mcp", s.executorMCP)
+	}
 	s.mux.HandleFunc("POST /asks", s.postAsk)
 	s.mux.HandleFunc("GET /asks/{askId}/answer", s.getAnswer)
 	s.mux.HandleFunc("POST /answers", s.postAnswer)
@@ -174,6 +180,20 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler)
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// executorMCP serves the executor MCP endpoint to job tokens: each tool
+// call acts for the token's job.
+func (s *Server) executorMCP(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if p.jobID == "" {
+		writeError(w, forbidden("the executor endpoint acts for one job: use that job's token (TASK_RELAY_TOKEN)"))
+		return
+	}
+	s.cfg.ExecutorMCP.ServeHTTP(w, r)
 }
 
 // AttestationKey is the body of GET /attestation-key: the public half of

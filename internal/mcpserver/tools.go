@@ -91,6 +91,7 @@ func (s *Server) addTools() {
 		InputSchema: waitInputSchema,
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.wait)
+	s.addFollowupTool()
 	if s.asks == nil {
 		return
 	}

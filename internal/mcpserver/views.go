@@ -42,13 +42,17 @@ type jobSummary struct {
 	FinishedAt     timestamp            `json:"finishedAt,omitempty" jsonschema:"when the job reached a terminal state"`
 	DurationMs     *int64               `json:"durationMs,omitempty" jsonschema:"milliseconds from startedAt to finishedAt, once both are known"`
 	LastUpdate     timestamp            `json:"lastUpdate" jsonschema:"when the job record last changed"`
-	Usage          usageView            `json:"usage" jsonschema:"LLM tokens the Answer Runner spent answering this job's asks"`
+	Usage          usageView            `json:"usage" jsonschema:"tokens (and cost, where reported) spent by the job's executor runs and the Answer Runner's answers to its asks"`
+	SessionID      string               `json:"sessionId,omitempty" jsonschema:"the coding agent's session id; jobs_followup resumes it"`
+	ParentJobID    string               `json:"parentJobId,omitempty" jsonschema:"the job this follow-up continues"`
 }
 
 // usageView is a token count.
 type usageView struct {
-	InputTokens  int `json:"inputTokens" jsonschema:"prompt tokens"`
-	OutputTokens int `json:"outputTokens" jsonschema:"completion tokens"`
+	InputTokens       int     `json:"inputTokens" jsonschema:"prompt tokens"`
+	OutputTokens      int     `json:"outputTokens" jsonschema:"completion tokens"`
+	CachedInputTokens int     `json:"cachedInputTokens,omitempty" jsonschema:"prompt tokens served from the provider's cache"`
+	CostUSD           float64 `json:"costUsd,omitempty" jsonschema:"cost in US dollars, where the executor reports it"`
 }
 
 // jobStatus is one job as jobs_get and mcp://jobs/{jobId}/status show it.
@@ -103,7 +107,10 @@ func summarize(j *relaytype.Job) jobSummary {
 		StartedAt:      stampPtr(j.StartedAt),
 		FinishedAt:     stampPtr(j.FinishedAt),
 		LastUpdate:     stamp(j.UpdatedAt),
-		Usage:          usageView{InputTokens: j.Usage.InputTokens, OutputTokens: j.Usage.OutputTokens},
+		Usage: usageView{InputTokens: j.Usage.InputTokens, OutputTokens: j.Usage.OutputTokens,
+			CachedInputTokens: j.Usage.CachedInputTokens, CostUSD: j.Usage.CostUSD},
+		SessionID:   j.SessionID,
+		ParentJobID: j.ParentJobID,
 	}
 	if j.UpdatedAt.IsZero() {
 		v.LastUpdate = v.CreatedAt

@@ -34,6 +34,23 @@ type PipelineConfig struct {
 	// Env is added to every executor's environment (TASK_RELAY_PROFILE,
 	// ASK_ANSWER_ORIGIN, ...).
 	Env map[string]string
+	// Bootstrap prepares workspaces before the executor starts: the entry
+	// of the job's executor, else the "" entry. Defaults to none.
+	Bootstrap map[string]*Bootstrap
+	// SetupTimeout bounds a Bootstrap.Setup command. Defaults to 10 min.
+	SetupTimeout time.Duration
+	// SetupBaseEnv is the environment setup commands start from. Defaults
+	// to the relay's.
+	SetupBaseEnv []string
+	// Shim supervises setup commands' process groups (the relay binary).
+	// Defaults to none.
+	Shim string
+	// Parents gives follow-up jobs their parent's record and patch.
+	// Defaults to none (follow-ups fail).
+	Parents ParentSource
+	// RelayMCPURL is the relay's executor-facing MCP endpoint, for agents
+	// that can use it (claude). Defaults to none.
+	RelayMCPURL string
 	// LogSink, when set, receives the executor's output while it runs (the
 	// relay stores it as "log" events). Defaults to none.
 	LogSink LogSink
@@ -47,6 +64,22 @@ type PipelineConfig struct {
 	Logger *slog.Logger
 	// Now returns the current time. Defaults to time.Now.
 	Now func() time.Time
+}
+
+// Bootstrap is how a workspace is prepared before its executor starts.
+type Bootstrap struct {
+	// CopyFiles are globs of source-repository files copied in (and kept
+	// out of the patch).
+	CopyFiles []string
+	// Setup is a shell command run in the workspace; its failure fails
+	// the job.
+	Setup string
+}
+
+// ParentSource gives a follow-up job its parent; the Relay is one.
+type ParentSource interface {
+	Get(ctx context.Context, id string) (*relaytype.Job, error)
+	ReadArtifact(ctx context.Context, id string, kind relaytype.ArtifactKind) ([]byte, *relaytype.Artifact, error)
 }
 
 // Pipeline is the production Handler: workspace, prompt, executor, patch,
@@ -73,6 +106,9 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SetupTimeout == 0 {
+		cfg.SetupTimeout = 10 * time.Minute
 	}
 	return &Pipeline{cfg: cfg}, nil
 }
@@ -178,6 +214,27 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		}
 	}()
 
+	// A follow-up starts from its parent's result and resumes its session.
+	var resume, start string
+	if job.ParentJobID != "" {
+		var out *Outcome
+		resume, start, out = p.startFromParent(ctx, job, ws)
+		if out != nil {
+			return *out
+		}
+	}
+	boot := p.cfg.Bootstrap[job.Executor]
+	if boot == nil {
+		boot = p.cfg.Bootstrap[""]
+	}
+	if boot != nil {
+		if copied, err := ws.CopyFiles(boot.CopyFiles); err != nil {
+			return fail(relaytype.ReasonExecutorError, "workspace bootstrap: %v", err)
+		} else if len(copied) > 0 {
+			log.Info("workspace files copied", "files", copied)
+		}
+	}
+
 	prompt := RenderPrompt(job, ws.Dir)
 	promptFile := filepath.Join(ws.MetaDir, "prompt.md")
 	if err := os.WriteFile(promptFile, []byte(prompt), 0o600); err != nil {
@@ -198,19 +255,47 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	env["TASK_RELAY_COMMIT_SHA"] = job.BaselineCommit
 	env["TASK_RELAY_ATTEMPT"] = fmt.Sprint(job.Attempt)
 	env["TASK_RELAY_PROMPT_FILE"] = promptFile
+	token := ""
 	if p.cfg.JobToken != nil {
-		env["TASK_RELAY_TOKEN"] = p.cfg.JobToken(job.ID)
+		token = p.cfg.JobToken(job.ID)
+		env["TASK_RELAY_TOKEN"] = token
 	}
 	if job.Spec.Repo.BaseBranch != "" {
 		env["TASK_RELAY_FACT_branch"] = job.Spec.Repo.BaseBranch
 	}
 
-	log.Info("executor starting", "executor", job.Executor, "workdir", ws.Dir)
+	now := p.cfg.Now()
+	var arts []*relaytype.Artifact
+	save := func(kind relaytype.ArtifactKind, data []byte) error {
+		a, err := p.cfg.Artifacts.Write(job.ID, kind, data, now)
+		if err != nil {
+			return err
+		}
+		arts = append(arts, a)
+		return nil
+	}
+
+	if boot != nil && strings.TrimSpace(boot.Setup) != "" {
+		out, err := p.setup(ctx, boot.Setup, ws.Dir, env)
+		if ctx.Err() != nil {
+			return Outcome{}
+		}
+		if err != nil {
+			_ = save(relaytype.ArtifactLogs, out)
+			o := fail(relaytype.ReasonExecutorError, "workspace setup failed: %v%s", err, lastLine(out))
+			o.Artifacts = arts
+			return o
+		}
+	}
+
+	log.Info("executor starting", "executor", job.Executor, "workdir", ws.Dir, "resume", resume)
 	req := &executor.Request{
 		JobID: job.ID, StepID: stepID, Workdir: ws.Dir, Prompt: prompt, PromptFile: promptFile,
 		Model: job.Spec.Execution.PreferredModel, Env: env,
 		Timeout:        time.Duration(job.Spec.Execution.TimeoutS) * time.Second,
 		MaxOutputBytes: p.cfg.MaxOutputBytes,
+		MetaDir:        ws.MetaDir, Sandbox: job.Spec.Execution.Sandbox, ResumeSessionID: resume,
+		MaxBudgetUSD: job.Spec.Execution.MaxBudgetUSD, RelayMCPURL: p.cfg.RelayMCPURL, RelayToken: token,
 	}
 	var ls *logStream
 	if p.cfg.LogSink != nil {
@@ -228,23 +313,35 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	if err != nil {
 		return fail(relaytype.ReasonExecutorError, "start executor %q: %v", job.Executor, err)
 	}
-	now := p.cfg.Now()
-	var arts []*relaytype.Artifact
-	save := func(kind relaytype.ArtifactKind, data []byte) error {
-		a, err := p.cfg.Artifacts.Write(job.ID, kind, data, now)
-		if err != nil {
-			return err
+
+	logs, finalText := res.Output, res.Stdout
+	var usage *relaytype.Usage
+	sessionID := ""
+	if ag := res.Agent; ag != nil {
+		if ag.Log != "" {
+			logs = append([]byte(strings.TrimRight(ag.Log, "\n")+"\n\n--- executor output ---\n"), res.Output...)
 		}
-		arts = append(arts, a)
-		return nil
+		if ag.FinalMessage != "" {
+			finalText = []byte(ag.FinalMessage)
+		}
+		sessionID = ag.SessionID
+		if u := ag.Usage; u.InputTokens+u.OutputTokens+u.CachedInputTokens > 0 || ag.CostUSD > 0 {
+			usage = &relaytype.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+				CachedInputTokens: u.CachedInputTokens, CostUSD: ag.CostUSD}
+		}
 	}
-	if err := save(relaytype.ArtifactLogs, res.Output); err != nil {
+	if err := save(relaytype.ArtifactLogs, logs); err != nil {
 		return fail(relaytype.ReasonInternalError, "%v", err)
 	}
-	withArts := func(o Outcome) Outcome { o.Artifacts = arts; return o }
+	withArts := func(o Outcome) Outcome {
+		o.Artifacts, o.Usage, o.SessionID = arts, usage, sessionID
+		return o
+	}
 	switch {
 	case res.TimedOut:
 		return withArts(fail(relaytype.ReasonTimeout, "executor %q timed out after %s", job.Executor, res.Duration.Round(time.Millisecond)))
+	case res.Agent != nil && res.Agent.Failed:
+		return withArts(fail(relaytype.ReasonExecutorError, "executor %q failed: %s", job.Executor, res.Agent.FailureSummary))
 	case res.ExitCode != 0:
 		// stderr says why more often than stdout; the two pipes also
 		// interleave unpredictably in the combined output.
@@ -253,6 +350,9 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 			why = lastLine(res.Output)
 		}
 		return withArts(fail(relaytype.ReasonExecutorError, "executor %q exited with code %d%s", job.Executor, res.ExitCode, why))
+	case job.Spec.Execution.MaxBudgetUSD > 0 && usage != nil && usage.CostUSD > job.Spec.Execution.MaxBudgetUSD:
+		return withArts(fail(relaytype.ReasonPolicy, "executor %q spent $%.4f, over the job's budget of $%.4f",
+			job.Executor, usage.CostUSD, job.Spec.Execution.MaxBudgetUSD))
 	}
 
 	patch, err := ws.Diff(ctx)
@@ -275,10 +375,69 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		}
 		return withArts(fail(reason, "patch does not apply to baseline %s: %v", short(job.BaselineCommit), err))
 	}
-	if err := save(relaytype.ArtifactOut, RenderOut(res.Stdout)); err != nil {
+	if start != "" {
+		inc, err := ws.DiffFrom(ctx, start)
+		if err == nil {
+			err = save(relaytype.ArtifactIncremental, inc)
+		}
+		if err != nil {
+			return withArts(fail(relaytype.ReasonBadArtifacts, "compute incremental patch: %v", err))
+		}
+	}
+	if err := save(relaytype.ArtifactOut, RenderOut(finalText)); err != nil {
 		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
 	}
 	return withArts(Outcome{State: relaytype.StateSucceeded, Summary: patchSummary(patch)})
+}
+
+// startFromParent applies a follow-up's parent patch to the workspace and
+// returns the parent's agent session and the tree the follow-up starts
+// from, or the outcome to end with.
+func (p *Pipeline) startFromParent(ctx context.Context, job *relaytype.Job, ws *workspace.Workspace) (string, string, *Outcome) {
+	fail := func(reason relaytype.FailReason, format string, a ...any) (string, string, *Outcome) {
+		return "", "", &Outcome{State: relaytype.StateFailed, Reason: reason, Summary: fmt.Sprintf(format, a...)}
+	}
+	if p.cfg.Parents == nil {
+		return fail(relaytype.ReasonInternalError, "follow-ups are not available")
+	}
+	parent, err := p.cfg.Parents.Get(ctx, job.ParentJobID)
+	if err != nil {
+		return fail(relaytype.ReasonInternalError, "parent job %s: %v", job.ParentJobID, err)
+	}
+	patch, _, err := p.cfg.Parents.ReadArtifact(ctx, parent.ID, relaytype.ArtifactPatch)
+	if err != nil && !errors.Is(err, relaytype.ErrArtifactNotFound) {
+		return fail(relaytype.ReasonInternalError, "parent job %s patch: %v", parent.ID, err)
+	}
+	if err := ws.ApplyPatch(ctx, patch); err != nil {
+		return fail(relaytype.ReasonConflict, "parent job %s patch does not apply: %v", parent.ID, err)
+	}
+	start, err := ws.Snapshot(ctx)
+	if err != nil {
+		return fail(relaytype.ReasonInternalError, "%v", err)
+	}
+	return parent.SessionID, start, nil
+}
+
+// setup runs a workspace setup command with the job's environment and
+// returns its output.
+func (p *Pipeline) setup(ctx context.Context, command, dir string, env map[string]string) ([]byte, error) {
+	cmd, err := executor.NewCommand(executor.CommandConfig{Name: "workspace.setup", Argv: []string{"/bin/sh", "-c", command},
+		Timeout: p.cfg.SetupTimeout, Shim: p.cfg.Shim, BaseEnv: p.cfg.SetupBaseEnv})
+	if err != nil {
+		return nil, err
+	}
+	res, err := cmd.Run(ctx, &executor.Request{Workdir: dir, Env: env, MaxOutputBytes: p.cfg.MaxOutputBytes})
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte("--- workspace setup: "+command+" ---\n"), res.Output...)
+	switch {
+	case res.TimedOut:
+		return out, fmt.Errorf("timed out after %s", res.Duration.Round(time.Second))
+	case res.ExitCode != 0:
+		return out, fmt.Errorf("exit %d", res.ExitCode)
+	}
+	return out, nil
 }
 
 func short(sha string) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ type Outcome struct {
 	Reason    relaytype.FailReason
 	Summary   string
 	Artifacts []*relaytype.Artifact
+	// Usage is what the run spent, when the executor reports it.
+	Usage *relaytype.Usage
+	// SessionID is the coding agent's session, for follow-ups.
+	SessionID string
 }
 
 // Config configures a Relay. Zero values take the documented defaults.
@@ -241,6 +246,60 @@ func (r *Relay) Submit(ctx context.Context, spec *relaytype.JobSpec) (*relaytype
 		signal(r.sweepWake)
 	}
 	return job, created, nil
+}
+
+// Followup starts a job that continues a finished one: same repository,
+// baseline and executor, the parent's patch applied first and the
+// parent's agent session resumed where the executor records one. Its
+// patch.diff is against the original baseline; incremental.diff holds its
+// own change.
+func (r *Relay) Followup(ctx context.Context, parentID, instruction string) (*relaytype.Job, error) {
+	if strings.TrimSpace(instruction) == "" {
+		return nil, &relaytype.RequestError{Field: "instruction", Message: "required"}
+	}
+	if n := len([]rune(instruction)); n > relaytype.MaxDescriptionLen {
+		return nil, &relaytype.RequestError{Field: "instruction", Message: fmt.Sprintf("is %d characters, at most %d allowed", n, relaytype.MaxDescriptionLen)}
+	}
+	parent, err := r.Get(ctx, parentID)
+	if err != nil {
+		return nil, err
+	}
+	if !parent.State.Terminal() {
+		return nil, fmt.Errorf("job %s is %s; follow up once it has finished: %w", parent.ID, parent.State, relaytype.ErrIllegalTransition)
+	}
+	spec := parent.Spec
+	title := "Follow-up: " + parent.Spec.Task.Title
+	if rs := []rune(title); len(rs) > relaytype.MaxTitleLen {
+		title = string(rs[:relaytype.MaxTitleLen-1]) + "…"
+	}
+	spec.Task = relaytype.Task{
+		Title: title,
+		Description: instruction + fmt.Sprintf("\n\nThis continues job %s (%q). Its changes are already in the working tree; build on them.",
+			parent.ID, parent.Spec.Task.Title),
+	}
+	spec.Execution.Executor = parent.Executor
+	spec.IdempotencyKey = fmt.Sprintf("%s/followup/%s", parent.ID, NewJobID())
+	spec.Repo.BaselineCommit = parent.BaselineCommit
+	spec.ApplyDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	executor, baseline, err := r.cfg.Handler.Admit(ctx, &spec)
+	if err != nil {
+		return nil, err
+	}
+	job, _, err := r.store.JobInsert(ctx, &store.JobInsertParams{
+		ID: NewJobID(), Spec: &spec, Executor: executor, BaselineCommit: baseline,
+		Now: r.cfg.Now(), IdempotencyWindow: r.cfg.IdempotencyWindow, ParentJobID: parent.ID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow-up: %w", err)
+	}
+	r.log.Info("follow-up submitted", "job_id", job.ID, "parent", parent.ID, "session", parent.SessionID)
+	r.publishJob(job)
+	signal(r.wake)
+	signal(r.sweepWake)
+	return job, nil
 }
 
 // Get returns one job.

@@ -143,6 +143,7 @@ func (r *Relay) work(ctx context.Context, w *worker) {
 	finish := &store.JobTransitionParams{
 		ID: job.ID, To: out.State, Owner: r.cfg.InstanceID, Now: r.cfg.Now(),
 		Reason: out.Reason, Summary: out.Summary, Artifacts: out.Artifacts,
+		Usage: out.Usage, SessionID: out.SessionID,
 	}
 	final, err := r.store.JobTransition(fctx, finish)
 	var te *relaytype.TransitionError

@@ -123,6 +123,8 @@ type JobInsertParams struct {
 	BaselineCommit    string
 	Now               time.Time
 	IdempotencyWindow time.Duration
+	// ParentJobID links a follow-up to the job it continues.
+	ParentJobID string
 }
 
 // JobGetParams are the inputs of Store.JobGet.
@@ -166,6 +168,10 @@ type JobTransitionParams struct {
 	Reason    relaytype.FailReason
 	Summary   string
 	Artifacts []*relaytype.Artifact
+	// Usage, when set, is added to the job's token and cost sums.
+	Usage *relaytype.Usage
+	// SessionID, when set, records the executor's agent session.
+	SessionID string
 }
 
 // JobRescueParams are the inputs of Store.JobRescue.

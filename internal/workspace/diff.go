@@ -37,28 +37,84 @@ func diffArgs(baseline string) []string {
 // Diff returns the changes in the workspace against its baseline as a
 // binary-safe patch (`git diff --binary`): edits, deletions, new files that
 // are not ignored, and commits the executor made. The result is
-// deterministic and applies with `git apply`.
+// deterministic and applies with `git apply`. Paths in Exclude (files the
+// relay copied in to bootstrap the workspace) are left out.
 //
 // The workspace's own index and files are left as they are: the tree is
 // staged into a temporary index file in MetaDir.
 func (w *Workspace) Diff(ctx context.Context) ([]byte, error) {
-	idx, cleanup, err := w.tempIndex()
-	if err != nil {
-		return nil, fmt.Errorf("diff workspace: %w", err)
-	}
-	defer cleanup()
-	if err := w.seedIndex(ctx, idx); err != nil {
-		return nil, fmt.Errorf("diff workspace: %w", err)
-	}
-	g := gitRun{git: w.m.git, dir: w.Dir, env: []string{"GIT_INDEX_FILE=" + idx}}
-	if _, err := g.run(ctx, "add", "--all"); err != nil {
-		return nil, fmt.Errorf("diff workspace: %w", err)
-	}
-	out, err := g.run(ctx, diffArgs(w.Baseline)...)
+	return w.DiffFrom(ctx, w.Baseline)
+}
+
+// DiffFrom is Diff against another tree or commit (a Snapshot), such as a
+// follow-up's starting point.
+func (w *Workspace) DiffFrom(ctx context.Context, base string) ([]byte, error) {
+	var out []byte
+	err := w.staged(ctx, func(g gitRun) error {
+		var err error
+		out, err = g.run(ctx, diffArgs(base)...)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("diff workspace: %w", err)
 	}
 	return out, nil
+}
+
+// Snapshot records the workspace's current content (as Diff sees it) as a
+// git tree and returns its id.
+func (w *Workspace) Snapshot(ctx context.Context) (string, error) {
+	var tree string
+	err := w.staged(ctx, func(g gitRun) error {
+		out, err := g.run(ctx, "write-tree")
+		tree = strings.TrimSpace(string(out))
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("snapshot workspace: %w", err)
+	}
+	return tree, nil
+}
+
+// staged stages the whole workspace (minus Exclude, which keeps its
+// baseline state) into a temporary index and calls fn with a git bound to
+// it.
+func (w *Workspace) staged(ctx context.Context, fn func(g gitRun) error) error {
+	idx, cleanup, err := w.tempIndex()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := w.seedIndex(ctx, idx); err != nil {
+		return err
+	}
+	g := gitRun{git: w.m.git, dir: w.Dir, env: []string{"GIT_INDEX_FILE=" + idx}}
+	if _, err := g.run(ctx, "add", "--all"); err != nil {
+		return err
+	}
+	if len(w.Exclude) > 0 {
+		args := append([]string{"reset", "-q", w.Baseline, "--"}, w.Exclude...)
+		if _, err := g.run(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return fn(g)
+}
+
+// ApplyPatch applies patch to the workspace's files (a follow-up starts
+// from its parent's result). An empty patch is a no-op.
+func (w *Workspace) ApplyPatch(ctx context.Context, patch []byte) error {
+	if len(bytes.TrimSpace(patch)) == 0 {
+		return nil
+	}
+	g := gitRun{git: w.m.git, dir: w.Dir, stdin: patch}
+	if _, err := g.run(ctx, "apply", "--binary", "--whitespace=nowarn", "-"); err != nil {
+		if ctx.Err() == nil && exitedNonZero(err) {
+			return fmt.Errorf("%w: %s", ErrConflict, err.Error())
+		}
+		return fmt.Errorf("apply patch: %w", err)
+	}
+	return nil
 }
 
 // seedIndex starts the temporary index at idx as a copy of the workspace's

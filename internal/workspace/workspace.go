@@ -104,6 +104,9 @@ type Workspace struct {
 	MetaDir string
 	// Baseline is the full commit id the checkout started from.
 	Baseline string
+	// Exclude lists paths (relative to Dir) that Diff and Snapshot leave
+	// at their baseline state: files copied in to bootstrap the workspace.
+	Exclude []string
 
 	m         *Manager
 	repoPath  string // absolute path of the source repository, for type local

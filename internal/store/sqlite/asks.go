@@ -294,9 +294,10 @@ func insertAnswer(ctx context.Context, tx *sql.Tx, a *relaytype.AnswerRecord, ha
 		nullString(a.AskBack), nullString(a.Error), ms(now), hash, usage.InputTokens, usage.OutputTokens); err != nil {
 		return fmt.Errorf("insert answer: %w", err)
 	}
-	if usage.InputTokens+usage.OutputTokens > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?
-			WHERE id = ?`, usage.InputTokens, usage.OutputTokens, a.JobID); err != nil {
+	if usage.InputTokens+usage.OutputTokens > 0 || usage.CostUSD > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,
+			cached_input_tokens = cached_input_tokens + ?, cost_usd = cost_usd + ?
+			WHERE id = ?`, usage.InputTokens, usage.OutputTokens, usage.CachedInputTokens, usage.CostUSD, a.JobID); err != nil {
 			return fmt.Errorf("add answer usage to job: %w", err)
 		}
 	}

@@ -15,7 +15,8 @@ import (
 
 const jobColumns = `id, idempotency_key, state, state_version, priority, attempt, max_attempts,
 	executor, baseline_commit, spec, created_at, updated_at, started_at, finished_at, expires_at,
-	lease_owner, lease_expires_at, heartbeat_at, reason_code, summary, input_tokens, output_tokens`
+	lease_owner, lease_expires_at, heartbeat_at, reason_code, summary, input_tokens, output_tokens,
+	cached_input_tokens, cost_usd, session_id, parent_job_id`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -39,10 +40,12 @@ func scanJob(row scanner) (*relaytype.Job, error) {
 		created, updated, expires              int64
 		started, finished, leaseExp, heartbeat sql.NullInt64
 		leaseOwner, reason, summary            sql.NullString
+		session, parent                        sql.NullString
 	)
 	if err := row.Scan(&j.ID, &j.IdempotencyKey, &j.State, &j.StateVersion, &prio, &j.Attempt, &j.MaxAttempts,
 		&j.Executor, &j.BaselineCommit, &spec, &created, &updated, &started, &finished, &expires,
-		&leaseOwner, &leaseExp, &heartbeat, &reason, &summary, &j.Usage.InputTokens, &j.Usage.OutputTokens); err != nil {
+		&leaseOwner, &leaseExp, &heartbeat, &reason, &summary, &j.Usage.InputTokens, &j.Usage.OutputTokens,
+		&j.Usage.CachedInputTokens, &j.Usage.CostUSD, &session, &parent); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &j.Spec); err != nil {
@@ -53,6 +56,7 @@ func scanJob(row scanner) (*relaytype.Job, error) {
 	j.StartedAt, j.FinishedAt = optTime(started), optTime(finished)
 	j.LeaseExpiresAt, j.HeartbeatAt = optTime(leaseExp), optTime(heartbeat)
 	j.LeaseOwner, j.ReasonCode, j.Summary = leaseOwner.String, relaytype.FailReason(reason.String), summary.String
+	j.SessionID, j.ParentJobID = session.String, parent.String
 	return &j, nil
 }
 
@@ -128,10 +132,10 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 		now := ms(p.Now)
 		expires := ms(p.Now.Add(time.Duration(p.Spec.Execution.TTLS) * time.Second))
 		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, idempotency_key, state, state_version, priority,
-			attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at)
-			VALUES (?, ?, 'QUEUED', 1, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
+			attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at, parent_job_id)
+			VALUES (?, ?, 'QUEUED', 1, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.ID, p.Spec.IdempotencyKey, p.Spec.Execution.Priority.Rank(), p.Spec.Execution.MaxAttempts,
-			p.Executor, p.BaselineCommit, string(spec), now, now, expires); err != nil {
+			p.Executor, p.BaselineCommit, string(spec), now, now, expires, nullString(p.ParentJobID)); err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
 		if _, err := appendEvent(ctx, tx, p.ID, relaytype.EventSubmitted, relaytype.TransitionPayload{
@@ -235,6 +239,15 @@ func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobT
 		sets = append(sets, "summary = ?")
 		args = append(args, p.Summary)
 	}
+	if u := p.Usage; u != nil {
+		sets = append(sets, "input_tokens = input_tokens + ?", "output_tokens = output_tokens + ?",
+			"cached_input_tokens = cached_input_tokens + ?", "cost_usd = cost_usd + ?")
+		args = append(args, u.InputTokens, u.OutputTokens, u.CachedInputTokens, u.CostUSD)
+	}
+	if p.SessionID != "" {
+		sets = append(sets, "session_id = ?")
+		args = append(args, p.SessionID)
+	}
 	args = append(args, j.ID, j.StateVersion)
 	res, err := tx.ExecContext(ctx, `UPDATE jobs SET `+strings.Join(sets, ", ")+` WHERE id = ? AND state_version = ?`, args...)
 	if err != nil {
@@ -251,7 +264,7 @@ func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobT
 
 	if _, err := appendEvent(ctx, tx, j.ID, relaytype.EventTransition, relaytype.TransitionPayload{
 		From: j.State, To: p.To, StateVersion: j.StateVersion + 1, Attempt: attempt,
-		Reason: p.Reason, Summary: p.Summary, Owner: p.Owner,
+		Reason: p.Reason, Summary: p.Summary, Owner: p.Owner, Usage: p.Usage,
 	}, p.Now); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,231 @@
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/google/uuid"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// ExecutorAsks is the part of *ask.Service the executor endpoint uses.
+type ExecutorAsks interface {
+	Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskRecord, bool, error)
+	Wait(ctx context.Context, askID string, timeout time.Duration) (*relaytype.AnswerRecord, error)
+}
+
+// ExecutorConfig configures the executor-facing MCP endpoint.
+type ExecutorConfig struct {
+	// Asks creates asks and waits for answers. Required.
+	Asks ExecutorAsks
+	// Jobs reads the caller's job. Required.
+	Jobs interface {
+		Get(ctx context.Context, id string) (*relaytype.Job, error)
+	}
+	// JobOf returns the job a request's bearer token is scoped to. The
+	// HTTP layer has already refused requests without a job token.
+	// Required.
+	JobOf func(h http.Header) (string, error)
+	// Profile and PolicyVersion go into the envelopes built for asks.
+	Profile, PolicyVersion string
+	// MaxWait bounds how long a tool call waits for its answer. Defaults
+	// to 10 min.
+	MaxWait time.Duration
+	// Logger receives structured logs. Defaults to slog.Default().
+	Logger *slog.Logger
+	// Version is the server's version string.
+	Version string
+}
+
+// NewExecutorHandler returns the Streamable HTTP handler of the MCP
+// endpoint that running executors (coding agents) use: relay_ask, the
+// Ask/Answer protocol as a tool, and relay_approve, a Claude Code
+// permission-prompt tool that routes an APPROVAL ask.
+func NewExecutorHandler(cfg ExecutorConfig) (http.Handler, error) {
+	if cfg.Asks == nil || cfg.Jobs == nil || cfg.JobOf == nil {
+		return nil, errors.New("executor mcp: Asks, Jobs and JobOf are required")
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = 10 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &execServer{cfg: cfg}
+	srv := mcp.NewServer(&mcp.Implementation{Name: "mcp-task-relay-executor", Version: cfg.Version}, &mcp.ServerOptions{
+		Instructions: "Tools of the mcp-task-relay that runs this job: relay_ask asks the relay a question and returns the answer; relay_approve is the permission-prompt tool.",
+		Logger:       cfg.Logger,
+	})
+	srv.AddTool(&mcp.Tool{
+		Name: "relay_ask",
+		Description: "Ask the relay that runs this job a question and wait for the answer (from its Answer Runner, its policy, the orchestrating client or a person). " +
+			"type is CLARIFICATION, RESOURCE_FETCH, POLICY_DECISION, APPROVAL or CHOICE. Returns {status, answerText, answerJson, error, askBack}; " +
+			"status REJECTED means do not do it.",
+		InputSchema: &jsonschema.Schema{Type: "object", Required: []string{"type", "prompt"}, Properties: map[string]*jsonschema.Schema{
+			"type":   {Type: "string", Enum: []any{"CLARIFICATION", "RESOURCE_FETCH", "POLICY_DECISION", "APPROVAL", "CHOICE"}},
+			"prompt": {Type: "string", Description: "The question, self-contained."},
+			"role":   {Type: "string", Description: "Answer Runner role, e.g. diff_planner, test_planner (optional)."},
+			"schema": {Description: "JSON Schema the answer's JSON must match (optional)."},
+		}},
+	}, e.ask)
+	srv.AddTool(&mcp.Tool{
+		Name:        "relay_approve",
+		Description: "Permission prompt: decides whether a tool call may run. Input {tool_name, input, tool_use_id}; returns {\"behavior\":\"allow\",\"updatedInput\":…} or {\"behavior\":\"deny\",\"message\":…}.",
+		InputSchema: &jsonschema.Schema{Type: "object", Required: []string{"tool_name"}, Properties: map[string]*jsonschema.Schema{
+			"tool_name":   {Type: "string"},
+			"input":       {Description: "The tool call's input."},
+			"tool_use_id": {Type: "string"},
+		}},
+	}, e.approve)
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true}), nil
+}
+
+type execServer struct {
+	cfg ExecutorConfig
+}
+
+// askAndWait creates an ask for the caller's job with an envelope built
+// from the job, and waits for its answer.
+func (e *execServer) askAndWait(ctx context.Context, req *mcp.CallToolRequest, typ relaytype.AskType, prompt, role string, schema json.RawMessage) (*relaytype.AnswerRecord, error) {
+	var h http.Header
+	if req.Extra != nil {
+		h = req.Extra.Header
+	}
+	jobID, err := e.cfg.JobOf(h)
+	if err != nil {
+		return nil, err
+	}
+	job, err := e.cfg.Jobs.Get(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	repo := job.Spec.Repo.URL
+	if job.Spec.Repo.Type == "local" {
+		repo = job.Spec.Repo.Path
+	}
+	facts := map[string]any{}
+	if job.Spec.Repo.BaseBranch != "" {
+		facts["branch"] = job.Spec.Repo.BaseBranch
+	}
+	env := relaytype.NewEnvelope(repo, job.BaselineCommit, e.cfg.Profile, e.cfg.PolicyVersion, role, facts, nil)
+	raw, err := json.Marshal(env)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := relaytype.ContextHash(raw)
+	if err != nil {
+		return nil, err
+	}
+	a := &relaytype.Ask{Type: "Ask", AskID: uuid.NewString(), JobID: jobID, StepID: fmt.Sprintf("attempt-%d", job.Attempt),
+		AskType: typ, Prompt: prompt, ContextHash: hash, ContextEnvelope: raw, RoleID: role}
+	if len(schema) > 0 && string(schema) != "null" {
+		a.Meta = &relaytype.AskMeta{PromptOverrides: &relaytype.PromptOverrides{OutputSchema: schema}}
+	}
+	rec, _, err := e.cfg.Asks.Create(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	wait := min(time.Until(rec.DeadlineAt)+5*time.Second, e.cfg.MaxWait)
+	ans, err := e.cfg.Asks.Wait(ctx, rec.AskID, wait)
+	if err != nil {
+		return nil, err
+	}
+	if ans == nil {
+		return nil, fmt.Errorf("no answer to ask %s within %s", rec.AskID, wait.Round(time.Second))
+	}
+	return ans, nil
+}
+
+func textResult(v any, isError bool) *mcp.CallToolResult {
+	b, _ := json.Marshal(v)
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(b)}}, IsError: isError}
+}
+
+func (e *execServer) ask(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	var in struct {
+		Type   string          `json:"type"`
+		Prompt string          `json:"prompt"`
+		Role   string          `json:"role"`
+		Schema json.RawMessage `json:"schema"`
+	}
+	if err := json.Unmarshal(req.Params.Arguments, &in); err != nil {
+		return textResult(map[string]string{"code": string(relaytype.CodeInvalidRequest), "message": err.Error()}, true), nil
+	}
+	ans, err := e.askAndWait(ctx, req, relaytype.AskType(strings.ToUpper(in.Type)), in.Prompt, in.Role, in.Schema)
+	if err != nil {
+		return textResult(map[string]string{"code": string(codeOf(err)), "message": err.Error()}, true), nil
+	}
+	return textResult(map[string]any{"status": ans.Status, "answerText": ans.AnswerText, "answerJson": ans.AnswerJSON,
+		"error": ans.Error, "askBack": ans.AskBack}, false), nil
+}
+
+func codeOf(err error) relaytype.ErrorCode {
+	if c := relaytype.CodeOf(err); c != "" {
+		return c
+	}
+	return relaytype.CodeInternal
+}
+
+// approve is the permission-prompt tool: Claude Code calls it before a
+// tool it may not use freely, and reads the JSON decision in the text.
+func (e *execServer) approve(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	var in struct {
+		ToolName  string          `json:"tool_name"`
+		Input     json.RawMessage `json:"input"`
+		ToolUseID string          `json:"tool_use_id"`
+	}
+	deny := func(msg string) (*mcp.CallToolResult, error) {
+		return textResult(map[string]string{"behavior": "deny", "message": msg}, false), nil
+	}
+	if err := json.Unmarshal(req.Params.Arguments, &in); err != nil || in.ToolName == "" {
+		return deny("malformed permission request")
+	}
+	input := in.Input
+	if len(input) == 0 {
+		input = json.RawMessage("{}")
+	}
+	prompt := fmt.Sprintf("The coding agent asks to run the tool %s with this input:\n%s\nApprove?", in.ToolName, string(input))
+	ans, err := e.askAndWait(ctx, req, relaytype.AskApproval, prompt, "", nil)
+	if err != nil {
+		return deny("no approval: " + err.Error())
+	}
+	if ans.Status != relaytype.StatusAnswered || declined(ans) {
+		msg := ans.Error
+		if msg == "" {
+			msg = ans.AnswerText
+		}
+		if msg == "" {
+			msg = "not approved (" + string(ans.Status) + ")"
+		}
+		return deny(msg)
+	}
+	return textResult(map[string]any{"behavior": "allow", "updatedInput": input}, false), nil
+}
+
+// declined reports whether an ANSWERED approval still says no: a JSON
+// answer {"approved": false} or {"decision": "DENY"}.
+func declined(a *relaytype.AnswerRecord) bool {
+	var v struct {
+		Approved *bool  `json:"approved"`
+		Decision string `json:"decision"`
+	}
+	if len(a.AnswerJSON) > 0 && json.Unmarshal(a.AnswerJSON, &v) == nil {
+		if v.Approved != nil && !*v.Approved {
+			return true
+		}
+		if strings.EqualFold(v.Decision, "DENY") {
+			return true
+		}
+	}
+	t := strings.ToLower(strings.TrimSpace(a.AnswerText))
+	return t == "no" || t == "deny" || t == "denied" || strings.HasPrefix(t, "no,") || strings.HasPrefix(t, "no.")
+}
