@@ -281,13 +281,13 @@ storage:
   # Connection string for mode postgres (reserved; TASK_RELAY_POSTGRES_URL).
   # postgresUrl: postgres://relay@localhost/relay
 
-# How each job's workspace is prepared before the executor starts. An
-# executor can have its own workspace section (see below).
+# How each job's workspace is prepared before its executor starts. An
+# executor's own workspace section (see below) replaces this one.
 # workspace:
-#   # Files (globs, relative to the repository) copied from your working copy
-#   # into the job's workspace, such as untracked local settings.
+#   # Files (globs, relative to the repository) copied from the repository's
+#   # working copy into the job's workspace, such as untracked local settings.
 #   copyFiles: [".env", "config/local.*.yaml"]
-#   # A shell command run in the workspace first.
+#   # A shell command run in the workspace first; if it fails, the job fails.
 #   setup: "npm ci"
 
 # Executors run the jobs; add at least one. "default" names the executor a
@@ -299,8 +299,8 @@ storage:
 #   passEnv   variables of the relay's environment the executor may see
 #             although they look like secrets (*_API_KEY, *_TOKEN, *_SECRET,
 #             *_PASSWORD, ...); those are withheld otherwise (default: none)
-#   workspace copyFiles and setup for this executor only (default: the
-#             top-level workspace section)
+#   workspace copyFiles and setup for this executor, replacing the
+#             top-level workspace section (default: that section)
 executors:
   # default: agent
   #

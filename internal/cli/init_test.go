@@ -159,7 +159,7 @@ func TestInitConfigExamplesLoad(t *testing.T) {
 		"# profile:", "# transport:", "# heartbeatIntervalSec:", "# dataDir:", "# artifactRoot:",
 		"# workspaceRoot:", "# sqlitePath:", "# postgresUrl:", "# default: agent", "# agent:",
 		"# default: runner", "# byType:", "# byRole:", "# model: claude", "# baseURL:", "# apiKeyEnv:",
-		"# promptsDir:", "# schemataDir:", "# policyFile:",
+		"# promptsDir:", "# schemataDir:", "# policyFile:", "# workspace:", "# codex:", "# claude:", "# gemini:",
 	} {
 		text = uncommentBlock(t, text, h)
 	}
@@ -174,6 +174,17 @@ func TestInitConfigExamplesLoad(t *testing.T) {
 		Kind: config.KindCommand, Argv: []string{"codex", "exec", "--full-auto", "--skip-git-repo-check", "{{prompt}}"},
 		Env: map[string]string{}, TimeoutS: 1800, PassEnv: []string{"OPENAI_API_KEY"},
 	}, cfg.Executors.ByName["agent"])
+	require.Equal(t, config.Executor{
+		Kind: config.KindCodex, Binary: "codex", ExtraArgs: []string{}, Env: map[string]string{}, TimeoutS: 1800,
+		PassEnv: []string{"OPENAI_API_KEY"},
+	}, cfg.Executors.ByName["codex"])
+	claude := cfg.Executors.ByName["claude"]
+	require.Equal(t, "acceptEdits", claude.PermissionMode)
+	require.Equal(t, 50, claude.MaxTurns)
+	require.Equal(t, []string{"Read", "Edit", "Write", "Bash(go test:*)"}, claude.AllowedTools)
+	require.Equal(t, &config.Workspace{CopyFiles: []string{".env"}, Setup: "go mod download"}, claude.Workspace)
+	require.Equal(t, "auto_edit", cfg.Executors.ByName["gemini"].ApprovalMode)
+	require.Equal(t, config.Workspace{CopyFiles: []string{".env", "config/local.*.yaml"}, Setup: "npm ci"}, cfg.Workspace)
 	require.Equal(t, filepath.Join(home, ".local/share/mcp-task-relay"), cfg.DataDir)
 	require.Equal(t, filepath.Join(home, ".local/share/mcp-task-relay/relay.db"), cfg.Storage.SQLitePath)
 	require.Equal(t, config.Routing{
