@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,4 +112,47 @@ func TestBadRoleFileFails(t *testing.T) {
 	require.Contains(t, stderr.String(), "role.finder@v2.yaml")
 	require.Contains(t, stderr.String(), `"system"`)
 	require.Empty(t, stdout.String())
+}
+
+// init scaffolds a config dir that serve and doctor accept; doctor fails,
+// with a fix, when a configured executor's binary is missing.
+func TestInitThenDoctor(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "cfg")
+	out, err := exec.Command(binary, "init", "--dir", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, f := range []string{"config.yaml", "policy.yaml", "prompts/role.clarifier@v1.yaml", "prompts/role.policy_decider@v1.yaml"} {
+		_, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err, f)
+	}
+	again, err := exec.Command(binary, "init", "--dir", dir).CombinedOutput()
+	require.Error(t, err, "init refuses to overwrite: %s", again)
+	require.Contains(t, string(again), "config.yaml")
+
+	doctor := func() (string, int) {
+		cmd := exec.Command(binary, "doctor", "--config-dir", dir, "--storage", "memory")
+		cmd.Env = append(os.Environ(), "TASK_RELAY_DATA_DIR="+filepath.Join(filepath.Dir(dir), "data"))
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		return buf.String(), code
+	}
+	report, code := doctor()
+	require.Equal(t, 0, code, report)
+	require.Contains(t, report, "CHECK")
+	require.Contains(t, report, "git")
+
+	// Configure a codex executor whose binary does not exist.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
+		[]byte("executors:\n  codex:\n    kind: codex\n    binary: /nonexistent/codex\n"), 0o644))
+	report, code = doctor()
+	require.Equal(t, 1, code, report)
+	require.Regexp(t, `(?m)^executor codex\s+FAIL`, report)
+	require.Contains(t, report, "fix: install")
+	require.Regexp(t, `(?m)^config\s+ok`, report)
 }

@@ -77,7 +77,7 @@ patch, a test plan, notes and logs.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(), newVersion(), newDemo(), newBench(), newAsk())
+	root.AddCommand(newServe(), newVersion(), newDemo(), newBench(), newAsk(), newInit(), newDoctor())
 	return root
 }
 

@@ -186,7 +186,7 @@ func doctorExecutors(ctx context.Context, env doctorEnv, cfg *config.Config) []d
 	return checks
 }
 
-// checkExecutor checks that an executor's program can be started: the
+// doctorExecutor checks that an executor's program can be started: the
 // argv[0] of a command executor, the binary of a coding-agent executor,
 // which must also answer --version.
 func doctorExecutor(ctx context.Context, env doctorEnv, name string, e config.Executor, isDefault bool) doctorCheck {
@@ -195,59 +195,65 @@ func doctorExecutor(ctx context.Context, env doctorEnv, name string, e config.Ex
 	if isDefault {
 		suffix = " (default)"
 	}
-	path := env.pathVar(e.Env)
+	if e.Kind == "" {
+		e.Kind = config.KindCommand
+	}
+	var prog, field, label string
 	switch e.Kind {
-	case config.KindCommand, "":
-		prog := ""
+	case config.KindCommand:
 		if len(e.Argv) > 0 {
 			prog = e.Argv[0]
 		}
-		field := "executors." + name + ".argv[0]"
-		switch {
-		case prog == "":
-			c.status, c.detail, c.fix = doctorFail, "no program", "set "+field
-		case strings.Contains(prog, "/") && !filepath.IsAbs(prog):
-			// The relay resolves it in each job's workspace, the
-			// repository at the job's commit, which is not here.
-			if doctorExecutable(prog) {
-				c.status, c.detail = doctorOK, fmt.Sprintf("command %s: resolved in each job's workspace; found in the current directory%s", prog, suffix)
-			} else {
-				c.status = doctorWarn
-				c.detail = fmt.Sprintf("command %s: resolved in each job's workspace; not found in the current directory%s", prog, suffix)
-				c.fix = "make sure the repository has it, or set " + field + " to an absolute path"
-			}
-		default:
-			resolved, err := doctorLookPath(prog, path)
-			if err != nil {
-				c.status, c.detail = doctorFail, "command "+err.Error()
-				c.fix = "install " + prog + " or set " + field + " to the program's absolute path"
-				return c
-			}
-			c.status, c.detail = doctorOK, "command "+resolved+suffix
-		}
-		return c
+		field, label = "executors."+name+".argv[0]", "command "
 	case config.KindCodex, config.KindClaude, config.KindGemini:
-		bin := e.Binary
-		if bin == "" {
-			bin = e.Kind
+		prog = e.Binary
+		if prog == "" {
+			prog = e.Kind
 		}
-		resolved, err := doctorLookPath(bin, path)
-		if err != nil {
-			c.status, c.detail = doctorFail, e.Kind+": "+err.Error()
-			c.fix = "install " + bin + " or set executors." + name + ".binary"
-			return c
-		}
-		v, err := env.version(ctx, resolved, &e)
-		if err != nil {
-			c.status, c.detail = doctorFail, e.Kind+": "+err.Error()
-			c.fix = "check that " + resolved + " --version works, or set executors." + name + ".binary"
-			return c
-		}
-		c.status, c.detail = doctorOK, fmt.Sprintf("%s: %s (%s)%s", e.Kind, v, resolved, suffix)
+		field, label = "executors."+name+".binary", e.Kind+": "
+	default:
+		c.status, c.detail = doctorFail, fmt.Sprintf("unknown kind %q", e.Kind)
+		c.fix = "set executors." + name + ".kind to command, codex, claude or gemini"
 		return c
 	}
-	c.status, c.detail = doctorFail, fmt.Sprintf("unknown kind %q", e.Kind)
-	c.fix = "set executors." + name + ".kind to command, codex, claude or gemini"
+	if prog == "" {
+		c.status, c.detail, c.fix = doctorFail, label+"no program", "set "+field
+		return c
+	}
+	// A relative path is resolved in each job's workspace, the repository
+	// at the job's commit, which is not here: the current directory is the
+	// best guess.
+	relative := strings.Contains(prog, "/") && !filepath.IsAbs(prog)
+	resolved, err := doctorLookPath(prog, env.pathVar(e.Env))
+	switch {
+	case err != nil && relative:
+		c.status = doctorWarn
+		c.detail = label + prog + ": resolved in each job's workspace; not found in the current directory" + suffix
+		c.fix = "make sure the repository has it, or set " + field + " to an absolute path"
+		return c
+	case err != nil && e.Kind == config.KindCommand:
+		c.status, c.detail = doctorFail, label+err.Error()
+		c.fix = "install " + prog + " or set " + field + " to the program's absolute path"
+		return c
+	case err != nil:
+		c.status, c.detail = doctorFail, label+err.Error()
+		c.fix = "install " + prog + " or set " + field
+		return c
+	}
+	if relative {
+		suffix = " (resolved in each job's workspace; found in the current directory)" + suffix
+	}
+	if e.Kind == config.KindCommand {
+		c.status, c.detail = doctorOK, label+resolved+suffix
+		return c
+	}
+	v, err := env.version(ctx, resolved, &e)
+	if err != nil {
+		c.status, c.detail = doctorFail, label+err.Error()
+		c.fix = "check that " + resolved + " --version works, or set " + field
+		return c
+	}
+	c.status, c.detail = doctorOK, fmt.Sprintf("%s%s (%s)%s", label, v, resolved, suffix)
 	return c
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
@@ -189,7 +190,8 @@ func TestDoctorMissingExecutorProgram(t *testing.T) {
 	s.withExecutors(t, "  default: ghost\n"+
 		"  ghost:\n    argv: [mcp-task-relay-test-no-such-program, --flag]\n"+
 		"  script:\n    argv: ["+missing+"]\n"+
-		"  fine:\n    argv: [/bin/true]\n")
+		"  fine:\n    argv: [/bin/true]\n"+
+		"  inrepo:\n    argv: [./scripts/no-such-agent.sh]\n")
 	run := s.run(t)
 	require.Equal(t, 1, run.code, run.out)
 
@@ -204,6 +206,12 @@ func TestDoctorMissingExecutorProgram(t *testing.T) {
 	require.NotEmpty(t, script.fix())
 
 	require.Equal(t, "ok", run.row(t, "executor fine").status)
+	// A relative program is looked up in each job's workspace: only a
+	// warning when it is not here.
+	inrepo := run.row(t, "executor inrepo")
+	require.Equal(t, "warn", inrepo.status)
+	require.Contains(t, inrepo.detail, "resolved in each job's workspace")
+	require.Equal(t, "make sure the repository has it, or set executors.inrepo.argv[0] to an absolute path", inrepo.fix())
 	require.Contains(t, run.out, ", 2 FAIL\n")
 }
 
@@ -333,4 +341,45 @@ func TestDoctorCodexExecutorCommand(t *testing.T) {
 	run := s.run(t)
 	require.Equal(t, 0, run.code, run.out)
 	require.Equal(t, doctorRow{status: "ok", detail: "codex: codex-cli 0.99.0 (" + fake + ") (default)"}, run.row(t, "executor codex"))
+}
+
+// TestDoctorAndInitUnderRoot runs both commands as the root command runs
+// them, the way newRoot does once it adds newInit and newDoctor.
+func TestDoctorAndInitUnderRoot(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "init", newInit().Name())
+	for _, flag := range []string{"dir", "force"} {
+		require.NotNil(t, newInit().Flags().Lookup(flag), flag)
+	}
+	require.Equal(t, "doctor", newDoctor().Name())
+	for _, flag := range []string{"config-dir", "storage", "sqlite", "profile"} {
+		require.NotNil(t, newDoctor().Flags().Lookup(flag), flag)
+	}
+
+	s := newDoctorSetup(t)
+	s.withExecutors(t, "  ghost:\n    argv: [mcp-task-relay-test-no-such-program]\n")
+	run := func(cmd *cobra.Command, args ...string) (int, string) {
+		var stdout, stderr bytes.Buffer
+		root := newRoot(strings.NewReader(""), &stdout, &stderr)
+		// Replace the process-environment command, once root has it.
+		for _, c := range root.Commands() {
+			if c.Name() == cmd.Name() {
+				root.RemoveCommand(c)
+			}
+		}
+		root.AddCommand(cmd)
+		root.SetArgs(args)
+		code := exitCode(t, root.ExecuteContext(t.Context()))
+		require.Empty(t, stderr.String())
+		return code, stdout.String()
+	}
+	code, out := run(newDoctorWith(doctorEnv{lookup: mapEnv(s.env)}), "doctor", "--config-dir", s.dir)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "executor ghost")
+
+	dir := filepath.Join(t.TempDir(), "cfg")
+	code, out = run(newInitWith(mapEnv(nil)), "init", "--dir", dir)
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "created")
+	require.FileExists(t, filepath.Join(dir, config.ConfigFileName))
 }

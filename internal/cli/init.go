@@ -193,8 +193,9 @@ func initNextSteps(dir string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `
 Next steps:
-  1. Configure an executor: in %s, uncomment one of the examples
-     under "executors:" and point it at your coding agent or script.
+  1. Configure an executor: uncomment one of the examples under "executors:"
+     in %s
+     and point it at your coding agent or script.
   2. Optionally let the Answer Runner answer executors' questions:
      export ANTHROPIC_API_KEY (or choose askAnswer.runner.provider).
   3. Check the setup:
