@@ -241,6 +241,27 @@ func exerciseUsageAndCache(t *testing.T, newStore func(t *testing.T) store.Store
 		require.Equal(t, relaytype.Usage{InputTokens: 200, OutputTokens: 35}, b.get(t, "job_use").Usage)
 	})
 
+	t.Run("ExecutorUsageSessionAndParent", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		b.reach(t, "job_exec", relaytype.StateRunning)
+		job := b.transition(t, &store.JobTransitionParams{ID: "job_exec", To: relaytype.StateSucceeded, Owner: reachOwner,
+			Now: b.at(3 * time.Minute), SessionID: "sess-1",
+			Usage: &relaytype.Usage{InputTokens: 10, OutputTokens: 2, CachedInputTokens: 4, CostUSD: 0.25}})
+		require.Equal(t, "sess-1", job.SessionID)
+		require.Equal(t, relaytype.Usage{InputTokens: 10, OutputTokens: 2, CachedInputTokens: 4, CostUSD: 0.25}, job.Usage)
+		trs := b.transitions(t, "job_exec")
+		require.Equal(t, job.Usage, *trs[len(trs)-1].Usage, "the final transition event carries the run's usage")
+
+		p := b.insertParams(jobOpts{ID: "job_child", Key: "child"})
+		p.ParentJobID = "job_exec"
+		child, created, err := b.store.JobInsert(b.ctx, p)
+		require.NoError(t, err)
+		require.True(t, created)
+		require.Equal(t, "job_exec", child.ParentJobID)
+		require.Equal(t, "job_exec", b.get(t, "job_child").ParentJobID)
+	})
+
 	t.Run("DecisionCache", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)
