@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -446,6 +447,9 @@ func serve(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, std
 		return err
 	}
 	st.mcp.srv.Store(srv)
+	// Startup (roles, schemas, SDK initialisation) leaves garbage behind;
+	// hand it back to the OS so that an idle relay stays small.
+	go debug.FreeOSMemory()
 	t := &mcp.IOTransport{Reader: io.NopCloser(stdin), Writer: nopWriteCloser{stdout}}
 	err = srv.Run(ctx, t)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
