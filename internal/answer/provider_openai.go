@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
-	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 )
 
 // DefaultOpenAIBaseURL is OpenAI's own endpoint.
@@ -65,126 +66,137 @@ func (c OpenAIConfig) validate() error {
 	return nil
 }
 
-// OpenAI is a Provider backed by the Chat Completions API.
+// OpenAI is a Provider backed by the Chat Completions API, spoken over
+// net/http. (The official openai-go SDK doubled the relay's binary and put
+// its idle memory over SPEC §7's target; this one call is small and
+// stable, and the wire tests pin it.)
 type OpenAI struct {
-	cfg         OpenAIConfig
-	completions openai.ChatCompletionService
+	cfg      OpenAIConfig
+	endpoint string
 }
 
-var _ Provider = (*OpenAI)(nil)
-
-// NewOpenAI returns an OpenAI provider. The SDK's own retries are off (wrap
-// the provider with WithRetry), and it reads nothing from the environment:
-// an OPENAI_API_KEY meant for OpenAI must not leak to a local server.
+// NewOpenAI returns the OpenAI provider.
 func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	// The bare service, unlike openai.NewClient, does not read OPENAI_*.
-	opts := []option.RequestOption{
-		option.WithHTTPClient(cfg.HTTPClient),
-		// WithBaseURL adds the trailing slash that "/v1" needs so that
-		// "chat/completions" resolves below it, not beside it.
-		option.WithBaseURL(cfg.BaseURL),
-		option.WithMaxRetries(0),
-	}
-	if cfg.APIKey != "" {
-		opts = append(opts, option.WithAPIKey(cfg.APIKey))
-	}
-	return &OpenAI{cfg: cfg, completions: openai.NewChatCompletionService(opts...)}, nil
+	// The environment's OPENAI_* settings are never read: a stray
+	// OPENAI_API_KEY must not reach a local server.
+	return &OpenAI{cfg: cfg, endpoint: strings.TrimRight(cfg.BaseURL, "/") + "/chat/completions"}, nil
 }
 
 // Name implements Provider.
 func (o *OpenAI) Name() string { return "openai" }
 
+type openAIChatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type openAIChatRequest struct {
+	Model               string          `json:"model"`
+	Messages            []openAIChatMessage `json:"messages"`
+	MaxTokens           int             `json:"max_tokens,omitempty"`
+	MaxCompletionTokens int             `json:"max_completion_tokens,omitempty"`
+}
+
+type openAIChatReply struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Message struct {
+			Content string `json:"content"`
+		} `json:"message"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
 // Complete implements Provider with one Chat Completions call.
 func (o *OpenAI) Complete(ctx context.Context, req *Request) (*Response, error) {
-	params, err := o.params(req)
+	body, err := o.body(req)
 	if err != nil {
 		return nil, err
 	}
-
 	attemptCtx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
 	defer cancel()
-	completion, err := o.completions.New(attemptCtx, params)
+	hreq, err := http.NewRequestWithContext(attemptCtx, http.MethodPost, o.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return nil, o.classify(ctx, err)
+		return nil, &ProviderError{Provider: o.Name(), Err: err}
 	}
-	if len(completion.Choices) == 0 {
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "application/json")
+	if o.cfg.APIKey != "" {
+		hreq.Header.Set("Authorization", "Bearer "+o.cfg.APIKey)
+	}
+	res, err := o.cfg.HTTPClient.Do(hreq)
+	if err != nil {
+		// The URL is in the provider's configuration already.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, newTransportError(o.Name(), ctx, o.cfg.Timeout, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 32<<20))
+	if err != nil {
+		return nil, newTransportError(o.Name(), ctx, o.cfg.Timeout, err)
+	}
+	if res.StatusCode >= 300 {
+		var e struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		message := ""
+		if json.Unmarshal(raw, &e) == nil {
+			message = e.Error.Message
+		}
+		if message == "" {
+			message = errorBodySnippet(string(raw))
+		}
+		return nil, newStatusError(o.Name(), res.StatusCode, res.Header, message,
+			fmt.Errorf("POST %s: %s", o.endpoint, res.Status))
+	}
+	var reply openAIChatReply
+	if err := json.Unmarshal(raw, &reply); err != nil {
+		return nil, &ProviderError{Provider: o.Name(), Message: "reply is not a chat completion: " + err.Error(), Err: err}
+	}
+	if len(reply.Choices) == 0 {
 		return nil, &ProviderError{Provider: o.Name(), Message: "reply has no choices"}
 	}
 	return &Response{
-		Text:  completion.Choices[0].Message.Content,
-		Model: completion.Model,
-		Usage: Usage{
-			InputTokens:  int(completion.Usage.PromptTokens),
-			OutputTokens: int(completion.Usage.CompletionTokens),
-		},
+		Text:  reply.Choices[0].Message.Content,
+		Model: reply.Model,
+		Usage: Usage{InputTokens: reply.Usage.PromptTokens, OutputTokens: reply.Usage.CompletionTokens},
 	}, nil
 }
 
-func (o *OpenAI) params(req *Request) (openai.ChatCompletionNewParams, error) {
+// body encodes req as a Chat Completions request.
+func (o *OpenAI) body(req *Request) ([]byte, error) {
 	if req == nil {
-		return openai.ChatCompletionNewParams{}, errors.New("openai: nil request")
+		return nil, errors.New("openai: nil request")
 	}
 	if len(req.Messages) == 0 {
-		return openai.ChatCompletionNewParams{}, errors.New("openai: request has no messages")
+		return nil, errors.New("openai: request has no messages")
 	}
-	params := openai.ChatCompletionNewParams{
-		Model:    cmp.Or(req.Model, o.cfg.Model),
-		Messages: make([]openai.ChatCompletionMessageParamUnion, 0, len(req.Messages)+1),
-	}
-	maxTokens := openai.Int(int64(requestMaxTokens(req)))
+	r := openAIChatRequest{Model: cmp.Or(req.Model, o.cfg.Model), Messages: make([]openAIChatMessage, 0, len(req.Messages)+1)}
 	if o.cfg.UseMaxCompletionTokens {
-		params.MaxCompletionTokens = maxTokens
+		r.MaxCompletionTokens = requestMaxTokens(req)
 	} else {
-		params.MaxTokens = maxTokens
+		r.MaxTokens = requestMaxTokens(req)
 	}
 	if req.System != "" {
-		params.Messages = append(params.Messages, openai.SystemMessage(req.System))
+		r.Messages = append(r.Messages, openAIChatMessage{Role: "system", Content: req.System})
 	}
 	for i, m := range req.Messages {
-		switch m.Role {
-		case "user":
-			params.Messages = append(params.Messages, openai.UserMessage(m.Content))
-		case "assistant":
-			params.Messages = append(params.Messages, openai.AssistantMessage(m.Content))
-		default:
-			return openai.ChatCompletionNewParams{}, fmt.Errorf("openai: message %d: unknown role %q", i, m.Role)
+		if m.Role != "user" && m.Role != "assistant" {
+			return nil, fmt.Errorf("openai: message %d: unknown role %q", i, m.Role)
 		}
+		r.Messages = append(r.Messages, openAIChatMessage{Role: m.Role, Content: m.Content})
 	}
-	return params, nil
-}
-
-// classify turns an SDK error into a *ProviderError.
-func (o *OpenAI) classify(callerCtx context.Context, err error) error {
-	var apiErr *openai.Error
-	if !errors.As(err, &apiErr) {
-		return newTransportError(o.Name(), callerCtx, o.cfg.Timeout, err)
-	}
-	var header http.Header
-	message := apiErr.Message
-	if apiErr.Response != nil {
-		header = apiErr.Response.Header
-		if message == "" {
-			message = openAIErrorBody(apiErr.Response)
-		}
-	}
-	return newStatusError(o.Name(), apiErr.StatusCode, header, message, err)
-}
-
-// openAIErrorBody is the body of an error reply that carried no
-// {"error":{"message":…}}, such as a proxy's HTML page. The SDK has already
-// read the body and put a copy back, which this puts back again.
-func openAIErrorBody(res *http.Response) string {
-	if res.Body == nil {
-		return ""
-	}
-	body, err := io.ReadAll(res.Body) // already in memory
-	res.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return ""
-	}
-	return errorBodySnippet(string(body))
+	return json.Marshal(r)
 }
