@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
 )
 
 // DefaultOpenAIBaseURL is OpenAI's own endpoint.
@@ -95,10 +94,10 @@ type openAIChatMessage struct {
 }
 
 type openAIChatRequest struct {
-	Model               string          `json:"model"`
+	Model               string              `json:"model"`
 	Messages            []openAIChatMessage `json:"messages"`
-	MaxTokens           int             `json:"max_tokens,omitempty"`
-	MaxCompletionTokens int             `json:"max_completion_tokens,omitempty"`
+	MaxTokens           int                 `json:"max_tokens,omitempty"`
+	MaxCompletionTokens int                 `json:"max_completion_tokens,omitempty"`
 }
 
 type openAIChatReply struct {
