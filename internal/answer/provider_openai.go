@@ -195,7 +195,7 @@ func (o *OpenAI) body(req *Request) ([]byte, error) {
 		if m.Role != "user" && m.Role != "assistant" {
 			return nil, fmt.Errorf("openai: message %d: unknown role %q", i, m.Role)
 		}
-		r.Messages = append(r.Messages, openAIChatMessage{Role: m.Role, Content: m.Content})
+		r.Messages = append(r.Messages, openAIChatMessage(m))
 	}
 	return json.Marshal(r)
 }
