@@ -280,7 +280,6 @@ const (
 	EventSubmitted  = "submitted"
 	EventTransition = "transition"
 	EventArtifact   = "artifact"
-	EventHeartbeat  = "heartbeat"
 	EventLog        = "log"
 )
 

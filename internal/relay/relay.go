@@ -219,6 +219,13 @@ func (r *Relay) Stop() {
 // returns the existing job with created=false when the idempotency key is
 // still live.
 func (r *Relay) Submit(ctx context.Context, spec *relaytype.JobSpec) (*relaytype.Job, bool, error) {
+	return r.enqueue(ctx, spec, "")
+}
+
+// enqueue validates spec, admits it through the Handler, pins its
+// baseline, inserts it (a follow-up of parentID when set) and wakes the
+// dispatcher for a new job.
+func (r *Relay) enqueue(ctx context.Context, spec *relaytype.JobSpec, parentID string) (*relaytype.Job, bool, error) {
 	spec.ApplyDefaults()
 	if err := spec.Validate(); err != nil {
 		return nil, false, err
@@ -235,13 +242,14 @@ func (r *Relay) Submit(ctx context.Context, spec *relaytype.JobSpec) (*relaytype
 		BaselineCommit:    baseline,
 		Now:               r.cfg.Now(),
 		IdempotencyWindow: r.cfg.IdempotencyWindow,
+		ParentJobID:       parentID,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("submit: %w", err)
 	}
 	if created {
-		r.log.Info("job submitted", "job_id", job.ID, "priority", job.Priority, "executor", executor)
-		r.publish(Change{JobID: job.ID, State: job.State, StateVersion: job.StateVersion})
+		r.log.Info("job submitted", "job_id", job.ID, "priority", job.Priority, "executor", executor, "parent", parentID)
+		r.publishJob(job)
 		signal(r.wake)
 		signal(r.sweepWake)
 	}
@@ -280,25 +288,11 @@ func (r *Relay) Followup(ctx context.Context, parentID, instruction string) (*re
 	spec.Execution.Executor = parent.Executor
 	spec.IdempotencyKey = fmt.Sprintf("%s/followup/%s", parent.ID, NewJobID())
 	spec.Repo.BaselineCommit = parent.BaselineCommit
-	spec.ApplyDefaults()
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	executor, baseline, err := r.cfg.Handler.Admit(ctx, &spec)
+	job, _, err := r.enqueue(ctx, &spec, parent.ID)
 	if err != nil {
 		return nil, err
-	}
-	job, _, err := r.store.JobInsert(ctx, &store.JobInsertParams{
-		ID: NewJobID(), Spec: &spec, Executor: executor, BaselineCommit: baseline,
-		Now: r.cfg.Now(), IdempotencyWindow: r.cfg.IdempotencyWindow, ParentJobID: parent.ID,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("follow-up: %w", err)
 	}
 	r.log.Info("follow-up submitted", "job_id", job.ID, "parent", parent.ID, "session", parent.SessionID)
-	r.publishJob(job)
-	signal(r.wake)
-	signal(r.sweepWake)
 	return job, nil
 }
 
