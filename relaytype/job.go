@@ -262,8 +262,12 @@ type Job struct {
 	// follow-up job.
 	SessionID string `json:"sessionId,omitempty"`
 	// ParentJobID is the job a follow-up continues.
-	ParentJobID string  `json:"parentJobId,omitempty"`
-	Spec        JobSpec `json:"spec"`
+	ParentJobID string `json:"parentJobId,omitempty"`
+	// Project is the project the job was submitted from (the absolute
+	// path of its config directory); the job runs only with that
+	// project's executors and settings.
+	Project string  `json:"project,omitempty"`
+	Spec    JobSpec `json:"spec"`
 }
 
 // Event is one entry of a job's append-only audit log.

@@ -64,7 +64,7 @@ func TestBadConfigFails(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, "server:\n  maxConcurency: 4\n")
-	cmd := exec.Command(binary, "serve", "--config-dir", cfg, "--storage", "memory")
+	cmd := exec.Command(binary, "serve", "--standalone", "--config-dir", cfg, "--storage", "memory")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -103,7 +103,7 @@ func TestBadRoleFileFails(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(cfg, "prompts"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(cfg, "prompts", "role.finder@v2.yaml"),
 		[]byte("id: finder\nversion: v2\npurpose: find things\n"), 0o644))
-	cmd := exec.Command(binary, "serve", "--config-dir", cfg, "--storage", "memory")
+	cmd := exec.Command(binary, "serve", "--standalone", "--config-dir", cfg, "--storage", "memory")
 	cmd.Env = append(os.Environ(), "ANTHROPIC_API_KEY=sk-test")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

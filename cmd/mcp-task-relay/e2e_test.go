@@ -122,7 +122,7 @@ func startServerEnv(t *testing.T, env []string, args ...string) *server {
 // client ask for protocol (empty: the SDK's newest).
 func startServerClient(t *testing.T, env []string, mutate func(*mcp.ClientOptions), protocol string, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	cmd := exec.Command(binary, append([]string{"serve", "--standalone"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "TASK_RELAY_LOG_LEVEL=debug"), env...)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)

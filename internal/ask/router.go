@@ -2,6 +2,7 @@ package ask
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
@@ -94,4 +95,47 @@ func (r *Router) Route(t relaytype.AskType, role string) (route Route, fellBack 
 		return RouteOrchestrator, true
 	}
 	return route, false
+}
+
+// Rules are how one project's asks are routed, decided and timed.
+type Rules struct {
+	// Routing maps asks to routes. Defaults to everything to the
+	// orchestrator.
+	Routing Routing
+	// Answerers answer the routes they are registered for; a route with
+	// none falls back to the orchestrator. Defaults to none.
+	Answerers map[Route]Answerer
+	// Decider is consulted before routing. Defaults to none.
+	Decider Decider
+	// Timeout is the deadline of an ask that sets no constraints.timeout_s
+	// and is not routed to the runner. Defaults to 10 min.
+	Timeout time.Duration
+	// RunnerTimeout is that deadline for asks routed to the runner.
+	// Defaults to 60 s.
+	RunnerTimeout time.Duration
+}
+
+// RuleSet is a checked set of Rules.
+type RuleSet struct {
+	r      Rules
+	router *Router
+}
+
+// NewRuleSet checks r, applies its defaults and returns it compiled.
+func NewRuleSet(r Rules) (*RuleSet, error) {
+	if r.Timeout == 0 {
+		r.Timeout = DefaultTimeout
+	}
+	if r.RunnerTimeout == 0 {
+		r.RunnerTimeout = DefaultRunnerTimeout
+	}
+	available := map[Route]bool{}
+	for route, a := range r.Answerers {
+		available[route] = a != nil
+	}
+	router, err := NewRouter(r.Routing, available)
+	if err != nil {
+		return nil, err
+	}
+	return &RuleSet{r: r, router: router}, nil
 }

@@ -62,6 +62,11 @@ type Config struct {
 	// RunnerTimeout is that deadline for asks routed to the runner.
 	// Defaults to 60 s.
 	RunnerTimeout time.Duration
+	// RulesFor, when set, returns the rules of the project a job belongs
+	// to; they replace Routing, Answerers, Decider, Timeout and
+	// RunnerTimeout for that job's asks. An error fails the ask's
+	// creation. Defaults to none (the rules above apply to every job).
+	RulesFor func(ctx context.Context, jobID string) (*RuleSet, error)
 	// OnChange is called after an ask is created or answered, with the job
 	// as it is afterwards. Defaults to nothing.
 	OnChange func(job *relaytype.Job)
@@ -73,10 +78,10 @@ type Config struct {
 
 // Service runs the relay side of the Ask/Answer protocol.
 type Service struct {
-	cfg    Config
-	store  store.Store
-	router *Router
-	log    *slog.Logger
+	cfg   Config
+	store store.Store
+	rules *RuleSet // the rules of jobs RulesFor does not cover
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	waiters map[string]*waitEntry
@@ -100,12 +105,6 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("ask: Store is required")
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.RunnerTimeout == 0 {
-		cfg.RunnerTimeout = DefaultRunnerTimeout
-	}
 	if cfg.OnChange == nil {
 		cfg.OnChange = func(*relaytype.Job) {}
 	}
@@ -115,16 +114,13 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	available := map[Route]bool{}
-	for r, a := range cfg.Answerers {
-		available[r] = a != nil
-	}
-	router, err := NewRouter(cfg.Routing, available)
+	rules, err := NewRuleSet(Rules{Routing: cfg.Routing, Answerers: cfg.Answerers, Decider: cfg.Decider,
+		Timeout: cfg.Timeout, RunnerTimeout: cfg.RunnerTimeout})
 	if err != nil {
 		return nil, err
 	}
 	return &Service{
-		cfg: cfg, store: cfg.Store, router: router, log: cfg.Logger,
+		cfg: cfg, store: cfg.Store, rules: rules, log: cfg.Logger,
 		waiters: map[string]*waitEntry{}, sweepWake: make(chan struct{}, 1),
 	}, nil
 }
@@ -241,13 +237,19 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 	if err != nil {
 		return nil, false, fmt.Errorf("hash ask: %w", err)
 	}
-	route, fellBack := s.router.Route(a.AskType, roleOf(a))
+	rules := s.rules
+	if s.cfg.RulesFor != nil {
+		if rules, err = s.cfg.RulesFor(ctx, a.JobID); err != nil {
+			return nil, false, err
+		}
+	}
+	route, fellBack := rules.router.Route(a.AskType, roleOf(a))
 	if fellBack {
 		s.log.Warn("ask routed to the orchestrator: its configured answerer is not available", "ask_id", a.AskID, "ask_type", a.AskType)
 	}
-	timeout := s.cfg.Timeout
+	timeout := rules.r.Timeout
 	if route == RouteRunner {
-		timeout = s.cfg.RunnerTimeout
+		timeout = rules.r.RunnerTimeout
 	}
 	if a.Constraints != nil && a.Constraints.TimeoutS > 0 {
 		timeout = time.Duration(a.Constraints.TimeoutS) * time.Second
@@ -260,14 +262,14 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 		CreatedAt: now, DeadlineAt: now.Add(timeout),
 	}
 	var decided *relaytype.Answer
-	if s.cfg.Decider != nil {
+	if rules.r.Decider != nil {
 		var r Route
-		decided, r = s.cfg.Decider.Decide(rec)
+		decided, r = rules.r.Decider.Decide(rec)
 		if r != "" && decided == nil {
 			switch {
-			case r.Valid() && (r == RouteOrchestrator || s.cfg.Answerers[r] != nil):
+			case r.Valid() && (r == RouteOrchestrator || rules.r.Answerers[r] != nil):
 				route = r
-			case r == RouteRunner && s.cfg.Answerers[RouteHuman] != nil:
+			case r == RouteRunner && rules.r.Answerers[RouteHuman] != nil:
 				// An escalation with no runner goes to a person.
 				route = RouteHuman
 			default:
@@ -279,7 +281,7 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 			rec.Route = "policy"
 		}
 		if route == RouteRunner && (a.Constraints == nil || a.Constraints.TimeoutS == 0) {
-			rec.DeadlineAt = now.Add(s.cfg.RunnerTimeout)
+			rec.DeadlineAt = now.Add(rules.r.RunnerTimeout)
 		}
 	}
 	stored, created, job, err := s.store.AskInsert(ctx, &store.AskInsertParams{Ask: rec, PayloadHash: hash, Now: now})
@@ -302,7 +304,7 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 		}
 		return stored, true, nil
 	}
-	if ans := s.cfg.Answerers[route]; ans != nil {
+	if ans := rules.r.Answerers[route]; ans != nil {
 		s.dispatch(ans, stored)
 	}
 	return stored, true, nil

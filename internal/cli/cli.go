@@ -77,7 +77,8 @@ patch, a test plan, notes and logs.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(), newVersion(), newDemo(), newBench(), newAsk(), newInit(), newDoctor())
+	root.AddCommand(newServe(), newDaemon(), newVersion(), newDemo(), newBench(), newAsk(), newInit(), newDoctor())
+	root.AddCommand(newJobs(), newAsks())
 	return root
 }
 

@@ -95,7 +95,7 @@ executors:
 	if err != nil {
 		return err
 	}
-	server := exec.Command(self, "serve", "--config-dir", cfgDir, "--storage", "sqlite",
+	server := exec.Command(self, "serve", "--standalone", "--config-dir", cfgDir, "--storage", "sqlite",
 		"--sqlite", filepath.Join(dir, "data", "relay.db"))
 	server.Stderr = io.Discard
 	if keep {

@@ -49,8 +49,8 @@ const (
 	ProfileProd    = "prod"
 
 	TransportStdio = "stdio"
-	// TransportHTTP is reserved for Streamable HTTP; the CLI rejects it
-	// until it is implemented.
+	// TransportHTTP serves MCP over Streamable HTTP (at /mcp) instead of
+	// stdio; the relay service always serves it as well.
 	TransportHTTP = "http"
 
 	StorageMemory   = "memory"
@@ -59,8 +59,8 @@ const (
 
 	// KindCommand runs Executor.Argv as is.
 	KindCommand = "command"
-	// KindCodex, KindClaude and KindGemini are reserved for built-in
-	// adapters and rejected until they exist.
+	// KindCodex, KindClaude and KindGemini are the built-in coding-agent
+	// adapters.
 	KindCodex  = "codex"
 	KindClaude = "claude"
 	KindGemini = "gemini"
@@ -127,8 +127,8 @@ type Config struct {
 	// and schemata/. Env TASK_RELAY_CONFIG_DIR, flag --config-dir. Defaults
 	// to ./.mcp-task-relay.
 	ConfigDir string `yaml:"-"`
-	// Transport is the MCP transport: stdio, or http (reserved: accepted
-	// here, rejected by the CLI until implemented). YAML key transport, env
+	// Transport is the MCP transport of serve: stdio, or http (Streamable
+	// HTTP at /mcp, with serve --standalone). YAML key transport, env
 	// TASK_RELAY_TRANSPORT, flag --transport. Defaults to stdio.
 	Transport string `yaml:"transport"`
 	// DataDir is where the SQLite database, artifacts, workspaces and tokens

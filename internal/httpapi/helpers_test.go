@@ -71,6 +71,8 @@ type bundle struct {
 	url     string
 	// parked receives the ask id of every long poll about to park.
 	parked chan string
+	// arts is where the relay reads artifacts from.
+	arts relay.ArtifactDir
 }
 
 type options struct {
@@ -98,7 +100,8 @@ func newStack(t *testing.T, opts ...option) *bundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	h := &holdHandler{}
-	r, err := relay.New(relay.Config{Store: st, Handler: h, Artifacts: relay.ArtifactDir{Root: t.TempDir()}, Logger: quiet})
+	arts := relay.ArtifactDir{Root: t.TempDir()}
+	r, err := relay.New(relay.Config{Store: st, Handler: h, Artifacts: arts, Logger: quiet})
 	require.NoError(t, err)
 	if !o.relayStopped {
 		require.NoError(t, r.Start(ctx))
@@ -122,7 +125,7 @@ func newStack(t *testing.T, opts ...option) *bundle {
 	}
 	srv, err := httpapi.New(cfg)
 	require.NoError(t, err)
-	return &bundle{relay: r, asks: svc, tokens: tokens, srv: srv, handler: h, parked: parked}
+	return &bundle{relay: r, asks: svc, tokens: tokens, srv: srv, handler: h, parked: parked, arts: arts}
 }
 
 // setup builds the stack and serves it with httptest.

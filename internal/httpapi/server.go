@@ -40,6 +40,16 @@ type Jobs interface {
 	// Subscribe returns a channel of job changes and a function that ends
 	// the subscription.
 	Subscribe() (<-chan relay.Change, func())
+	// ListJobs returns a page of jobs, newest first, and the total.
+	ListJobs(ctx context.Context, p relay.ListParams) ([]*relaytype.Job, int, error)
+	// Artifacts returns the metadata of a job's stored artifacts.
+	Artifacts(ctx context.Context, id string) ([]*relaytype.Artifact, error)
+	// ReadArtifact returns the bytes (checked against the digest) and the
+	// metadata of one artifact, or an error wrapping
+	// relaytype.ErrArtifactNotFound or relaytype.ErrJobNotFound.
+	ReadArtifact(ctx context.Context, jobID string, kind relaytype.ArtifactKind) ([]byte, *relaytype.Artifact, error)
+	// Cancel cancels a job and returns it in its new state.
+	Cancel(ctx context.Context, id string) (*relaytype.Job, error)
 }
 
 var _ Jobs = (*relay.Relay)(nil)
@@ -66,8 +76,11 @@ type Config struct {
 	// 1 MiB.
 	MaxBodyBytes int64
 	// ExecutorMCP is the executor-facing MCP endpoint (Streamable HTTP),
-	// served at /mcp to job tokens only. Defaults to none.
+	// served at /mcp to job tokens. Defaults to none.
 	ExecutorMCP http.Handler
+	// ClientMCP is the relay's MCP server for orchestrators (Streamable
+	// HTTP), served at /mcp to the operator token. Defaults to none.
+	ClientMCP http.Handler
 	// AttestationKey is served at GET /attestation-key. Defaults to none
 	// (404).
 	AttestationKey ed25519.PublicKey
@@ -132,14 +145,20 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /attestation-key", s.attestationKey)
-	if s.cfg.ExecutorMCP != nil {
-		s.mux.HandleFunc("/mcp", s.executorMCP)
+	if s.cfg.ExecutorMCP != nil || s.cfg.ClientMCP != nil {
+		s.mux.HandleFunc("/mcp", s.serveMCP)
 	}
 	s.mux.HandleFunc("POST /asks", s.postAsk)
 	s.mux.HandleFunc("GET /asks/{askId}/answer", s.getAnswer)
 	s.mux.HandleFunc("POST /answers", s.postAnswer)
 	s.mux.HandleFunc("GET /jobs/{jobId}/asks", s.listAsks)
 	s.mux.HandleFunc("GET /jobs/{jobId}/events", s.events)
+	s.mux.HandleFunc("GET /jobs", s.listJobs)
+	s.mux.HandleFunc("GET /jobs/{jobId}", s.getJob)
+	s.mux.HandleFunc("GET /jobs/{jobId}/log", s.getJobLog)
+	s.mux.HandleFunc("GET /jobs/{jobId}/artifacts/{kind}", s.getArtifact)
+	s.mux.HandleFunc("POST /jobs/{jobId}/cancel", s.cancelJob)
+	s.mux.HandleFunc("GET /asks", s.listAllAsks)
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
 }
@@ -182,18 +201,33 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
-// executorMCP serves the executor MCP endpoint to job tokens: each tool
-// call acts for the token's job.
-func (s *Server) executorMCP(w http.ResponseWriter, r *http.Request) {
+// serveMCP serves MCP over Streamable HTTP at /mcp: a job token reaches
+// the executor endpoint (each tool call acts for the token's job), the
+// operator token the orchestrator's server (jobs_*, asks_*).
+func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.authenticate(w, r)
 	if !ok {
 		return
 	}
-	if p.jobID == "" {
-		writeError(w, forbidden("the executor endpoint acts for one job: use that job's token (TASK_RELAY_TOKEN)"))
-		return
+	if s.cfg.AuthNone && s.cfg.Tokens != nil {
+		// Without auth every caller is the operator; an executor still
+		// presents its job token, which says which endpoint it wants.
+		if tok, err := bearer(r.Header.Get("Authorization")); err == nil {
+			if jobID, _, err := s.cfg.Tokens.Check(tok); err == nil && jobID != "" {
+				p = principal{jobID: jobID}
+			}
+		}
 	}
-	s.cfg.ExecutorMCP.ServeHTTP(w, r)
+	switch {
+	case p.jobID != "" && s.cfg.ExecutorMCP != nil:
+		s.cfg.ExecutorMCP.ServeHTTP(w, r)
+	case p.operator && s.cfg.ClientMCP != nil:
+		s.cfg.ClientMCP.ServeHTTP(w, r)
+	case p.operator:
+		writeError(w, forbidden("the executor endpoint acts for one job: use that job's token (TASK_RELAY_TOKEN)"))
+	default:
+		writeError(w, forbidden("this relay serves no executor MCP endpoint"))
+	}
 }
 
 // AttestationKey is the body of GET /attestation-key: the public half of

@@ -37,6 +37,10 @@ type ExecutorConfig struct {
 	JobOf func(h http.Header) (string, error)
 	// Profile and PolicyVersion go into the envelopes built for asks.
 	Profile, PolicyVersion string
+	// ProfileOf, when set, returns the profile and policy version of a
+	// job's project, replacing Profile and PolicyVersion. Defaults to
+	// none.
+	ProfileOf func(ctx context.Context, job *relaytype.Job) (profile, policyVersion string)
 	// MaxWait bounds how long a tool call waits for its answer. Defaults
 	// to 10 min.
 	MaxWait time.Duration
@@ -116,7 +120,11 @@ func (e *execServer) askAndWait(ctx context.Context, req *mcp.CallToolRequest, t
 	if job.Spec.Repo.BaseBranch != "" {
 		facts["branch"] = job.Spec.Repo.BaseBranch
 	}
-	env := relaytype.NewEnvelope(repo, job.BaselineCommit, e.cfg.Profile, e.cfg.PolicyVersion, role, facts, nil)
+	profile, policyVersion := e.cfg.Profile, e.cfg.PolicyVersion
+	if e.cfg.ProfileOf != nil {
+		profile, policyVersion = e.cfg.ProfileOf(ctx, job)
+	}
+	env := relaytype.NewEnvelope(repo, job.BaselineCommit, profile, policyVersion, role, facts, nil)
 	raw, err := json.Marshal(env)
 	if err != nil {
 		return nil, err

@@ -100,8 +100,9 @@ func (s *Server) addResources() {
 		URITemplate: uriPrefix + "{jobId}/events",
 		Name:        "job-events",
 		Title:       "Job events",
-		Description: `A job's audit log, oldest first: a JSON array of {id, jobId, ts, type, payload} with type submitted, transition (payload {from, to, stateVersion, attempt, reasonCode?, summary?}), artifact, heartbeat or log.`,
-		MIMEType:    jsonMIME,
+		Description: `A job's audit log, oldest first: a JSON array of {id, jobId, ts, type, payload} with type submitted, transition (payload {from, to, stateVersion, attempt, reasonCode?, summary?}), ` +
+			`phase (payload {phase, attempt}: preparing workspace, running or collecting artifacts), artifact, heartbeat or log (payload {text}).`,
+		MIMEType: jsonMIME,
 	}, s.readResource)
 	s.mcp.AddResourceTemplate(&mcp.ResourceTemplate{
 		URITemplate: uriPrefix + "{jobId}/artifacts/{kind}",
@@ -109,7 +110,9 @@ func (s *Server) addResources() {
 		Title:       "Job artifact",
 		Description: `One artifact of a job; kind is patch.diff (text/x-diff: the change as a unified diff against the job's baselineCommit), ` +
 			`out.md (text/markdown: test plan and notes), logs.txt (text/plain: executor output) or pr.json (application/json). ` +
-			`_meta carries the SHA-256 digest and size. An artifact that does not exist (yet) is resource-not-found; jobs_get lists those that do.`,
+			`_meta carries the SHA-256 digest and size. An artifact that does not exist (yet) is resource-not-found; jobs_get lists those that do. ` +
+			`Exception: logs.txt of a job still RUNNING or WAITING_ON_ANSWER is its output so far, with the first line "[partial: job RUNNING, output so far]" ` +
+			`and _meta {partial: true, size} instead of a digest; once the job ends it is the stored artifact.`,
 	}, s.readResource)
 	if s.asks != nil {
 		s.mcp.AddResourceTemplate(&mcp.ResourceTemplate{
@@ -146,7 +149,7 @@ func (s *Server) readResource(ctx context.Context, req *mcp.ReadResourceRequest)
 	var err error
 	switch ref.kind {
 	case resList:
-		contents, err = jsonContents(s.listJobs(ctx, "", maxListLimit, 0))
+		contents, err = jsonContents(s.listJobs(ctx, s.jobs.List, "", maxListLimit, 0))
 	case resStatus:
 		contents, err = jsonContents(s.status(ctx, ref.jobID))
 	case resEvents:
@@ -192,14 +195,39 @@ func (s *Server) events(ctx context.Context, jobID string) ([]*relaytype.Event, 
 	return evs, nil
 }
 
+// LogsReader is the optional part of Jobs that serves the logs.txt of a
+// job that is still running; *relay.Relay implements it. With it,
+// mcp://jobs/{jobId}/artifacts/logs.txt of a running job is its output so
+// far, marked partial.
+type LogsReader interface {
+	// ReadLogs returns the stored logs.txt of a job (partial false) or,
+	// while it runs, its output so far (partial true).
+	ReadLogs(ctx context.Context, id string) (data []byte, a *relaytype.Artifact, partial bool, err error)
+}
+
 func (s *Server) artifact(ctx context.Context, jobID string, kind relaytype.ArtifactKind) (*mcp.ResourceContents, error) {
-	data, a, err := s.jobs.ReadArtifact(ctx, jobID, kind)
+	var (
+		data    []byte
+		a       *relaytype.Artifact
+		partial bool
+		err     error
+	)
+	if lr, ok := s.jobs.(LogsReader); ok && kind == relaytype.ArtifactLogs {
+		data, a, partial, err = lr.ReadLogs(ctx, jobID)
+	} else {
+		data, a, err = s.jobs.ReadArtifact(ctx, jobID, kind)
+	}
 	if err != nil {
 		return nil, err
 	}
 	c := &mcp.ResourceContents{
 		MIMEType: mimeTypes[kind],
 		Meta:     mcp.Meta{"digest": a.Digest, "size": a.Size},
+	}
+	if partial {
+		// Not the artifact: what the job has written so far, which the
+		// final logs.txt (and its digest) will supersede.
+		c.Meta = mcp.Meta{"partial": true, "size": a.Size}
 	}
 	// Resource text must be UTF-8; executor logs may not be.
 	if utf8.Valid(data) {

@@ -143,7 +143,8 @@ var (
 			Type: "integer", Description: fmt.Sprintf("Page size, 1 to %d. Defaults to %d.", maxListLimit, defaultListLimit),
 			Minimum: ptr(1.0), Maximum: ptr(float64(maxListLimit)), Default: raw(fmt.Sprint(defaultListLimit)),
 		},
-		"offset": {Type: "integer", Description: "Jobs to skip, for paging. Defaults to 0.", Minimum: ptr(0.0), Default: raw("0")},
+		"offset":      {Type: "integer", Description: "Jobs to skip, for paging. Defaults to 0.", Minimum: ptr(0.0), Default: raw("0")},
+		"allProjects": {Type: "boolean", Description: "Jobs of every project, not only this one's. Defaults to false.", Default: raw("false")},
 	})
 	waitInputSchema = object("", []string{"jobId"}, map[string]*jsonschema.Schema{
 		"jobId": str("Id of the job, as returned by jobs_submit."),

@@ -65,7 +65,7 @@ func (s *Server) addTools() {
 	addTool(s, &mcp.Tool{
 		Name:  "jobs_list",
 		Title: "List jobs",
-		Description: fmt.Sprintf(`List jobs, newest first, optionally only those in one state. Returns {items, total, hasMore}; `+
+		Description: fmt.Sprintf(`List this project's jobs (every project's with allProjects), newest first, optionally only those in one state. Returns {items, total, hasMore}; `+
 			`each item is a job status without its artifacts (use jobs_get for those). Page with offset and limit (1 to %d, default %d). `,
 			maxListLimit, defaultListLimit) + errorHelp,
 		InputSchema: listInputSchema,
@@ -325,19 +325,29 @@ func (s *Server) status(ctx context.Context, id string) (jobStatus, error) {
 	return s.statusOf(ctx, job)
 }
 
-// statusOf reads the artifacts of a job already read.
+// statusOf reads the artifacts (and, while it runs, the progress) of a
+// job already read.
 func (s *Server) statusOf(ctx context.Context, job *relaytype.Job) (jobStatus, error) {
 	arts, err := s.jobs.Artifacts(ctx, job.ID)
 	if err != nil {
 		return jobStatus{}, fmt.Errorf("list artifacts of %s: %w", job.ID, err)
 	}
-	return status(job, arts), nil
+	st := status(job, arts)
+	st.Progress = progressOf(job.ID, s.progress(ctx, job))
+	return st, nil
 }
 
 type listArgs struct {
-	State  string `json:"state"`
-	Limit  *int   `json:"limit"`
-	Offset *int   `json:"offset"`
+	State       string `json:"state"`
+	Limit       *int   `json:"limit"`
+	Offset      *int   `json:"offset"`
+	AllProjects bool   `json:"allProjects"`
+}
+
+// AllProjects is the optional part of Jobs whose List shows one project's
+// jobs: ListAll shows every project's, for jobs_list {allProjects: true}.
+type AllProjects interface {
+	ListAll(ctx context.Context, state relaytype.JobState, limit, offset int) ([]*relaytype.Job, int, error)
 }
 
 func (s *Server) list(ctx context.Context, in *listArgs) (listResult, error) {
@@ -361,7 +371,11 @@ func (s *Server) list(ctx context.Context, in *listArgs) (listResult, error) {
 			return listResult{}, &argError{Field: "offset", Message: fmt.Sprintf("must not be negative, not %d", offset)}
 		}
 	}
-	return s.listJobs(ctx, state, limit, offset)
+	list := s.jobs.List
+	if all, ok := s.jobs.(AllProjects); ok && in.AllProjects {
+		list = all.ListAll
+	}
+	return s.listJobs(ctx, list, state, limit, offset)
 }
 
 func joinStates(states []relaytype.JobState) string {
@@ -372,8 +386,9 @@ func joinStates(states []relaytype.JobState) string {
 	return strings.Join(out, ", ")
 }
 
-func (s *Server) listJobs(ctx context.Context, state relaytype.JobState, limit, offset int) (listResult, error) {
-	jobs, total, err := s.jobs.List(ctx, state, limit, offset)
+func (s *Server) listJobs(ctx context.Context, list func(context.Context, relaytype.JobState, int, int) ([]*relaytype.Job, int, error),
+	state relaytype.JobState, limit, offset int) (listResult, error) {
+	jobs, total, err := list(ctx, state, limit, offset)
 	if err != nil {
 		return listResult{}, fmt.Errorf("list jobs: %w", err)
 	}

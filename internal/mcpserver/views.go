@@ -59,6 +59,34 @@ type usageView struct {
 type jobStatus struct {
 	jobSummary
 	Artifacts []artifactRef `json:"artifacts" jsonschema:"artifacts stored so far; read each with resources/read on its uri"`
+	Progress  *progressView `json:"progress,omitempty" jsonschema:"what the job is doing, while it is RUNNING or WAITING_ON_ANSWER"`
+}
+
+// progressView is what a running job is doing.
+type progressView struct {
+	Phase      relaytype.Phase `json:"phase,omitempty" jsonschema:"what the job is doing: preparing workspace, running (its executor) or collecting artifacts"`
+	PhaseSince timestamp       `json:"phaseSince,omitempty" jsonschema:"when the job entered its phase"`
+	ElapsedS   float64         `json:"elapsedS" jsonschema:"seconds since the job started running"`
+	Attempt    int             `json:"attempt" jsonschema:"the attempt running"`
+	LastLines  []string        `json:"lastLines" jsonschema:"the last non-blank lines (at most 10, oldest first) of the executor's output in this attempt"`
+	LogsURI    string          `json:"logsUri" jsonschema:"resource holding the executor's whole output so far: logs.txt, marked partial (first line and _meta.partial) until the job ends"`
+}
+
+func progressOf(jobID string, p *relaytype.Progress) *progressView {
+	if p == nil {
+		return nil
+	}
+	v := &progressView{
+		Phase: p.Phase, ElapsedS: p.ElapsedS, Attempt: p.Attempt, LastLines: p.LastLines,
+		LogsURI: relaytype.ArtifactURI(jobID, relaytype.ArtifactLogs),
+	}
+	if !p.PhaseSince.IsZero() {
+		v.PhaseSince = stamp(p.PhaseSince)
+	}
+	if v.LastLines == nil {
+		v.LastLines = []string{}
+	}
+	return v
 }
 
 // artifactRef points at one stored artifact.

@@ -3,7 +3,9 @@ package mcpserver
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -62,7 +64,7 @@ func (s *Server) wait(ctx context.Context, req *mcp.CallToolRequest, in *waitArg
 					ProgressToken: token,
 					Progress:      elapsed.Seconds(),
 					Total:         float64(timeoutS),
-					Message:       string(j.State),
+					Message:       progressMessage(j, s.progress(ctx, j)),
 				})
 				if err != nil {
 					s.log.Debug("notify progress", "job_id", j.ID, "err", err)
@@ -139,4 +141,58 @@ func (s *Server) awaitChange(ctx context.Context, changes <-chan relay.Change, j
 			return cur.StateVersion != base, cur, nil
 		}
 	}
+}
+
+// ProgressReader is the optional part of Jobs that tells what a running
+// job is doing; *relay.Relay implements it. With it, jobs_get, jobs_wait
+// and mcp://jobs/{jobId}/status show a running job's progress, and
+// jobs_wait's progress notifications carry its phase and last output line.
+type ProgressReader interface {
+	// Progress returns what job id is doing, or nil when it is not
+	// running.
+	Progress(ctx context.Context, id string) (*relaytype.Progress, error)
+}
+
+// progress returns what job is doing, or nil when it is not running or
+// Jobs cannot tell. Progress is an extra: failing to read it is logged,
+// not returned.
+func (s *Server) progress(ctx context.Context, job *relaytype.Job) *relaytype.Progress {
+	pr, ok := s.jobs.(ProgressReader)
+	if !ok || !job.State.Active() {
+		return nil
+	}
+	p, err := pr.Progress(ctx, job.ID)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("read job progress", "job_id", job.ID, "err", err)
+		}
+		return nil
+	}
+	return p
+}
+
+// progressMessageLine bounds the output line in a progress message, in
+// runes.
+const progressMessageLine = 120
+
+// progressMessage is the message of a jobs_wait progress notification:
+// the job's state, and while it runs its phase, the time since it started
+// and its last line of output, as in
+// "RUNNING · running · 2m14s · last: ok  ./internal/relay".
+func progressMessage(j *relaytype.Job, p *relaytype.Progress) string {
+	parts := []string{string(j.State)}
+	if p != nil {
+		if p.Phase != "" {
+			parts = append(parts, string(p.Phase))
+		}
+		parts = append(parts, time.Duration(p.ElapsedS*float64(time.Second)).Round(time.Second).String())
+		if n := len(p.LastLines); n > 0 {
+			last := strings.TrimSpace(p.LastLines[n-1])
+			if utf8.RuneCountInString(last) > progressMessageLine {
+				last = string([]rune(last)[:progressMessageLine-1]) + "…"
+			}
+			parts = append(parts, "last: "+last)
+		}
+	}
+	return strings.Join(parts, " · ")
 }

@@ -68,11 +68,17 @@ func (d ArtifactDir) Write(jobID string, kind relaytype.ArtifactKind, data []byt
 		_ = df.Sync()
 		df.Close()
 	}
+	return describeArtifact(jobID, kind, data, now), nil
+}
+
+// describeArtifact returns the metadata of data as artifact kind of a job:
+// its SHA-256 digest and size.
+func describeArtifact(jobID string, kind relaytype.ArtifactKind, data []byte, now time.Time) *relaytype.Artifact {
 	sum := sha256.Sum256(data)
 	return &relaytype.Artifact{
 		JobID: jobID, Kind: kind, URI: relaytype.ArtifactURI(jobID, kind),
 		Digest: hex.EncodeToString(sum[:]), Size: int64(len(data)), CreatedAt: now,
-	}, nil
+	}
 }
 
 // Read returns an artifact's bytes and checks them against the digest.

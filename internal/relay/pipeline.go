@@ -31,6 +31,11 @@ type PipelineConfig struct {
 	ConfigFile string
 	// Git is the git binary. Defaults to "git".
 	Git string
+	// AdmitTimeout bounds the git commands Admit runs at submit to pin a
+	// job's baseline (git ls-remote of a URL, git rev-parse of a local
+	// repository), so that a remote that accepts the connection and never
+	// answers cannot hold jobs_submit for minutes. Defaults to 20s.
+	AdmitTimeout time.Duration
 	// Env is added to every executor's environment (TASK_RELAY_PROFILE,
 	// ASK_ANSWER_ORIGIN, ...).
 	Env map[string]string
@@ -113,6 +118,9 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	return &Pipeline{cfg: cfg}, nil
 }
 
+// defaultAdmitTimeout is the default of PipelineConfig.AdmitTimeout.
+const defaultAdmitTimeout = 20 * time.Second
+
 // Admit implements Handler: it resolves the executor and pins the baseline.
 func (p *Pipeline) Admit(ctx context.Context, spec *relaytype.JobSpec) (string, string, error) {
 	name := spec.Execution.Executor
@@ -140,11 +148,38 @@ func (p *Pipeline) Admit(ctx context.Context, spec *relaytype.JobSpec) (string, 
 		return "", "", &relaytype.SpecError{Field: "execution.executor",
 			Message: fmt.Sprintf("unknown executor %q; configured: %s", name, strings.Join(p.executorNames(), ", "))}
 	}
-	baseline, err := p.resolveBaseline(ctx, &spec.Repo)
+	timeout := p.cfg.AdmitTimeout
+	if timeout <= 0 {
+		timeout = defaultAdmitTimeout
+	}
+	// The workspace package kills git, and the helpers it started for the
+	// remote, when this deadline passes.
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	baseline, err := p.resolveBaseline(actx, &spec.Repo)
 	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			// The caller gave up: nothing is known about the spec.
+			return "", "", fmt.Errorf("pin baseline: %w", ctx.Err())
+		case actx.Err() != nil:
+			return "", "", admitTimeoutError(spec.Repo.Type, timeout)
+		}
 		return "", "", err
 	}
 	return name, baseline, nil
+}
+
+// admitTimeoutError is the error of a baseline that git could not pin
+// within timeout: the spec names a repository that does not answer, which
+// the client must hear as such rather than as "context deadline exceeded".
+func admitTimeoutError(repoType string, timeout time.Duration) error {
+	if repoType == "local" {
+		return &relaytype.SpecError{Field: "repo.path",
+			Message: fmt.Sprintf("git rev-parse did not answer within %s (repository on an unresponsive file system?)", timeout)}
+	}
+	return &relaytype.SpecError{Field: "repo.url",
+		Message: fmt.Sprintf("git ls-remote did not answer within %s (remote unreachable or not responding)", timeout)}
 }
 
 func (p *Pipeline) executorNames() []string {
@@ -201,6 +236,7 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	if !ok {
 		return fail(relaytype.ReasonExecutorError, "executor %q is no longer configured", job.Executor)
 	}
+	ReportPhase(ctx, relaytype.PhasePreparing)
 	ws, err := p.cfg.Workspaces.Prepare(ctx, job.ID, job.Spec.Repo, job.BaselineCommit)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -288,6 +324,7 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		}
 	}
 
+	ReportPhase(ctx, relaytype.PhaseRunning)
 	log.Info("executor starting", "executor", job.Executor, "workdir", ws.Dir, "resume", resume)
 	req := &executor.Request{
 		JobID: job.ID, StepID: stepID, Workdir: ws.Dir, Prompt: prompt, PromptFile: promptFile,
@@ -302,6 +339,7 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		ls = newLogStream(ctx, job.ID, p.cfg.LogSink)
 		req.Output = ls
 	}
+	req.Output = ReportOutput(ctx, req.Output)
 	res, err := run.Run(ctx, req)
 	if ls != nil {
 		// The live log lands before the job's final transition.
@@ -313,6 +351,7 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	if err != nil {
 		return fail(relaytype.ReasonExecutorError, "start executor %q: %v", job.Executor, err)
 	}
+	ReportPhase(ctx, relaytype.PhaseCollecting)
 
 	logs, finalText := res.Output, res.Stdout
 	var usage *relaytype.Usage

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
@@ -36,6 +37,13 @@ type Handler interface {
 	Admit(ctx context.Context, spec *relaytype.JobSpec) (executor, baseline string, err error)
 	// Handle runs a claimed job until it finishes or ctx ends.
 	Handle(ctx context.Context, job *relaytype.Job) Outcome
+}
+
+// ProjectAdmitter is the optional part of a Handler that serves several
+// projects: the relay admits a submit through AdmitIn, with the project it
+// was submitted from, instead of Admit.
+type ProjectAdmitter interface {
+	AdmitIn(ctx context.Context, project string, spec *relaytype.JobSpec) (executor, baseline string, err error)
 }
 
 // Outcome is what a Handler reports for one attempt of a job.
@@ -77,6 +85,10 @@ type Config struct {
 	// CancelWait bounds how long Cancel waits for a local executor to die.
 	// Defaults to 10s.
 	CancelWait time.Duration
+	// Projects, when set, returns the projects whose jobs this relay may
+	// claim; jobs of other projects are left to relays that serve them.
+	// Defaults to none (every project's jobs).
+	Projects func() []string
 	// InstanceID names this process as lease owner. Defaults to
 	// host:pid:random.
 	InstanceID string
@@ -144,6 +156,9 @@ type Relay struct {
 	mu      sync.Mutex
 	running map[string]*worker
 	subs    map[chan Change]struct{}
+
+	// draining stops claims (Drain).
+	draining atomic.Bool
 
 	startStop sync.Mutex
 	cancel    context.CancelFunc
@@ -215,22 +230,62 @@ func (r *Relay) Stop() {
 	<-done
 }
 
-// Submit validates spec, admits it through the Handler and queues it. It
-// returns the existing job with created=false when the idempotency key is
-// still live.
+// Drain stops claiming jobs, waits up to grace for the running ones to
+// finish, then stops the relay: jobs still running are released to STALE
+// and retried by the next relay to run. It is safe to call more than once
+// and together with Stop.
+func (r *Relay) Drain(grace time.Duration) {
+	r.draining.Store(true)
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for r.runningCount() > 0 {
+		select {
+		case <-deadline.C:
+			r.log.Info("drain grace over, releasing running jobs", "running", r.runningCount(), "grace", grace)
+			r.Stop()
+			return
+		case <-tick.C:
+		}
+	}
+	r.Stop()
+}
+
+// Draining reports whether Drain has been called.
+func (r *Relay) Draining() bool { return r.draining.Load() }
+
+// Running returns how many jobs this relay runs now.
+func (r *Relay) Running() int { return r.runningCount() }
+
+// Submit validates spec, admits it through the Handler and queues it in
+// the empty project. It returns the existing job with created=false when
+// the idempotency key is still live.
 func (r *Relay) Submit(ctx context.Context, spec *relaytype.JobSpec) (*relaytype.Job, bool, error) {
-	return r.enqueue(ctx, spec, "")
+	return r.enqueue(ctx, spec, "", "")
+}
+
+// SubmitTo is Submit for a job of project: the job runs only with that
+// project's executors, and its idempotency key is scoped to the project.
+func (r *Relay) SubmitTo(ctx context.Context, project string, spec *relaytype.JobSpec) (*relaytype.Job, bool, error) {
+	return r.enqueue(ctx, spec, "", project)
 }
 
 // enqueue validates spec, admits it through the Handler, pins its
-// baseline, inserts it (a follow-up of parentID when set) and wakes the
-// dispatcher for a new job.
-func (r *Relay) enqueue(ctx context.Context, spec *relaytype.JobSpec, parentID string) (*relaytype.Job, bool, error) {
+// baseline, inserts it into project (a follow-up of parentID when set)
+// and wakes the dispatcher for a new job.
+func (r *Relay) enqueue(ctx context.Context, spec *relaytype.JobSpec, parentID, project string) (*relaytype.Job, bool, error) {
 	spec.ApplyDefaults()
 	if err := spec.Validate(); err != nil {
 		return nil, false, err
 	}
-	executor, baseline, err := r.cfg.Handler.Admit(ctx, spec)
+	var executor, baseline string
+	var err error
+	if pa, ok := r.cfg.Handler.(ProjectAdmitter); ok {
+		executor, baseline, err = pa.AdmitIn(ctx, project, spec)
+	} else {
+		executor, baseline, err = r.cfg.Handler.Admit(ctx, spec)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -243,12 +298,13 @@ func (r *Relay) enqueue(ctx context.Context, spec *relaytype.JobSpec, parentID s
 		Now:               r.cfg.Now(),
 		IdempotencyWindow: r.cfg.IdempotencyWindow,
 		ParentJobID:       parentID,
+		Project:           project,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("submit: %w", err)
 	}
 	if created {
-		r.log.Info("job submitted", "job_id", job.ID, "priority", job.Priority, "executor", executor, "parent", parentID)
+		r.log.Info("job submitted", "job_id", job.ID, "priority", job.Priority, "executor", executor, "parent", parentID, "project", project)
 		r.publishJob(job)
 		signal(r.wake)
 		signal(r.sweepWake)
@@ -288,7 +344,7 @@ func (r *Relay) Followup(ctx context.Context, parentID, instruction string) (*re
 	spec.Execution.Executor = parent.Executor
 	spec.IdempotencyKey = fmt.Sprintf("%s/followup/%s", parent.ID, NewJobID())
 	spec.Repo.BaselineCommit = parent.BaselineCommit
-	job, _, err := r.enqueue(ctx, &spec, parent.ID)
+	job, _, err := r.enqueue(ctx, &spec, parent.ID, parent.Project)
 	if err != nil {
 		return nil, err
 	}
@@ -301,9 +357,27 @@ func (r *Relay) Get(ctx context.Context, id string) (*relaytype.Job, error) {
 	return r.store.JobGet(ctx, &store.JobGetParams{ID: id})
 }
 
-// List returns a page of jobs, newest first, and the total.
+// List returns a page of the jobs of every project, newest first, and
+// the total.
 func (r *Relay) List(ctx context.Context, state relaytype.JobState, limit, offset int) ([]*relaytype.Job, int, error) {
-	return r.store.JobList(ctx, &store.JobListParams{State: state, Limit: limit, Offset: offset})
+	return r.ListJobs(ctx, ListParams{State: state, Limit: limit, Offset: offset})
+}
+
+// ListParams filter and page Relay.ListJobs.
+type ListParams struct {
+	// State keeps only jobs in this state when not empty.
+	State relaytype.JobState
+	// Project, when not nil, keeps only the jobs of that project.
+	Project *string
+	// Limit caps the page; zero or less means no cap.
+	Limit int
+	// Offset skips that many jobs.
+	Offset int
+}
+
+// ListJobs returns a page of jobs, newest first, and the total.
+func (r *Relay) ListJobs(ctx context.Context, p ListParams) ([]*relaytype.Job, int, error) {
+	return r.store.JobList(ctx, &store.JobListParams{State: p.State, Project: p.Project, Limit: p.Limit, Offset: p.Offset})
 }
 
 // Events returns a job's audit log after afterID.

@@ -22,6 +22,8 @@ type worker struct {
 	job    *relaytype.Job
 	cancel context.CancelCauseFunc
 	done   chan struct{}
+	// progress is the run's phase and output tail, for Progress.
+	progress *tracker
 }
 
 // dispatchLoop claims jobs whenever a worker slot is free and something
@@ -33,9 +35,16 @@ func (r *Relay) dispatchLoop(ctx context.Context) {
 	backoff := 10 * time.Millisecond
 	for {
 		free := r.cfg.MaxConcurrency - r.runningCount()
-		if free > 0 {
+		if free > 0 && !r.draining.Load() {
+			var projects []string
+			if r.cfg.Projects != nil {
+				projects = r.cfg.Projects()
+				if projects == nil {
+					projects = []string{}
+				}
+			}
 			jobs, err := r.store.JobClaim(ctx, &store.JobClaimParams{
-				Owner: r.cfg.InstanceID, Now: r.cfg.Now(), LeaseTTL: r.cfg.LeaseTTL, Limit: free,
+				Projects: projects, Owner: r.cfg.InstanceID, Now: r.cfg.Now(), LeaseTTL: r.cfg.LeaseTTL, Limit: free,
 			})
 			if err != nil {
 				if ctx.Err() != nil {
@@ -83,7 +92,8 @@ func (r *Relay) runningCount() int {
 
 func (r *Relay) startWorker(parent context.Context, job *relaytype.Job) {
 	ctx, cancel := context.WithCancelCause(parent)
-	w := &worker{job: job, cancel: cancel, done: make(chan struct{})}
+	w := &worker{job: job, cancel: cancel, done: make(chan struct{}), progress: r.newTracker(job)}
+	ctx = withTracker(ctx, w.progress)
 	r.mu.Lock()
 	r.running[job.ID] = w
 	r.mu.Unlock()

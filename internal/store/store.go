@@ -125,6 +125,9 @@ type JobInsertParams struct {
 	IdempotencyWindow time.Duration
 	// ParentJobID links a follow-up to the job it continues.
 	ParentJobID string
+	// Project is the project the job belongs to; idempotency keys are
+	// scoped to it.
+	Project string
 }
 
 // JobGetParams are the inputs of Store.JobGet.
@@ -135,13 +138,18 @@ type JobGetParams struct {
 // JobListParams are the inputs of Store.JobList.
 type JobListParams struct {
 	// State filters by state when non-empty.
-	State  relaytype.JobState
-	Limit  int
-	Offset int
+	State relaytype.JobState
+	// Project, when not nil, keeps only the jobs of that project.
+	Project *string
+	Limit   int
+	Offset  int
 }
 
 // JobClaimParams are the inputs of Store.JobClaim.
 type JobClaimParams struct {
+	// Projects, when not nil, claims only jobs of these projects (none
+	// when empty).
+	Projects []string
 	Owner    string
 	Now      time.Time
 	LeaseTTL time.Duration

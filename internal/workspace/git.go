@@ -89,13 +89,16 @@ func (g gitRun) run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, g.git, full...)
 	cmd.Env = gitEnv(g.env...)
 	cmd.WaitDelay = gitWaitDelay
+	waited := killGroupOnCancel(cmd)
 	if g.stdin != nil {
 		cmd.Stdin = bytes.NewReader(g.stdin)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	waited()
+	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = fmt.Errorf("%w (%w)", ctxErr, err)
 		}

@@ -45,6 +45,10 @@ const (
 // is already canceled.
 const removeTimeout = 2 * time.Minute
 
+// addTimeout bounds a `git worktree add`, which once started runs to its
+// end even when the caller's context is canceled (see addOnce).
+const addTimeout = 2 * time.Minute
+
 // Config configures a Manager.
 type Config struct {
 	// Root is the directory holding one subdirectory per job. Required;
@@ -60,9 +64,10 @@ type Config struct {
 // Manager creates and removes the workspaces under one root directory.
 // It is safe for concurrent use.
 type Manager struct {
-	root string
-	keep bool
-	git  string
+	root     string
+	rootReal string // root with symbolic links resolved, as git records worktree paths
+	keep     bool
+	git      string
 
 	mu sync.Mutex
 	// repoLocks holds one lock per source repository (by git common
@@ -88,7 +93,7 @@ func New(cfg Config) (*Manager, error) {
 	if git == "" {
 		git = DefaultGit
 	}
-	return &Manager{root: root, keep: cfg.Keep, git: git, repoLocks: map[string]*sync.RWMutex{}}, nil
+	return &Manager{root: root, rootReal: canonical(root), keep: cfg.Keep, git: git, repoLocks: map[string]*sync.RWMutex{}}, nil
 }
 
 // Workspace is one job's checkout at its baseline commit.
@@ -115,7 +120,14 @@ type Workspace struct {
 
 // Prepare creates the workspace of job jobID: a checkout of repo at the
 // commit baseline (see ResolveBaseline), detached from any branch. A
-// directory left for the same job by an earlier attempt is removed first.
+// directory left for the same job by an earlier attempt is removed first,
+// with its registration in the source repository, even one a killed
+// `git worktree add` left locked.
+//
+// A `git worktree add` that has started runs to its end even if ctx is
+// canceled (cut short, it would leave a locked registration in the user's
+// repository); Prepare then removes what it made and returns an error
+// wrapping ctx's. Whatever fails, Prepare leaves nothing behind.
 func (m *Manager) Prepare(ctx context.Context, jobID string, repo relaytype.Repo, baseline string) (*Workspace, error) {
 	if !relaytype.ValidJobID(jobID) {
 		return nil, fmt.Errorf("prepare workspace: invalid job id %q", jobID)
@@ -147,11 +159,11 @@ func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
 		if err != nil {
 			return err
 		}
-		out, err := (gitRun{git: w.m.git, dir: abs}).run(ctx, "rev-parse", "--path-format=absolute", "--git-common-dir")
+		common, err := commonDirOf(ctx, w.m.git, abs)
 		if err != nil {
 			return err
 		}
-		w.repoPath, w.commonDir = abs, canonical(strings.TrimSpace(string(out)))
+		w.repoPath, w.commonDir = abs, common
 	case "git":
 		if strings.TrimSpace(repo.URL) == "" {
 			return errors.New("repo.url is required for a git repository")
@@ -171,8 +183,13 @@ func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
 		return fmt.Errorf("create job directory: %w", err)
 	}
 	if repo.Type == "local" {
+		if err := w.m.writeSourceRecord(w.MetaDir, w.commonDir); err != nil {
+			return fmt.Errorf("record source repository: %w", err)
+		}
 		return w.addWorktree(ctx)
 	}
+	// A clone is left cancelable: it writes nothing outside Root, and a
+	// relay shutting down should not wait for a large fetch.
 	return w.clone(ctx, repo.URL)
 }
 
@@ -180,20 +197,35 @@ func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
 // repository. It only adds an entry under the repository's
 // .git/worktrees; the user's checkout, index and refs are untouched.
 func (w *Workspace) addWorktree(ctx context.Context) error {
-	l := w.m.repoLock(w.commonDir)
-	l.RLock()
-	defer l.RUnlock()
-	g := gitRun{git: w.m.git, dir: w.repoPath}
 	for attempt := 1; ; attempt++ {
-		_, err := g.run(ctx, "worktree", "add", "--detach", "--quiet", w.Dir, w.Baseline)
+		err := w.addOnce(ctx)
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			if err != nil {
+				return fmt.Errorf("%w (worktree add: %w)", ctxErr, err)
+			}
+			return fmt.Errorf("interrupted during worktree add: %w", ctxErr)
+		}
 		if err == nil {
 			return nil
 		}
-		if attempt == worktreeAttempts || ctx.Err() != nil || !isContention(err) {
+		if attempt == worktreeAttempts {
 			return err
 		}
-		// git removes what a failed add created; make sure of it.
-		_ = removeAll(w.Dir)
+		switch {
+		case isStaleRegistration(err):
+			// An interrupted earlier attempt registered this path: a
+			// killed add leaves it locked "initializing", which nothing
+			// else ever clears. Clear it and add again.
+			if n, cerr := w.m.clearJobRegistrations(ctx, w.commonDir, w.JobID); cerr != nil || n == 0 {
+				return errors.Join(err, cerr)
+			}
+			continue
+		case isContention(err):
+			// git removes what a failed add created; make sure of it.
+			_ = removeAll(w.Dir)
+		default:
+			return err
+		}
 		backoff := time.Duration(attempt)*worktreeBackoff + rand.N(worktreeBackoff)
 		t := time.NewTimer(backoff)
 		select {
@@ -203,6 +235,47 @@ func (w *Workspace) addWorktree(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// addOnce runs `git worktree add` for Dir once. Once started, the add runs
+// to its end whatever happens to ctx: killed part-way it would leave its
+// registration locked "initializing", which `git worktree prune` never
+// removes and which stops the path from being added again. addTimeout
+// still bounds a git that hangs.
+func (w *Workspace) addOnce(ctx context.Context) error {
+	l := w.m.repoLock(w.commonDir)
+	l.RLock()
+	defer l.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), addTimeout)
+	defer cancel()
+	_, err := (gitRun{git: w.m.git, dir: w.repoPath}).run(actx, "worktree", "add", "--detach", "--quiet", w.Dir, w.Baseline)
+	return err
+}
+
+// clearJobRegistrations removes the registrations of job id in the
+// repository with git common directory commonDir, and returns how many
+// there were.
+func (m *Manager) clearJobRegistrations(ctx context.Context, commonDir, id string) (int, error) {
+	l := m.repoLock(commonDir)
+	l.Lock()
+	defer l.Unlock()
+	return m.unregisterJob(ctx, commonDir, id)
+}
+
+// isStaleRegistration reports whether a failed `git worktree add` was
+// refused because the path is still registered ("is a missing but locked
+// worktree", "is a missing but already registered worktree").
+func isStaleRegistration(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"missing but locked", "missing but already registered", "already registered", "is locked"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // isContention reports whether a failed `git worktree add` looks like it
@@ -252,9 +325,14 @@ func (w *Workspace) Remove(ctx context.Context) error {
 }
 
 // Sweep removes the workspaces under Root that a crash left behind: every
-// job directory for which keep returns false (a nil keep keeps none).
-// Entries whose names are not job ids are never touched. Sweep does nothing
-// when the Manager keeps workspaces.
+// job directory for which keep returns false (a nil keep keeps none), with
+// its registration as a worktree of its source repository, unlocking one a
+// killed `git worktree add` left locked. The directories of kept jobs are
+// left alone; Prepare replaces them when the job runs again. In every
+// repository recorded in a job directory it then removes the registrations
+// of job directories that are gone (see Recover). Entries whose names are
+// not job ids, and worktrees outside Root's job directories, are never
+// touched. Sweep does nothing when the Manager keeps workspaces.
 func (m *Manager) Sweep(ctx context.Context, keep func(jobID string) bool) error {
 	if m.keep {
 		return nil
@@ -263,51 +341,55 @@ func (m *Manager) Sweep(ctx context.Context, keep func(jobID string) bool) error
 	if err != nil {
 		return fmt.Errorf("sweep workspaces: %w", err)
 	}
-	var errs []error
+	var (
+		errs  []error
+		repos []string
+	)
 	for _, e := range entries {
 		id := e.Name()
-		if !e.IsDir() || !relaytype.ValidJobID(id) || (keep != nil && keep(id)) {
+		if !e.IsDir() || !relaytype.ValidJobID(id) {
+			continue
+		}
+		jobDir := filepath.Join(m.root, id)
+		repos = append(repos, jobRepos(jobDir, "")...)
+		if keep != nil && keep(id) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("sweep workspaces: %w", err)
 		}
-		if err := m.removeJobDir(ctx, filepath.Join(m.root, id), ""); err != nil {
+		if err := m.removeJobDir(ctx, jobDir, ""); err != nil {
 			errs = append(errs, fmt.Errorf("sweep workspace %s: %w", id, err))
 		}
+	}
+	if err := m.recoverRepos(ctx, repos); err != nil {
+		errs = append(errs, fmt.Errorf("sweep workspaces: %w", err))
 	}
 	return errors.Join(errs...)
 }
 
-// removeJobDir deletes a job directory. If its checkout is a linked
-// worktree, the worktree is removed with git and the repository's worktree
-// list pruned, so no registration is left behind. The repository is found
-// through the checkout's .git file, else is commonDir when not empty.
+// removeJobDir deletes a job directory. Its registrations as worktrees of
+// a source repository, locked or not, are removed with git, so none is
+// left behind. The repository is found through the checkout's .git file,
+// the job's source record, and commonDir when not empty.
 func (m *Manager) removeJobDir(ctx context.Context, jobDir, commonDir string) error {
-	checkout := filepath.Join(jobDir, checkoutName)
-	if c := worktreeCommonDir(checkout); c != "" {
-		commonDir = c
-	}
-	if commonDir == "" {
+	repos := jobRepos(jobDir, commonDir)
+	if len(repos) == 0 {
 		return removeAll(jobDir)
 	}
-	l := m.repoLock(commonDir)
-	l.Lock()
-	defer l.Unlock()
-	g := gitRun{git: m.git}
-	if _, err := os.Lstat(checkout); err == nil {
-		// Best effort: removing the directory and pruning below cleans up
-		// whether or not this succeeds.
-		_, _ = g.run(ctx, "--git-dir="+commonDir, "worktree", "remove", "--force", checkout)
+	unlock := m.lockRepos(repos)
+	defer unlock()
+	id := filepath.Base(jobDir)
+	var errs []error
+	for _, c := range repos {
+		if _, err := m.unregisterJob(ctx, c, id); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := removeAll(jobDir); err != nil {
-		return err
+		errs = append(errs, err)
 	}
-	if _, err := g.run(ctx, "--git-dir="+commonDir, "worktree", "prune"); err != nil && dirExists(commonDir) {
-		// A repository that is gone has nothing left to prune.
-		return fmt.Errorf("prune worktrees: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // repoLock returns the lock of the repository with git common directory

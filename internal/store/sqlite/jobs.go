@@ -16,7 +16,7 @@ import (
 const jobColumns = `id, idempotency_key, state, state_version, priority, attempt, max_attempts,
 	executor, baseline_commit, spec, created_at, updated_at, started_at, finished_at, expires_at,
 	lease_owner, lease_expires_at, heartbeat_at, reason_code, summary, input_tokens, output_tokens,
-	cached_input_tokens, cost_usd, session_id, parent_job_id`
+	cached_input_tokens, cost_usd, session_id, parent_job_id, project`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -45,7 +45,7 @@ func scanJob(row scanner) (*relaytype.Job, error) {
 	if err := row.Scan(&j.ID, &j.IdempotencyKey, &j.State, &j.StateVersion, &prio, &j.Attempt, &j.MaxAttempts,
 		&j.Executor, &j.BaselineCommit, &spec, &created, &updated, &started, &finished, &expires,
 		&leaseOwner, &leaseExp, &heartbeat, &reason, &summary, &j.Usage.InputTokens, &j.Usage.OutputTokens,
-		&j.Usage.CachedInputTokens, &j.Usage.CostUSD, &session, &parent); err != nil {
+		&j.Usage.CachedInputTokens, &j.Usage.CostUSD, &session, &parent, &j.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &j.Spec); err != nil {
@@ -117,10 +117,10 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 		// and the insert cannot interleave with another submit.
 		since := ms(p.Now.Add(-p.IdempotencyWindow))
 		row := tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs
-			WHERE idempotency_key = ?
+			WHERE idempotency_key = ? AND project = ?
 			  AND (state NOT IN ('SUCCEEDED','FAILED','CANCELED','EXPIRED')
 			       OR (state = 'SUCCEEDED' AND finished_at >= ?))
-			ORDER BY seq DESC LIMIT 1`, p.Spec.IdempotencyKey, since)
+			ORDER BY seq DESC LIMIT 1`, p.Spec.IdempotencyKey, p.Project, since)
 		existing, err := scanJob(row)
 		if err == nil {
 			job = existing
@@ -132,10 +132,10 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 		now := ms(p.Now)
 		expires := ms(p.Now.Add(time.Duration(p.Spec.Execution.TTLS) * time.Second))
 		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, idempotency_key, state, state_version, priority,
-			attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at, parent_job_id)
-			VALUES (?, ?, 'QUEUED', 1, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at, parent_job_id, project)
+			VALUES (?, ?, 'QUEUED', 1, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.ID, p.Spec.IdempotencyKey, p.Spec.Execution.Priority.Rank(), p.Spec.Execution.MaxAttempts,
-			p.Executor, p.BaselineCommit, string(spec), now, now, expires, nullString(p.ParentJobID)); err != nil {
+			p.Executor, p.BaselineCommit, string(spec), now, now, expires, nullString(p.ParentJobID), p.Project); err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
 		if _, err := appendEvent(ctx, tx, p.ID, relaytype.EventSubmitted, relaytype.TransitionPayload{
@@ -160,9 +160,17 @@ func (s *Store) JobGet(ctx context.Context, p *store.JobGetParams) (*relaytype.J
 
 // JobList implements store.Store.
 func (s *Store) JobList(ctx context.Context, p *store.JobListParams) ([]*relaytype.Job, int, error) {
-	where, args := "", []any{}
+	var conds []string
+	var args []any
 	if p.State != "" {
-		where, args = " WHERE state = ?", append(args, string(p.State))
+		conds, args = append(conds, "state = ?"), append(args, string(p.State))
+	}
+	if p.Project != nil {
+		conds, args = append(conds, "project = ?"), append(args, *p.Project)
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
 	}
 	var total int
 	if err := s.reader.QueryRowContext(ctx, `SELECT count(*) FROM jobs`+where, args...).Scan(&total); err != nil {
@@ -304,9 +312,20 @@ func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relay
 	}
 	var out []*relaytype.Job
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
-			WHERE state = 'QUEUED' AND expires_at > ? AND attempt < max_attempts
-			ORDER BY priority, seq LIMIT ?`, ms(p.Now), p.Limit)
+		query, args := `SELECT `+jobColumns+` FROM jobs
+			WHERE state = 'QUEUED' AND expires_at > ? AND attempt < max_attempts`, []any{ms(p.Now)}
+		if p.Projects != nil {
+			// A relay that serves only some projects leaves the others'
+			// jobs to the relays that have their executors.
+			if len(p.Projects) == 0 {
+				return nil
+			}
+			query += ` AND project IN (?` + strings.Repeat(`, ?`, len(p.Projects)-1) + `)`
+			for _, pr := range p.Projects {
+				args = append(args, pr)
+			}
+		}
+		rows, err := tx.QueryContext(ctx, query+` ORDER BY priority, seq LIMIT ?`, append(args, p.Limit)...)
 		if err != nil {
 			return fmt.Errorf("select claimable jobs: %w", err)
 		}

@@ -36,6 +36,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Idempotency", func(t *testing.T) { t.Parallel(); exerciseIdempotency(t, newStore) })
 	t.Run("JobGet", func(t *testing.T) { t.Parallel(); exerciseJobGet(t, newStore) })
 	t.Run("JobList", func(t *testing.T) { t.Parallel(); exerciseJobList(t, newStore) })
+	t.Run("Projects", func(t *testing.T) { t.Parallel(); exerciseProjects(t, newStore) })
 	t.Run("JobClaim", func(t *testing.T) { t.Parallel(); exerciseJobClaim(t, newStore) })
 	t.Run("JobHeartbeat", func(t *testing.T) { t.Parallel(); exerciseJobHeartbeat(t, newStore) })
 	t.Run("JobTransition", func(t *testing.T) { t.Parallel(); exerciseJobTransition(t, newStore) })

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
@@ -19,18 +17,15 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
-// lateMCP reaches the MCP server, which is built after the answerers that
-// use it (elicitation for humans, sampling for the runner).
-type lateMCP struct {
-	srv atomic.Pointer[mcpserver.Server]
+// clientMCP reaches the clients of one project's MCP server: elicitation
+// for humans, sampling for the runner.
+type clientMCP struct {
+	srv *mcpserver.Server
 }
 
 // Elicit implements answer.Elicitor.
-func (l *lateMCP) Elicit(ctx context.Context, message string, schema json.RawMessage) (string, map[string]any, error) {
-	srv := l.srv.Load()
-	if srv == nil {
-		return "", nil, answer.ErrNoElicitor
-	}
+func (l clientMCP) Elicit(ctx context.Context, message string, schema json.RawMessage) (string, map[string]any, error) {
+	srv := l.srv
 	action, content, err := srv.Elicit(ctx, message, schema)
 	if errors.Is(err, mcpserver.ErrNoCapableClient) {
 		return "", nil, fmt.Errorf("%w: %v", answer.ErrNoElicitor, err)
@@ -39,11 +34,8 @@ func (l *lateMCP) Elicit(ctx context.Context, message string, schema json.RawMes
 }
 
 // sample implements the sampling provider through the MCP client.
-func (l *lateMCP) sample(ctx context.Context, req *answer.Request) (*answer.Response, error) {
-	srv := l.srv.Load()
-	if srv == nil {
-		return nil, errors.New("sampling: no MCP client connected")
-	}
+func (l clientMCP) sample(ctx context.Context, req *answer.Request) (*answer.Response, error) {
+	srv := l.srv
 	msgs := make([]mcpserver.SampleMessage, len(req.Messages))
 	for i, m := range req.Messages {
 		msgs[i] = mcpserver.SampleMessage{Role: m.Role, Content: m.Content}
@@ -80,11 +72,11 @@ type answerers struct {
 // buildProvider returns the configured LLM provider, or nil with a
 // warning when it cannot be used (no key): asks routed to the runner then
 // go to the orchestrator.
-func buildProvider(cfg *config.Config, mcp *lateMCP, log *slog.Logger) (answer.Provider, error) {
+func buildProvider(cfg *config.Config, getenv func(string) (string, bool), mcp clientMCP, log *slog.Logger) (answer.Provider, error) {
 	r := cfg.AskAnswer.Runner
 	key := ""
 	if r.APIKeyEnv != "" {
-		key = os.Getenv(r.APIKeyEnv)
+		key, _ = getenv(r.APIKeyEnv)
 	}
 	var (
 		p   answer.Provider
@@ -121,7 +113,7 @@ func buildProvider(cfg *config.Config, mcp *lateMCP, log *slog.Logger) (answer.P
 // buildAnswerers loads roles, schemata, the policy and the signing key,
 // and builds the runner (when enabled and usable), the policy decider and
 // the human answerer.
-func buildAnswerers(cfg *config.Config, st store.Store, mcp *lateMCP, log *slog.Logger) (*answerers, error) {
+func buildAnswerers(cfg *config.Config, getenv func(string) (string, bool), st store.Store, mcp clientMCP, log *slog.Logger) (*answerers, error) {
 	policy, err := answer.LoadPolicy(cfg.PolicyFile)
 	if err != nil {
 		return nil, err
@@ -145,7 +137,7 @@ func buildAnswerers(cfg *config.Config, st store.Store, mcp *lateMCP, log *slog.
 	if err := catalog.CheckSchemas(schemata); err != nil {
 		return nil, err
 	}
-	provider, err := buildProvider(cfg, mcp, log)
+	provider, err := buildProvider(cfg, getenv, mcp, log)
 	if err != nil || provider == nil {
 		return out, err
 	}
@@ -178,3 +170,4 @@ func buildAnswerers(cfg *config.Config, st store.Store, mcp *lateMCP, log *slog.
 	log.Info("answer runner on", "provider", provider.Name(), "model", cfg.AskAnswer.Runner.Model, "roles", len(catalog.Roles()))
 	return out, nil
 }
+

@@ -1,0 +1,82 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+)
+
+// StandaloneOptions configure RunStandalone.
+type StandaloneOptions struct {
+	// Config is the project's configuration, which is also the service's.
+	// Required.
+	Config *config.Config
+	// Overrides are the flags Config was loaded with; reloads of the
+	// project's files apply them again. Defaults to none.
+	Overrides config.Overrides
+	// Stdin and Stdout carry the MCP session (stdio transport). With
+	// Config.Transport http they are not used.
+	Stdin  io.Reader
+	Stdout io.Writer
+	// Logger receives structured logs. Required.
+	Logger *slog.Logger
+	// Version is reported to clients.
+	Version string
+}
+
+// RunStandalone runs the whole relay in this process for one project, as
+// in a container or a test: the MCP session on stdio (or, with transport
+// http, MCP over Streamable HTTP at /mcp only) until the client goes away
+// or ctx ends; then running jobs are released for retry.
+func RunStandalone(ctx context.Context, o StandaloneOptions) error {
+	cfg, log := o.Config, o.Logger
+	svc, err := New(ctx, Options{Config: cfg, Logger: log, Version: o.Version, Only: cfg.ConfigDir})
+	if err != nil {
+		return err
+	}
+	svc.projects.only, svc.projects.onlyOverrides = cfg.ConfigDir, o.Overrides
+	p, err := svc.projects.open(ctx, cfg.ConfigDir, nil)
+	if err == nil {
+		err = p.Err()
+	}
+	if err == nil {
+		err = svc.Start(ctx)
+	}
+	if err != nil {
+		_ = svc.Close(0)
+		return err
+	}
+	defer svc.Close(0)
+	attrs := []any{"version", o.Version, "mode", "standalone", "profile", cfg.Profile, "storage", cfg.Storage.Mode,
+		"executors", cfg.Executors.Names(), "instance", svc.relay.InstanceID(), "origin", svc.origin}
+	if cfg.Storage.Mode == config.StorageSQLite {
+		attrs = append(attrs, "sqlite", cfg.Storage.SQLitePath)
+	}
+	log.Info("relay ready", attrs...)
+	// Startup (roles, schemas, SDK initialisation) leaves garbage behind;
+	// hand it back to the OS so that an idle relay stays small.
+	go debug.FreeOSMemory()
+	if cfg.Transport == config.TransportHTTP {
+		log.Info("serving MCP over Streamable HTTP only", "url", svc.origin+"/mcp")
+		<-ctx.Done()
+		log.Info("relay stopping")
+		return nil
+	}
+	t := &mcp.IOTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{o.Stdout}}
+	err = p.mcp.Run(ctx, t)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	log.Info("relay stopping")
+	return nil
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
