@@ -475,7 +475,7 @@ func Control(ctx context.Context, dataDir string, h *Hello) (*Reply, error) {
 func serviceEnvAllowed(name string) bool {
 	switch name {
 	case "HOME", "USER", "LOGNAME", "PATH", "SHELL", "LANG", "TZ", "TMPDIR", "GOCOVERDIR",
-		config.EnvDataDir, config.EnvStorage, config.EnvSQLiteURL, config.EnvPostgresURL, config.EnvLogLevel:
+		config.EnvDataDir, config.EnvStorage, config.EnvSQLiteURL, config.EnvPostgresURL, config.EnvLogLevel, "TASK_RELAY_API_TOKEN":
 		return true
 	}
 	return strings.HasPrefix(name, "LC_") || strings.HasPrefix(name, "XDG_")

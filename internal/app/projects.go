@@ -355,6 +355,7 @@ func (p *Project) load(_ context.Context) (*projectState, error) {
 		RelayMCPURL:     s.origin + "/mcp",
 		LogSink:         s.relay.AppendLog,
 		MaxOutputBytes:  s.cfg.Server.MaxOutputBytes,
+		AdmitTimeout:    s.cfg.Server.AdmitTimeout(),
 		Logger:          log,
 	})
 	if err != nil {

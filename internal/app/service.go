@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -172,7 +173,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
-	clientMCP := mcp.NewStreamableHTTPHandler(s.httpSessionServer, &mcp.StreamableHTTPOptions{Logger: s.log})
+	clientMCP := s.clientMCPHandler(mcp.NewStreamableHTTPHandler(s.httpSessionServer, &mcp.StreamableHTTPOptions{Logger: s.log}))
 	if s.api, err = httpapi.New(httpapi.Config{
 		ExecutorMCP:    execMCP,
 		ClientMCP:      clientMCP,
@@ -351,24 +352,57 @@ func (s *Service) rulesFor(ctx context.Context, jobID string) (*ask.RuleSet, err
 	return p.rules(), nil
 }
 
-// httpSessionServer picks the MCP server of the project a Streamable HTTP
-// request names (?project=ABSOLUTE_CONFIG_DIR, or the header
-// Mcp-Task-Relay-Project); without one, the service's only project in
-// standalone mode.
-func (s *Service) httpSessionServer(r *http.Request) *mcp.Server {
+// ProjectHeader names the project of a Streamable HTTP MCP request when
+// the URL does not (?project=).
+const ProjectHeader = "Mcp-Task-Relay-Project"
+
+// requestProject returns the project a Streamable HTTP request names
+// (?project=ABSOLUTE_CONFIG_DIR, or the Mcp-Task-Relay-Project header);
+// without one, the service's only project in standalone mode.
+func (s *Service) requestProject(r *http.Request) (string, error) {
 	dir := r.URL.Query().Get("project")
 	if dir == "" {
-		dir = r.Header.Get("Mcp-Task-Relay-Project")
+		dir = r.Header.Get(ProjectHeader)
 	}
 	if dir == "" {
 		dir = s.projects.defaultDir()
 	}
-	if dir == "" || !filepath.IsAbs(dir) {
+	if dir == "" {
+		return "", errors.New("name the project: /mcp?project=/absolute/path/to/.mcp-task-relay (its config dir), or the header " + ProjectHeader)
+	}
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("project %q must be the absolute path of a config dir", dir)
+	}
+	return filepath.Clean(dir), nil
+}
+
+// clientMCPHandler answers requests for no or an unusable project with a
+// clear error before they reach the MCP handler.
+func (s *Service) clientMCPHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dir, err := s.requestProject(r)
+		if err == nil {
+			_, err = s.projects.open(r.Context(), dir, nil)
+		}
+		if err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": string(relaytype.CodeInvalidRequest), "message": err.Error()}})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// httpSessionServer picks the MCP server of the project of a new
+// Streamable HTTP session.
+func (s *Service) httpSessionServer(r *http.Request) *mcp.Server {
+	dir, err := s.requestProject(r)
+	if err != nil {
 		return nil
 	}
-	p, err := s.projects.open(r.Context(), filepath.Clean(dir), nil)
+	p, err := s.projects.open(r.Context(), dir, nil)
 	if err != nil {
-		s.log.Warn("HTTP MCP session for an unusable project", "project", dir, "err", err)
 		return nil
 	}
 	return p.mcp.MCP()

@@ -92,6 +92,8 @@ const (
 	DefaultHeartbeatIntervalSec = 15
 	DefaultIdempotencyWindowSec = 86400
 	DefaultMaxOutputBytes       = int64(8 << 20)
+	DefaultAdmitTimeoutSec      = 20
+	MaxAdmitTimeoutSec          = 45
 
 	DefaultStorageMode = StorageSQLite
 
@@ -197,6 +199,11 @@ type Server struct {
 	// environment; see Config.DataDir. YAML key server.dataDir, env
 	// TASK_RELAY_DATA_DIR. Defaults to Config.DataDir.
 	DataDir string `yaml:"dataDir"`
+	// AdmitTimeoutSec bounds the git calls of a submit (resolving the
+	// baseline of repo.url or repo.path), 1 to 45, so that jobs_submit
+	// answers well within a client's tool-call timeout. YAML key
+	// server.admitTimeoutSec. Defaults to 20.
+	AdmitTimeoutSec int `yaml:"admitTimeoutSec"`
 	// MaxOutputBytes caps the executor output kept in logs.txt. YAML key
 	// server.maxOutputBytes. Defaults to 8388608 (8 MiB).
 	MaxOutputBytes int64 `yaml:"maxOutputBytes"`
@@ -211,6 +218,11 @@ func (s Server) LeaseTTL() time.Duration {
 // the interval WithDefaults would choose.
 func (s Server) HeartbeatInterval() time.Duration {
 	return seconds(s.HeartbeatIntervalSec, defaultHeartbeatSec(s.LeaseTTLSec))
+}
+
+// AdmitTimeout returns AdmitTimeoutSec as a duration. Defaults to 20 s.
+func (s Server) AdmitTimeout() time.Duration {
+	return seconds(s.AdmitTimeoutSec, DefaultAdmitTimeoutSec)
 }
 
 // IdempotencyWindow returns IdempotencyWindowSec as a duration. Defaults to
@@ -487,6 +499,7 @@ func (c *Config) WithDefaults() *Config {
 	s.WorkspaceRoot = or(s.WorkspaceRoot, filepath.Join(out.DataDir, WorkspacesDirName))
 	s.IdempotencyWindowSec = or(s.IdempotencyWindowSec, DefaultIdempotencyWindowSec)
 	s.MaxOutputBytes = or(s.MaxOutputBytes, DefaultMaxOutputBytes)
+	s.AdmitTimeoutSec = or(s.AdmitTimeoutSec, DefaultAdmitTimeoutSec)
 
 	out.Storage.Mode = or(out.Storage.Mode, DefaultStorageMode)
 	out.Storage.SQLitePath = or(out.Storage.SQLitePath, filepath.Join(out.DataDir, SQLiteFileName))

@@ -30,6 +30,7 @@ func TestWithDefaults(t *testing.T) {
 	require.Equal(t, "/etc/relay/policy.yaml", got.PolicyFile)
 	require.Equal(t, Server{
 		MaxConcurrency:       DefaultMaxConcurrency,
+		AdmitTimeoutSec:      DefaultAdmitTimeoutSec,
 		LeaseTTLSec:          DefaultLeaseTTLSec,
 		HeartbeatIntervalSec: DefaultHeartbeatIntervalSec,
 		ArtifactRoot:         "/var/relay/artifacts",

@@ -40,6 +40,7 @@ func (c *Config) Validate() error {
 	v.nonEmpty("server.artifactRoot", s.ArtifactRoot)
 	v.nonEmpty("server.workspaceRoot", s.WorkspaceRoot)
 	v.atLeast("server.idempotencyWindowSec", s.IdempotencyWindowSec, 1)
+	v.between("server.admitTimeoutSec", s.AdmitTimeoutSec, 1, MaxAdmitTimeoutSec)
 	if s.MaxOutputBytes < 1 {
 		v.add("server.maxOutputBytes", "must be at least 1, got %d", s.MaxOutputBytes)
 	}

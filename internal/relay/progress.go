@@ -214,8 +214,8 @@ func cachedDerived(r *Relay, jobID string) *derived {
 		if len(c.m) >= derivedMax {
 			var oldest derivedKey
 			first := true
-			for k, d := range c.m {
-				if first || d.used < c.m[oldest].used {
+			for k, e := range c.m {
+				if first || e.used < c.m[oldest].used {
 					oldest, first = k, false
 				}
 			}
@@ -238,7 +238,7 @@ func (r *Relay) derivedProgress(ctx context.Context, job *relaytype.Job) (*relay
 	d := cachedDerived(r, job.ID)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := r.scanEvents(ctx, job.ID, &d.lastID, progressScanMax, d.apply); err != nil {
+	if _, err := r.scanEvents(ctx, job.ID, &d.lastID, progressScanMax, d.apply); err != nil {
 		return nil, err
 	}
 	if d.attempt != job.Attempt {
@@ -297,23 +297,25 @@ func logText(ev *relaytype.Event) (string, bool) {
 }
 
 // scanEvents calls fn on the job's events after *after, in order, reading
-// at most limit of them, and moves *after past those read.
-func (r *Relay) scanEvents(ctx context.Context, jobID string, after *int64, limit int, fn func(*relaytype.Event)) error {
+// at most limit of them, and moves *after past those read. It reports
+// whether it stopped at the limit, with events possibly left.
+func (r *Relay) scanEvents(ctx context.Context, jobID string, after *int64, limit int, fn func(*relaytype.Event)) (bool, error) {
 	for read := 0; read < limit; {
-		evs, err := r.store.EventList(ctx, &store.EventListParams{JobID: jobID, AfterID: *after, Limit: min(eventPage, limit-read)})
+		n := min(eventPage, limit-read)
+		evs, err := r.store.EventList(ctx, &store.EventListParams{JobID: jobID, AfterID: *after, Limit: n})
 		if err != nil {
-			return fmt.Errorf("events of %s: %w", jobID, err)
+			return false, fmt.Errorf("events of %s: %w", jobID, err)
 		}
 		for _, ev := range evs {
 			fn(ev)
 			*after = ev.ID
 		}
 		read += len(evs)
-		if len(evs) < eventPage {
-			return nil
+		if len(evs) < n {
+			return false, nil
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // PartialLogsHeader is the first line of the partial logs.txt of a job
@@ -348,7 +350,7 @@ func (r *Relay) ReadLogs(ctx context.Context, jobID string) (data []byte, a *rel
 		cut     bool
 		after   int64
 	)
-	err = r.scanEvents(ctx, jobID, &after, partialScanMax, func(ev *relaytype.Event) {
+	more, err := r.scanEvents(ctx, jobID, &after, partialScanMax, func(ev *relaytype.Event) {
 		if n, ok := eventAttempt(ev); ok && n != attempt {
 			attempt, cut = n, false
 			buf.Reset()
@@ -367,6 +369,9 @@ func (r *Relay) ReadLogs(ctx context.Context, jobID string) (data []byte, a *rel
 	})
 	if err != nil {
 		return nil, nil, false, err
+	}
+	if more && !cut {
+		buf.WriteString("\n[partial logs cut short: too many events to read]\n")
 	}
 	data = append([]byte(fmt.Sprintf(PartialLogsHeader, job.State)), buf.Bytes()...)
 	return data, describeArtifact(jobID, relaytype.ArtifactLogs, data, r.cfg.Now()), true, nil

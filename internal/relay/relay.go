@@ -204,6 +204,7 @@ func (r *Relay) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	r.done = make(chan struct{})
+	r.reclaimDead(ctx)
 	loops := sync.WaitGroup{}
 	loops.Add(2)
 	go func() { defer loops.Done(); r.dispatchLoop(ctx) }()

@@ -30,6 +30,7 @@ const gitKillGrace = 2 * time.Second
 // It returns the function to call once the command has been waited for.
 func killGroupOnCancel(cmd *exec.Cmd) (waited func()) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	dieWithRelay(cmd.SysProcAttr)
 	done := make(chan struct{})
 	cmd.Cancel = func() error {
 		pgid := cmd.Process.Pid

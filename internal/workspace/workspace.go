@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -443,19 +444,24 @@ func worktreeCommonDir(dir string) string {
 }
 
 // removeAll is os.RemoveAll that also copes with read-only directories,
-// which tools such as the Go module cache leave behind.
+// which tools such as the Go module cache leave behind, and with a
+// process of a dead relay (git finishing a checkout) still adding files
+// for a moment.
 func removeAll(path string) error {
 	err := os.RemoveAll(path)
-	if err == nil {
-		return nil
-	}
-	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o700)
+	for attempt := 0; err != nil && attempt < 20; attempt++ {
+		_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o700)
+			}
+			return nil
+		})
+		if err = os.RemoveAll(path); err == nil || !errors.Is(err, syscall.ENOTEMPTY) {
+			return err
 		}
-		return nil
-	})
-	return os.RemoveAll(path)
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
 }
 
 func dirExists(path string) bool {

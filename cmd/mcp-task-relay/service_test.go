@@ -1,0 +1,432 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/require"
+)
+
+// relayService is the data dir of a relay service that the tests' fronts
+// start on demand; cleanup kills whatever service runs for it.
+type relayService struct {
+	dataDir string
+	port    int
+}
+
+// newRelayService prepares a data dir whose service.yaml holds extra
+// (YAML lines under server:) and a free HTTP port.
+func newRelayService(t *testing.T, serverYAML string) *relayService {
+	t.Helper()
+	s := &relayService{dataDir: filepath.Join(t.TempDir(), "data"), port: freePort(t)}
+	require.NoError(t, os.MkdirAll(s.dataDir, 0o700))
+	body := fmt.Sprintf("askAnswer:\n  port: %d\nserver:\n  leaseTtlSec: 5\n  heartbeatIntervalSec: 1\n%s", s.port, serverYAML)
+	require.NoError(t, os.WriteFile(filepath.Join(s.dataDir, "service.yaml"), []byte(body), 0o600))
+	t.Cleanup(func() {
+		if pid := s.pid(); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(s.dataDir, "service.log")); err == nil {
+				t.Logf("service log:\n%s", tail(string(b), 60))
+			}
+		}
+	})
+	return s
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// pid returns the pid of the running service, or 0.
+func (s *relayService) pid() int {
+	b, err := os.ReadFile(filepath.Join(s.dataDir, "service.json"))
+	if err != nil {
+		return 0
+	}
+	var info struct {
+		PID int `json:"pid"`
+	}
+	if json.Unmarshal(b, &info) != nil {
+		return 0
+	}
+	return info.PID
+}
+
+func (s *relayService) origin() string { return fmt.Sprintf("http://127.0.0.1:%d", s.port) }
+
+func (s *relayService) token(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dataDir, "api-token"))
+	require.NoError(t, err)
+	return strings.TrimSpace(string(b))
+}
+
+// env is the environment of a front of this service.
+func (s *relayService) env() []string {
+	return append(os.Environ(), "TASK_RELAY_DATA_DIR="+s.dataDir, "TASK_RELAY_LOG_LEVEL=debug",
+		"TASK_RELAY_ANSWER_RUNNER_ENABLED=false")
+}
+
+// front starts `serve` (a thin front of the service) for the project in
+// cfgDir and connects an MCP client to it.
+func (s *relayService) front(t *testing.T, cfgDir string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, "serve", "--config-dir", cfgDir)
+	cmd.Env = s.env()
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	srv := &server{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, updates: make(chan string, 100)}
+	cmd.Stderr = srv.stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("front stderr:\n%s", srv.stderr.String())
+		}
+	})
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-front", Version: "0"}, nil)
+	tr := &mcp.IOTransport{Reader: io.NopCloser(io.TeeReader(stdout, srv.stdout)), Writer: stdin}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv.session, err = client.Connect(ctx, tr, nil)
+	require.NoError(t, err, "connect: %s", srv.stderr.String())
+	return srv
+}
+
+// closeFront ends a front's session as a client that exits does, and
+// waits for the front to exit.
+func closeFront(t *testing.T, s *server) {
+	t.Helper()
+	_ = s.session.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "front exit: %s", s.stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("the front did not exit after its client went away")
+	}
+}
+
+// project writes a config dir whose executor "work" runs script.
+func project(t *testing.T, dir, script string) string {
+	t.Helper()
+	p := writeScript(t, dir, "work.sh", script)
+	return writeConfig(t, dir, fmt.Sprintf("executors:\n  work:\n    argv: [%q]\n", p))
+}
+
+func localSpec(repo, key string) map[string]any {
+	return map[string]any{
+		"repo":           map[string]any{"type": "local", "path": repo},
+		"task":           map[string]any{"title": "service test", "description": "edit hello.txt"},
+		"execution":      map[string]any{"maxAttempts": 20},
+		"idempotencyKey": key,
+	}
+}
+
+// TestJobOutlivesClientSession: a client submits an 8 s job and goes away
+// a second later; the job goes on in the service, and a new session later
+// sees it SUCCEEDED on its first attempt.
+func TestJobOutlivesClientSession(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	repo, _ := newRepo(t)
+	cfg := project(t, t.TempDir(), "#!/bin/sh\nsleep 8\necho outlived >> hello.txt\n")
+
+	first := svc.front(t, cfg)
+	sub := first.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "outlive")})
+	jobID := sub["jobId"].(string)
+	first.waitState(t, jobID, "RUNNING")
+	pid := svc.pid()
+	require.NotZero(t, pid)
+	time.Sleep(time.Second)
+	closeFront(t, first)
+	require.NoError(t, syscall.Kill(pid, 0), "the service outlives the front")
+
+	second := svc.front(t, cfg)
+	job := second.waitState(t, jobID, "SUCCEEDED")
+	require.EqualValues(t, 1, job["attempt"], "the job was not interrupted")
+	require.Equal(t, pid, svc.pid(), "the same service ran it")
+	patch := second.read(t, "mcp://jobs/"+jobID+"/artifacts/patch.diff")
+	require.Contains(t, patch, "+outlived")
+	listed := second.call(t, "jobs_list", map[string]any{})
+	require.EqualValues(t, 1, listed["total"])
+}
+
+// TestProjectsNeverMix: two projects define an executor of the same name
+// with different scripts; one service runs all their jobs on one
+// repository, each with its own project's script.
+func TestProjectsNeverMix(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "  maxConcurrency: 4\n")
+	repo, _ := newRepo(t)
+	cfgA := project(t, t.TempDir(), "#!/bin/sh\necho from-project-A >> hello.txt\n")
+	cfgB := project(t, t.TempDir(), "#!/bin/sh\necho from-project-B >> hello.txt\n")
+	a, b := svc.front(t, cfgA), svc.front(t, cfgB)
+
+	const perProject = 6
+	jobs := map[string]string{} // job id → project letter
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range perProject {
+		for letter, s := range map[string]*server{"A": a, "B": b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// The same idempotency key in both projects: two jobs.
+				sub := s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, fmt.Sprintf("mix-%d", i))})
+				mu.Lock()
+				jobs[sub["jobId"].(string)] = letter
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	require.Len(t, jobs, 2*perProject)
+	for id, letter := range jobs {
+		a.waitState(t, id, "SUCCEEDED")
+		patch := a.read(t, "mcp://jobs/"+id+"/artifacts/patch.diff")
+		require.Contains(t, patch, "+from-project-"+letter, "job %s ran another project's executor", id)
+	}
+	for letter, s := range map[string]*server{"A": a, "B": b} {
+		own := s.call(t, "jobs_list", map[string]any{"limit": 100})
+		require.EqualValues(t, perProject, own["total"], "project %s sees its own jobs", letter)
+		all := s.call(t, "jobs_list", map[string]any{"limit": 100, "allProjects": true})
+		require.EqualValues(t, 2*perProject, all["total"])
+	}
+}
+
+// TestServiceKilledDuringWorkspaceCreation: the service is SIGKILLed while
+// it creates a job's worktree, again and again; the user's repository is
+// left with no locked worktree entry, and every job succeeds.
+func TestServiceKilledDuringWorkspaceCreation(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	repo, _ := newRepo(t)
+	// Enough files that `git worktree add` takes a while.
+	for i := range 1000 {
+		require.NoError(t, os.WriteFile(filepath.Join(repo, fmt.Sprintf("f%04d.txt", i)), []byte(fmt.Sprintf("file %d\n", i)), 0o644))
+	}
+	git(t, repo, "add", ".")
+	git(t, repo, "commit", "--quiet", "-m", "many files")
+	cfg := project(t, t.TempDir(), "#!/bin/sh\necho survived >> hello.txt\n")
+	workspaces := filepath.Join(svc.dataDir, "workspaces")
+
+	const kills = 20
+	var ids []string
+	for i := range kills {
+		s := svc.front(t, cfg)
+		// Everything submitted before ran to the end after the last kill.
+		for _, id := range ids {
+			s.waitState(t, id, "SUCCEEDED")
+		}
+		sub := s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, fmt.Sprintf("kill-%d", i))})
+		id := sub["jobId"].(string)
+		ids = append(ids, id)
+		// Alternate the moment: as soon as the job directory exists, or
+		// once git has begun the checkout.
+		target := filepath.Join(workspaces, id)
+		if i%2 == 1 {
+			target = filepath.Join(target, "repo")
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := os.Stat(target); err == nil {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "workspace %s never appeared", target)
+			time.Sleep(time.Millisecond)
+		}
+		pid := svc.pid()
+		require.NotZero(t, pid)
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+		for syscall.Kill(pid, 0) == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		_ = s.cmd.Wait()
+	}
+	final := svc.front(t, cfg)
+	for _, id := range ids {
+		job := final.waitState(t, id, "SUCCEEDED")
+		require.Contains(t, final.read(t, "mcp://jobs/"+id+"/artifacts/patch.diff"), "+survived")
+		require.LessOrEqual(t, job["attempt"].(float64), 20.0)
+	}
+	list := git(t, repo, "worktree", "list", "--porcelain")
+	require.NotContains(t, list, "locked", "the user's repository keeps a locked worktree entry:\n%s", list)
+	require.NotContains(t, list, "prunable")
+}
+
+// TestStreamableHTTP: an orchestrator reaches the service's MCP server
+// over Streamable HTTP at /mcp with the operator token.
+func TestStreamableHTTP(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	repo, _ := newRepo(t)
+	cfg := project(t, t.TempDir(), "#!/bin/sh\necho over-http >> hello.txt\n")
+	// A front starts the service; HTTP clients then share it.
+	closeFront(t, svc.front(t, cfg))
+	token := svc.token(t)
+	endpoint := svc.origin() + "/mcp?project=" + cfg
+
+	resp, err := http.Post(endpoint, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no token, no MCP")
+
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-http", Version: "0"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint,
+		HTTPClient: &http.Client{Transport: bearer{token}}}, nil)
+	require.NoError(t, err)
+	defer session.Close()
+	call := func(name string, args any) map[string]any {
+		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+		require.NoError(t, err)
+		require.False(t, res.IsError, "%s: %v", name, res.Content)
+		raw, err := json.Marshal(res.StructuredContent)
+		require.NoError(t, err)
+		var out map[string]any
+		require.NoError(t, json.Unmarshal(raw, &out))
+		return out
+	}
+	sub := call("jobs_submit", map[string]any{"spec": localSpec(repo, "http")})
+	id := sub["jobId"].(string)
+	state := ""
+	for deadline := time.Now().Add(45 * time.Second); state != "SUCCEEDED"; {
+		require.True(t, time.Now().Before(deadline), "job is %s", state)
+		st := call("jobs_wait", map[string]any{"jobId": id, "timeoutS": 10})
+		state = st["state"].(string)
+	}
+	res, err := session.ReadResource(ctx, &mcp.ReadResourceParams{URI: "mcp://jobs/" + id + "/artifacts/patch.diff"})
+	require.NoError(t, err)
+	require.Contains(t, res.Contents[0].Text, "+over-http")
+
+	// A request that names no project is refused with a reason.
+	req, err := http.NewRequest(http.MethodPost, svc.origin()+"/mcp", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, string(body), "project")
+}
+
+// TestSubmitToBlackHoleRemoteIsBounded: a remote that accepts connections
+// and never answers makes jobs_submit fail within the admission deadline,
+// naming repo.url.
+func TestSubmitToBlackHoleRemoteIsBounded(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "  admitTimeoutSec: 2\n")
+	cfg := project(t, t.TempDir(), "#!/bin/sh\ntrue\n")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	s := svc.front(t, cfg)
+	spec := localSpec("", "black-hole")
+	spec["repo"] = map[string]any{"type": "git", "url": fmt.Sprintf("http://%s/repo.git", ln.Addr())}
+	start := time.Now()
+	res, err := s.session.CallTool(context.Background(), &mcp.CallToolParams{Name: "jobs_submit", Arguments: map[string]any{"spec": spec}})
+	require.NoError(t, err)
+	took := time.Since(start)
+	require.True(t, res.IsError)
+	text := res.Content[0].(*mcp.TextContent).Text
+	require.Contains(t, text, "repo.url")
+	require.Contains(t, text, "INVALID_SPEC")
+	require.Less(t, took, 10*time.Second, "jobs_submit blocked %s", took)
+}
+
+// TestDaemonCommands: start, status, a second start, stop.
+func TestDaemonCommands(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	run := func(args ...string) (string, int) {
+		cmd := exec.Command(binary, append([]string{"daemon"}, append(args, "--data-dir", svc.dataDir)...)...)
+		cmd.Env = svc.env()
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			require.NoError(t, err)
+		}
+		return string(out), code
+	}
+	out, code := run("status")
+	require.Equal(t, 3, code, out)
+	require.Contains(t, out, "not running")
+
+	out, code = run("start")
+	require.Zero(t, code, out)
+	require.Contains(t, out, "running (pid")
+	pid := svc.pid()
+	require.NotZero(t, pid)
+
+	out, code = run("start")
+	require.Zero(t, code, out)
+	require.Equal(t, pid, svc.pid(), "a second start keeps the running service")
+
+	out, code = run("status", "--json")
+	require.Zero(t, code, out)
+	var st struct {
+		Running bool `json:"running"`
+		Status  struct {
+			PID    int    `json:"pid"`
+			Origin string `json:"origin"`
+		} `json:"status"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+	require.True(t, st.Running)
+	require.Equal(t, pid, st.Status.PID)
+	require.Equal(t, svc.origin(), st.Status.Origin)
+
+	out, code = run("run")
+	require.Equal(t, 3, code, "a second service on one data dir is refused: %s", out)
+	require.Contains(t, out, "already running")
+
+	out, code = run("stop")
+	require.Zero(t, code, out)
+	require.Contains(t, out, "stopped")
+	require.Eventually(t, func() bool { return syscall.Kill(pid, 0) != nil }, 10*time.Second, 10*time.Millisecond,
+		"the service process is gone")
+	_, err := os.Stat(filepath.Join(svc.dataDir, "service.json"))
+	require.True(t, os.IsNotExist(err))
+
+	out, code = run("logs", "-n", "3")
+	require.Zero(t, code, out)
+	require.Contains(t, out, "relay service stopped")
+}
