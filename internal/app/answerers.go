@@ -170,4 +170,3 @@ func buildAnswerers(cfg *config.Config, getenv func(string) (string, bool), st s
 	log.Info("answer runner on", "provider", provider.Name(), "model", cfg.AskAnswer.Runner.Model, "roles", len(catalog.Roles()))
 	return out, nil
 }
-

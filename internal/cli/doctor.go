@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/app"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
@@ -133,7 +134,19 @@ func doctorChecks(ctx context.Context, env doctorEnv, cfg *config.Config) []doct
 	checks = append(checks, doctorRunner(env, cfg), doctorAskPort(cfg))
 	checks = append(checks, doctorStorage(ctx, cfg)...)
 	checks = append(checks, doctorRoles(cfg)...)
-	return append(checks, doctorPolicy(cfg))
+	checks = append(checks, doctorPolicy(cfg))
+	// What the relay service would build and refuse for this project.
+	for _, f := range app.Check(ctx, cfg, env.lookup) {
+		c := doctorCheck{name: f.Name, status: doctorOK, detail: f.Detail}
+		switch {
+		case f.Err != nil:
+			c.status, c.detail, c.fix = doctorFail, f.Err.Error(), f.Fix
+		case f.Warn:
+			c.status, c.fix = doctorWarn, f.Fix
+		}
+		checks = append(checks, c)
+	}
+	return checks
 }
 
 func doctorConfigFile(cfg *config.Config) doctorCheck {

@@ -219,13 +219,13 @@ func TestDoctorConfigError(t *testing.T) {
 	t.Parallel()
 
 	s := newDoctorSetup(t)
-	s.replace(t, "  maxConcurrency: 3\n", "  maxConcurency: 3\n")
+	s.replace(t, "  askTimeoutSec: 600\n", "  askTimeotSec: 600\n")
 	run := s.run(t)
 	require.Equal(t, 1, run.code, run.out)
 
 	cfg := run.row(t, "config")
 	require.Equal(t, "FAIL", cfg.status)
-	require.Contains(t, cfg.detail, `unknown key "server.maxConcurency"`)
+	require.Contains(t, cfg.detail, `unknown key "askAnswer.askTimeotSec"`)
 	require.NotEmpty(t, cfg.fix())
 	// git needs no configuration; the rest is skipped.
 	require.Equal(t, "ok", run.row(t, "git").status)
@@ -243,7 +243,7 @@ func TestDoctorAskPortInUse(t *testing.T) {
 
 	s := newDoctorSetup(t)
 	s.withExecutors(t, "  fake:\n    argv: [/bin/true]\n")
-	s.replace(t, "  port: 3415\n", "  port: "+strconv.Itoa(port)+"\n")
+	s.replace(t, "\naskAnswer:\n", "\naskAnswer:\n  port: "+strconv.Itoa(port)+"\n")
 	run := s.run(t)
 	require.Equal(t, 0, run.code, run.out)
 	row := run.row(t, "ask port")
@@ -382,4 +382,36 @@ func TestDoctorAndInitUnderRoot(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "created")
 	require.FileExists(t, filepath.Join(dir, config.ConfigFileName))
+}
+
+// TestDoctorServiceRows: doctor says what the relay service would build for
+// the project, which settings of the project only --standalone applies,
+// and whether the service runs.
+func TestDoctorServiceRows(t *testing.T) {
+	t.Parallel()
+
+	s := newDoctorSetup(t)
+	s.withExecutors(t, "  fake:\n    kind: command\n    argv: [/bin/true]\n")
+	s.replace(t, "\nexecutors:\n", "\nserver:\n  maxConcurrency: 2\nexecutors:\n")
+	run := s.run(t)
+	require.Equal(t, 0, run.code, run.out)
+	wiring := run.row(t, "project wiring")
+	require.Equal(t, "ok", wiring.status)
+	require.Contains(t, wiring.detail, "1 executor(s)")
+	moved := run.row(t, "service keys in project")
+	require.Equal(t, "warn", moved.status)
+	require.Contains(t, moved.detail, "server.maxConcurrency")
+	require.Contains(t, moved.fix(), filepath.Join(s.dataDir, config.ServiceFileName))
+	svc := run.row(t, "relay service")
+	require.Equal(t, "warn", svc.status)
+	require.Contains(t, svc.detail, "not running")
+
+	// A broken service.yaml fails the check that reads it.
+	require.NoError(t, os.MkdirAll(s.dataDir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(s.dataDir, config.ServiceFileName), []byte("executors:\n  x: {argv: [true]}\n"), 0o600))
+	run = s.run(t)
+	require.Equal(t, 1, run.code, run.out)
+	bad := run.row(t, "service settings")
+	require.Equal(t, "FAIL", bad.status)
+	require.Contains(t, bad.detail, "executors")
 }

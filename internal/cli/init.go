@@ -245,42 +245,51 @@ const initConfigYAML = `# mcp-task-relay configuration (written by "mcp-task-rel
 # Executors see it as TASK_RELAY_PROFILE; policy rules can match it.
 # profile: dev
 
-# MCP transport (--transport, TASK_RELAY_TRANSPORT). Only stdio is available.
+# MCP transport of serve (--transport, TASK_RELAY_TRANSPORT): stdio, or http
+# with serve --standalone (the relay service always serves MCP at /mcp).
 # transport: stdio
 
-server:
-  # Jobs that run at once, 1 to 256.
-  maxConcurrency: 3
-  # Seconds a worker's lease on a running job lasts without a heartbeat
-  # (at least 5). A job whose lease lapses is retried.
-  leaseTtlSec: 60
-  # Seconds between lease renewals; must be less than leaseTtlSec.
-  # Default: 15, or a quarter of leaseTtlSec when that is smaller.
-  # heartbeatIntervalSec: 15
-  # Base of the paths below (TASK_RELAY_DATA_DIR).
-  # Default: $XDG_DATA_HOME/mcp-task-relay or ~/.local/share/mcp-task-relay.
-  # dataDir: ~/.local/share/mcp-task-relay
-  # Where job artifacts (patch.diff, out.md, logs.txt) are kept.
-  # Default: DATA_DIR/artifacts.
-  # artifactRoot: ~/.local/share/mcp-task-relay/artifacts
-  # Where each job's git workspace is created. Default: DATA_DIR/workspaces.
-  # workspaceRoot: ~/.local/share/mcp-task-relay/workspaces
-  # Keep a job's workspace after it ends, for debugging.
-  keepWorkspaces: false
-  # Seconds a SUCCEEDED job answers a repeated idempotencyKey (24 h).
-  idempotencyWindowSec: 86400
-  # Bytes of executor output kept in logs.txt (head and tail; 8 MiB).
-  maxOutputBytes: 8388608
+# Service settings: the job engine, the store, the HTTP API and logging are
+# shared by every project of the relay service, which reads them from
+# service.yaml in its data dir (same keys; "mcp-task-relay daemon status"
+# shows where). Here they apply only to "serve --standalone".
+# server:
+#   # Jobs that run at once, 1 to 256.
+#   maxConcurrency: 3
+#   # Seconds a worker's lease on a running job lasts without a heartbeat
+#   # (at least 5). A job whose lease lapses is retried.
+#   leaseTtlSec: 60
+#   # Seconds between lease renewals; must be less than leaseTtlSec.
+#   # Default: 15, or a quarter of leaseTtlSec when that is smaller.
+#   # heartbeatIntervalSec: 15
+#   # Base of the paths below (TASK_RELAY_DATA_DIR); it also names the relay
+#   # service this project's serve connects to, so it does apply here.
+#   # Default: $XDG_DATA_HOME/mcp-task-relay or ~/.local/share/mcp-task-relay.
+#   # dataDir: ~/.local/share/mcp-task-relay
+#   # Where job artifacts (patch.diff, out.md, logs.txt) are kept.
+#   # Default: DATA_DIR/artifacts.
+#   # artifactRoot: ~/.local/share/mcp-task-relay/artifacts
+#   # Where each job's git workspace is created. Default: DATA_DIR/workspaces.
+#   # workspaceRoot: ~/.local/share/mcp-task-relay/workspaces
+#   # Keep a job's workspace after it ends, for debugging.
+#   keepWorkspaces: false
+#   # Seconds a SUCCEEDED job answers a repeated idempotencyKey (24 h).
+#   idempotencyWindowSec: 86400
+#   # Bytes of executor output kept in logs.txt (head and tail; 8 MiB).
+#   maxOutputBytes: 8388608
+#   # Seconds the git calls of a submit (resolving repo.url or repo.path) may
+#   # take, 1 to 45.
+#   admitTimeoutSec: 20
 
-storage:
-  # Job store: sqlite (a file) or memory (lost when the relay stops)
-  # (--storage, TASK_RELAY_STORAGE).
-  mode: sqlite
-  # The database file (--sqlite, TASK_RELAY_SQLITE_URL).
-  # Default: DATA_DIR/relay.db.
-  # sqlitePath: ~/.local/share/mcp-task-relay/relay.db
-  # Connection string for mode postgres (reserved; TASK_RELAY_POSTGRES_URL).
-  # postgresUrl: postgres://relay@localhost/relay
+# storage:
+#   # Job store: sqlite (a file) or memory (lost when the relay stops)
+#   # (--storage, TASK_RELAY_STORAGE).
+#   mode: sqlite
+#   # The database file (--sqlite, TASK_RELAY_SQLITE_URL).
+#   # Default: DATA_DIR/relay.db.
+#   # sqlitePath: ~/.local/share/mcp-task-relay/relay.db
+#   # Connection string for mode postgres (reserved; TASK_RELAY_POSTGRES_URL).
+#   # postgresUrl: postgres://relay@localhost/relay
 
 # How each job's workspace is prepared before its executor starts. An
 # executor's own workspace section (see below) replaces this one.
@@ -352,24 +361,25 @@ executors:
   #   passEnv: [GEMINI_API_KEY]
   #   approvalMode: auto_edit       # gemini --approval-mode (default: auto_edit)
 
-logging:
-  # debug, info, warn or error; JSON lines on stderr (TASK_RELAY_LOG_LEVEL).
-  level: info
+# logging:
+#   # debug, info, warn or error; JSON lines on stderr (TASK_RELAY_LOG_LEVEL).
+#   level: info
 
 # The Ask/Answer HTTP API, through which executors ask questions while they
 # work, and who answers them.
 askAnswer:
-  # Address of the API. When the port is taken (another relay on this
-  # machine), a free one is used: executors learn it from ASK_ANSWER_ORIGIN.
-  port: 3415
-  host: 127.0.0.1
-  # Longest long poll for an answer, in seconds (1 to 300).
-  longPollTimeoutSec: 25
-  # Seconds between heartbeat events on the SSE event streams.
-  sseHeartbeatSec: 10
-  # token: bearer tokens required (each executor gets one for its own job);
-  # none: no authentication, allowed only when host is a loopback address.
-  auth: token
+  # The API's address and limits are service settings (see above):
+  # # Address of the API. When the port is taken (another relay on this
+  # # machine), a free one is used: executors learn it from ASK_ANSWER_ORIGIN.
+  # port: 3415
+  # host: 127.0.0.1
+  # # Longest long poll for an answer, in seconds (1 to 300).
+  # longPollTimeoutSec: 25
+  # # Seconds between heartbeat events on the SSE event streams.
+  # sseHeartbeatSec: 10
+  # # token: bearer tokens required (each executor gets one for its own job);
+  # # none: no authentication, allowed only when host is a loopback address.
+  # auth: token
   # Deadline in seconds of an ask that sets none and is answered by the
   # orchestrator or a human; at the deadline it is answered TIMEOUT.
   askTimeoutSec: 600

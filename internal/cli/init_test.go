@@ -156,6 +156,7 @@ func TestInitConfigExamplesLoad(t *testing.T) {
 
 	text := initConfigYAML
 	for _, h := range []string{
+		"# server:", "# storage:", "# logging:", "# port:", "# host:", "# longPollTimeoutSec:", "# sseHeartbeatSec:", "# auth: token",
 		"# profile:", "# transport:", "# heartbeatIntervalSec:", "# dataDir:", "# artifactRoot:",
 		"# workspaceRoot:", "# sqlitePath:", "# postgresUrl:", "# default: agent", "# agent:",
 		"# default: runner", "# byType:", "# byRole:", "# model: claude", "# baseURL:", "# apiKeyEnv:",
@@ -193,6 +194,14 @@ func TestInitConfigExamplesLoad(t *testing.T) {
 	require.Equal(t, config.DefaultRunnerModel, cfg.AskAnswer.Runner.Model)
 	require.Equal(t, filepath.Join(dir, "prompts"), cfg.PromptsDir)
 	require.Equal(t, filepath.Join(dir, "policy.yaml"), cfg.PolicyFile)
+	// The service settings, commented for the shared service, hold the
+	// defaults for --standalone.
+	require.Equal(t, config.DefaultMaxConcurrency, cfg.Server.MaxConcurrency)
+	require.Equal(t, config.DefaultAdmitTimeoutSec, cfg.Server.AdmitTimeoutSec)
+	require.Equal(t, config.DefaultAskAnswerPort, cfg.AskAnswer.Port)
+	require.Equal(t, config.AuthToken, cfg.AskAnswer.Auth)
+	require.Equal(t, config.StorageSQLite, cfg.Storage.Mode)
+	require.Contains(t, cfg.FileKeys(), "server.maxConcurrency", "uncommented")
 }
 
 func TestInitRefusesToOverwrite(t *testing.T) {

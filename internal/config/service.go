@@ -26,6 +26,10 @@ var serviceKeys = []string{
 // service's settings (service.yaml in the data dir) rather than to a
 // project's config.yaml.
 func IsServiceKey(path string) bool {
+	if path == "server.dataDir" {
+		// A project's data dir names the service its fronts connect to.
+		return false
+	}
 	for _, k := range serviceKeys {
 		if path == k || strings.HasPrefix(path, k+".") {
 			return true
@@ -75,7 +79,7 @@ func LoadService(dataDir string, getenv func(string) (string, bool)) (*Config, e
 				Msg: "the service's data dir is where service.yaml is; it cannot move it", Err: ErrInvalid})
 			continue
 		}
-		if !IsServiceKey(path) && !isParentOfServiceKey(path) {
+		if !IsServiceKey(path) && !isParentOfServiceKey(path) && path != "server.dataDir" {
 			errs = append(errs, &Error{Source: cfg.origins[path], Path: path,
 				Msg: "is a project setting: put it in the project's config.yaml, not in " + ServiceFileName, Err: ErrInvalid})
 		}

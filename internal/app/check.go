@@ -1,0 +1,99 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+)
+
+// Finding is one result of Check.
+type Finding struct {
+	// Name says what was checked.
+	Name string
+	// Err is nil when the check passed.
+	Err error
+	// Warn marks a problem that does not stop the relay.
+	Warn bool
+	// Detail describes the result.
+	Detail string
+	// Fix says what to do about a problem.
+	Fix string
+}
+
+// Check builds what the relay service would build for the project of cfg
+// (its executors, answerers and ask rules, and the service's own settings)
+// without starting anything, and reports what the service would refuse or
+// ignore, and whether the service runs. getenv is the environment the
+// project's front would forward (nil: the process environment).
+func Check(ctx context.Context, cfg *config.Config, getenv func(string) (string, bool)) []Finding {
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	var out []Finding
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	wiring := Finding{Name: "project wiring"}
+	if _, err := buildExecutors(cfg, os.Environ(), "mcp-task-relay"); err != nil {
+		wiring.Err = err
+	} else if ans, err := buildAnswerers(cfg, getenv, nil, clientMCP{}, log); err != nil {
+		wiring.Err = err
+	} else if _, err := ask.NewRuleSet(ask.Rules{Routing: routing(cfg), Answerers: ans.byRoute, Decider: ans.decider}); err != nil {
+		wiring.Err = err
+	} else {
+		runner := "off"
+		if ans.runner != nil {
+			runner = "on"
+		}
+		wiring.Detail = fmt.Sprintf("%d executor(s), answer runner %s, policy %s", len(cfg.Executors.ByName), runner, ans.policyVersion)
+	}
+	if wiring.Err != nil {
+		wiring.Fix = "correct the project's config (" + filepath.Join(cfg.ConfigDir, config.ConfigFileName) + "); the service refuses its submits until then"
+	}
+	out = append(out, wiring)
+
+	svcCfg := Finding{Name: "service settings", Detail: filepath.Join(cfg.DataDir, config.ServiceFileName)}
+	if _, err := config.LoadService(cfg.DataDir, getenv); err != nil {
+		svcCfg.Err = err
+		svcCfg.Fix = "correct " + filepath.Join(cfg.DataDir, config.ServiceFileName)
+	}
+	out = append(out, svcCfg)
+
+	var moved []string
+	for _, k := range cfg.FileKeys() {
+		if config.IsServiceKey(k) {
+			moved = append(moved, k)
+		}
+	}
+	if len(moved) > 0 {
+		out = append(out, Finding{Name: "service keys in project", Warn: true,
+			Detail: fmt.Sprintf("%v apply with serve --standalone only; the shared service reads them from its %s", moved, config.ServiceFileName),
+			Fix:    "move them to " + filepath.Join(cfg.DataDir, config.ServiceFileName) + " (or ignore this if you run --standalone)"})
+	}
+
+	svc := Finding{Name: "relay service"}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	r, err := Control(cctx, cfg.DataDir, &Hello{Op: OpStatus})
+	cancel()
+	switch {
+	case err != nil:
+		svc.Warn = true
+		svc.Detail = "not running (serve starts it on demand)"
+		svc.Fix = "mcp-task-relay daemon start"
+	default:
+		svc.Detail = fmt.Sprintf("running: pid %d, version %s, %s, %d job(s) running", r.PID, r.Version, r.Origin, r.Running)
+		for _, p := range r.Projects {
+			if p.Dir == cfg.ConfigDir && p.Error != "" {
+				svc.Err = fmt.Errorf("the service cannot load this project: %s", p.Error)
+				svc.Fix = "correct the project's config; the service reloads it when the file changes"
+			}
+		}
+	}
+	return append(out, svc)
+}
