@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -429,4 +430,146 @@ func TestDaemonCommands(t *testing.T) {
 	out, code = run("logs", "-n", "3")
 	require.Zero(t, code, out)
 	require.Contains(t, out, "relay service stopped")
+}
+
+// cli runs the binary with args in dir against the service and returns
+// its combined output and exit code.
+func (s *relayService) cli(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = s.env()
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(out), ee.ExitCode()
+	}
+	require.NoError(t, err)
+	return string(out), 0
+}
+
+// TestJobsCLI: a person follows, inspects and applies a real job of the
+// service from the command line, without an MCP client.
+func TestJobsCLI(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	repo, _ := newRepo(t)
+	cfg := project(t, t.TempDir(), "#!/bin/sh\nfor i in 1 2 3; do echo step $i; sleep 0.3; done\necho cli-change >> hello.txt\n")
+	s := svc.front(t, cfg)
+	sub := s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "cli")})
+	id := sub["jobId"].(string)
+
+	out, code := svc.cli(t, repo, "jobs", "logs", id, "-f", "--config-dir", cfg)
+	require.Zero(t, code, out)
+	for _, want := range []string{"step 1", "step 2", "step 3"} {
+		require.Contains(t, out, want)
+	}
+	s.waitState(t, id, "SUCCEEDED")
+
+	out, code = svc.cli(t, repo, "jobs", "list", "--config-dir", cfg)
+	require.Zero(t, code, out)
+	require.Contains(t, out, id)
+	require.Contains(t, out, "SUCCEEDED")
+	out, code = svc.cli(t, repo, "jobs", "list", "--json", "--config-dir", cfg)
+	require.Zero(t, code, out)
+	var list struct {
+		Total int `json:"total"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &list), out)
+	require.Equal(t, 1, list.Total)
+
+	out, code = svc.cli(t, repo, "jobs", "show", id, "--config-dir", cfg)
+	require.Zero(t, code, out)
+	require.Contains(t, out, "SUCCEEDED")
+	require.Contains(t, out, "patch.diff")
+
+	out, code = svc.cli(t, repo, "jobs", "diff", id, "--config-dir", cfg)
+	require.Zero(t, code, out)
+	require.Contains(t, out, "+cli-change")
+
+	// apply refuses over an uncommitted edit of a file the patch touches,
+	// and changes nothing.
+	dirty := filepath.Join(repo, "hello.txt")
+	require.NoError(t, os.WriteFile(dirty, []byte("my own edit\n"), 0o644))
+	out, code = svc.cli(t, repo, "jobs", "apply", id, "--config-dir", cfg)
+	require.NotZero(t, code, out)
+	require.Contains(t, out, "hello.txt")
+	b, err := os.ReadFile(dirty)
+	require.NoError(t, err)
+	require.Equal(t, "my own edit\n", string(b))
+
+	// On a clean checkout it applies.
+	git(t, repo, "checkout", "--", "hello.txt")
+	out, code = svc.cli(t, repo, "jobs", "apply", id, "--config-dir", cfg)
+	require.Zero(t, code, out)
+	b, err = os.ReadFile(dirty)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "cli-change")
+}
+
+// TestFrontOfAnotherVersion: a front of another version says so; an idle
+// service is replaced by one of the front's version, a busy one is kept.
+func TestFrontOfAnotherVersion(t *testing.T) {
+	t.Parallel()
+	newer := filepath.Join(t.TempDir(), "mcp-task-relay-v9")
+	build := exec.Command("go", "build", "-o", newer,
+		"-ldflags", "-X github.com/mcp-task-relay/mcp-task-relay/internal/cli.Version=v9.9.9", ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	svc := newRelayService(t, "")
+	repo, _ := newRepo(t)
+	cfg := project(t, t.TempDir(), "#!/bin/sh\nsleep 4\necho v >> hello.txt\n")
+	old := svc.front(t, cfg) // the test binary's version: dev
+	oldPID := svc.pid()
+	sub := old.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "busy")})
+	id := sub["jobId"].(string)
+	old.waitState(t, id, "RUNNING")
+	closeFront(t, old)
+
+	// Busy: the newer front keeps the running service and says so.
+	out2, code := svc.runFront(t, newer, cfg)
+	require.Zero(t, code, out2)
+	require.Contains(t, out2, "another version")
+	require.Equal(t, oldPID, svc.pid(), "a busy service is never replaced")
+
+	// Once idle, the newer front replaces it.
+	watch := svc.front(t, cfg)
+	watch.waitState(t, id, "SUCCEEDED")
+	closeFront(t, watch)
+	out2, code = svc.runFront(t, newer, cfg)
+	require.Zero(t, code, out2)
+	require.Contains(t, out2, "restarting the idle relay service")
+	require.NotEqual(t, oldPID, svc.pid())
+	st, code := svc.cli(t, repo, "daemon", "status", "--json", "--data-dir", svc.dataDir)
+	require.Zero(t, code, st)
+	require.Contains(t, st, `"version": "v9.9.9"`)
+}
+
+// runFront runs one short MCP session (initialize, its answer, then EOF)
+// through the front bin and returns its stderr.
+func (s *relayService) runFront(t *testing.T, bin, cfgDir string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config-dir", cfgDir)
+	cmd.Env = s.env()
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	_, err = io.WriteString(stdin, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`+"\n")
+	require.NoError(t, err)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, "the session was served: %s", stderr.String())
+	require.Contains(t, line, `"id":1`)
+	require.NoError(t, stdin.Close())
+	err = cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return stderr.String(), code
 }

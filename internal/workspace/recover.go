@@ -166,6 +166,7 @@ func (m *Manager) unregister(ctx context.Context, commonDir string, r registrati
 // add killed before it wrote the gitdir file) are not listed; they do not
 // stop a path from being added again.
 func (m *Manager) registrations(ctx context.Context, commonDir string) ([]registration, error) {
+	m.dropHalfMade(commonDir)
 	out, err := (gitRun{git: m.git}).run(ctx, "--git-dir="+commonDir, "worktree", "list", "--porcelain")
 	if err != nil {
 		return nil, err
@@ -302,4 +303,44 @@ func syncDir(dir string) {
 func pathExists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// dropHalfMade deletes the administrative directories (commonDir/worktrees/
+// NAME) that a `git worktree add` of this Manager's left half-written when
+// it was killed: its gitdir file names a checkout in one of Root's job
+// directories, but its commondir or HEAD file is missing or empty (created,
+// never written). git
+// cannot read such an entry, and `git worktree list` (and so every
+// worktree command) fails on the whole repository until it is gone.
+// Entries of other checkouts are never touched. The caller holds the
+// repository's lock exclusively.
+func (m *Manager) dropHalfMade(commonDir string) {
+	admins, err := os.ReadDir(filepath.Join(commonDir, "worktrees"))
+	if err != nil {
+		return
+	}
+	for _, e := range admins {
+		if !e.IsDir() {
+			continue
+		}
+		admin := filepath.Join(commonDir, "worktrees", e.Name())
+		b, err := os.ReadFile(filepath.Join(admin, "gitdir"))
+		if err != nil {
+			continue // not listed by git, and not known to be ours
+		}
+		checkout := filepath.Dir(strings.TrimSpace(string(b)))
+		if m.ownJob(checkout) == "" {
+			continue
+		}
+		if nonEmptyFile(filepath.Join(admin, "commondir")) && nonEmptyFile(filepath.Join(admin, "HEAD")) {
+			continue
+		}
+		_ = os.RemoveAll(admin)
+	}
+}
+
+// nonEmptyFile reports whether path is a file with content.
+func nonEmptyFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
 }

@@ -327,3 +327,56 @@ exec %[4]s "$@"
 	require.NoDirExists(t, filepath.Join(m.root, "job_cancel"))
 	require.Len(t, registrationsOf(t, f.dir), 1, "no registration left")
 }
+
+// TestHalfWrittenRegistration: a `git worktree add` killed after it wrote
+// the gitdir file but before commondir leaves an entry on which `git
+// worktree list` fails for the whole repository; the next Prepare of the
+// job and Sweep clear it, and a user's entry in the same state is kept.
+func TestHalfWrittenRegistration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	r := newRepo(t)
+	m := newManager(t)
+	local := relaytype.Repo{Type: "local", Path: r.dir}
+	halfMade := func(name, checkout string) string {
+		admin := filepath.Join(r.dir, ".git", "worktrees", name)
+		require.NoError(t, os.MkdirAll(admin, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(admin, "locked"), []byte("initializing"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(admin, "gitdir"), []byte(filepath.Join(checkout, ".git")+"\n"), 0o644))
+		// Killed between creating commondir and writing it.
+		require.NoError(t, os.WriteFile(filepath.Join(admin, "commondir"), nil, 0o644))
+		require.NoError(t, os.MkdirAll(checkout, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(checkout, ".git"), []byte("gitdir: "+admin+"\n"), 0o644))
+		return admin
+	}
+	jobDir := filepath.Join(m.root, "job_half")
+	require.NoError(t, os.MkdirAll(jobDir, 0o700))
+	require.NoError(t, m.writeSourceRecord(jobDir, canonical(filepath.Join(r.dir, ".git"))))
+	ours := halfMade("repo", filepath.Join(jobDir, checkoutName))
+	cmd := exec.Command("git", "-C", r.dir, "worktree", "list", "--porcelain")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "git cannot list a half-written entry: %s", out)
+
+	w, err := m.Prepare(ctx, "job_half", local, r.base)
+	require.NoError(t, err)
+	// The entry of the new checkout may reuse the name; it is whole.
+	require.FileExists(t, filepath.Join(ours, "commondir"))
+	require.True(t, nonEmptyFile(filepath.Join(ours, "commondir")))
+	require.Equal(t, r.base, testGit(t, w.Dir, nil, "rev-parse", "HEAD"))
+	require.NotContains(t, worktreePaths(t, r.dir), "locked")
+	require.NoError(t, w.Remove(ctx))
+
+	// A sweep after a kill that left only the job directory clears it too.
+	jobDir = filepath.Join(m.root, "job_half2")
+	require.NoError(t, os.MkdirAll(jobDir, 0o700))
+	require.NoError(t, m.writeSourceRecord(jobDir, canonical(filepath.Join(r.dir, ".git"))))
+	ours = halfMade("repo", filepath.Join(jobDir, checkoutName))
+	require.NoError(t, m.Sweep(ctx, nil))
+	require.NoDirExists(t, ours)
+	require.NoDirExists(t, jobDir)
+
+	// The same state of a checkout outside Root is the user's business.
+	theirs := halfMade("mine", filepath.Join(t.TempDir(), "mine"))
+	require.NoError(t, m.Sweep(ctx, nil))
+	require.DirExists(t, theirs)
+}
