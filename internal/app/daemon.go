@@ -347,6 +347,10 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 		d.log.Info("stop requested", "grace", grace, "by_version", h.Version)
 		d.requestStop(grace)
 	case OpRestartIfIdle:
+		// A session that just ended may take a moment to be gone.
+		for deadline := time.Now().Add(2 * time.Second); d.sessions() > 0 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
 		if n := d.sessions(); n > 0 || !d.svc.Idle(ctx) {
 			writeReply(conn, &Reply{Error: fmt.Sprintf("busy: %d job(s) running, %d session(s) connected", d.svc.relay.Running(), n),
 				Status: d.status(ctx)})

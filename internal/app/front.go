@@ -66,15 +66,22 @@ func RunFront(ctx context.Context, o FrontOptions) error {
 	}
 	cfg, log := o.Config, o.Logger
 	hello := &Hello{Op: OpSession, Version: o.Version, Project: cfg.ConfigDir, Env: forwardEnv(cfg, o.Getenv)}
-	conn, br, reply, err := connect(ctx, o, hello)
+	// Look at the service's version before opening a session, so that our
+	// own session does not make it look busy.
+	status := &Hello{Op: OpStatus, Version: o.Version}
+	conn, _, reply, err := connect(ctx, o, status)
 	if err != nil {
 		return err
 	}
+	_ = conn.Close()
 	if reply.Version != o.Version {
-		conn, br, reply, err = upgrade(ctx, o, hello, conn, br, reply)
-		if err != nil {
+		if err := upgrade(ctx, o, reply); err != nil {
 			return err
 		}
+	}
+	conn, br, reply, err := connect(ctx, o, hello)
+	if err != nil {
+		return err
 	}
 	defer conn.Close()
 	if reply.ProjectError != "" {
@@ -103,12 +110,11 @@ func connect(ctx context.Context, o FrontOptions, h *Hello) (net.Conn, *bufio.Re
 }
 
 // upgrade handles a service of another version: when it is idle, it is
-// stopped and this front's own binary started in its place; otherwise the
-// session goes on with the running service, and the front says so.
-func upgrade(ctx context.Context, o FrontOptions, h *Hello, conn net.Conn, br *bufio.Reader, r *Reply) (net.Conn, *bufio.Reader, *Reply, error) {
+// stopped (connect then starts this front's own binary in its place);
+// otherwise the session goes on with the running service, and the front
+// says so.
+func upgrade(ctx context.Context, o FrontOptions, r *Reply) error {
 	log := o.Logger
-	// Our own session would count as busy: ask on a clean slate.
-	_ = conn.Close()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err := Control(cctx, o.Config.DataDir, &Hello{Op: OpRestartIfIdle, Version: o.Version})
 	cancel()
@@ -116,15 +122,10 @@ func upgrade(ctx context.Context, o FrontOptions, h *Hello, conn net.Conn, br *b
 		log.Warn("the relay service runs another version and is busy; keeping it (running jobs are never interrupted). "+
 			"Run `mcp-task-relay daemon restart` once its jobs have finished.",
 			"service_version", r.Version, "front_version", o.Version, "why", err)
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return Dial(dctx, o.Config.DataDir, h)
+		return nil
 	}
 	log.Info("restarting the idle relay service of another version", "service_version", r.Version, "front_version", o.Version)
-	if err := waitStopped(ctx, o.Config.DataDir, 30*time.Second); err != nil {
-		return nil, nil, nil, err
-	}
-	return connect(ctx, o, h)
+	return waitStopped(ctx, o.Config.DataDir, 30*time.Second)
 }
 
 // pipe copies the client's stdin to the service and the service's output
