@@ -91,7 +91,8 @@ func writeServiceInfo(dataDir string, info *ServiceInfo) error {
 		return fmt.Errorf("write service info: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err == nil {
+	_, err = tmp.Write(append(b, '\n'))
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -82,7 +82,7 @@ func RunShim(args []string) int {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = shimChildEnv(os.Environ())
 	// If the shim itself is killed outright, its child goes with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childProcAttr()
 	exited, err := startLocked(cmd)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", ShimArg, err)

@@ -56,3 +56,8 @@ func groupMembers(pgid int) []int {
 func groupAlive(pgid int) bool {
 	return len(groupMembers(pgid)) > 0
 }
+
+// childProcAttr makes the shim's child die with the shim.
+func childProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

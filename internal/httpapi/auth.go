@@ -54,7 +54,7 @@ func (s *Server) operatorOnly(w http.ResponseWriter, r *http.Request) (ok bool) 
 		return false
 	}
 	if !p.operator {
-		writeError(w, forbidden("a job token may only create asks for its job and read their answers"))
+		writeError(w, forbidden("this needs the operator token; a job token may only create asks for its job, read their answers and read its own job"))
 		return false
 	}
 	return true

@@ -10,8 +10,10 @@
 // Every route but GET /healthz and GET /attestation-key needs
 // "Authorization: Bearer <token>".
 // The operator token may do everything. A job token (ask.Tokens.Mint)
-// may only create asks for its own job and read the answers to them:
-// anything else, including another job's ask, is 403 FORBIDDEN. An ask
+// may only create asks for its own job, read the answers to them, and read
+// its own job, its artifacts and its log; at /mcp it reaches the executor
+// endpoint, where the operator token reaches the orchestrators' MCP
+// server. Anything else, including another job's ask, is 403 FORBIDDEN. An ask
 // that does not exist is 404 ASK_NOT_FOUND for every caller (ask ids are
 // random UUIDs chosen by the executor, so a 404 tells nothing useful about
 // other jobs, and it tells an executor that its POST was lost).
