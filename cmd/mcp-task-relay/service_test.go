@@ -91,6 +91,13 @@ func (s *relayService) env() []string {
 // cfgDir and connects an MCP client to it.
 func (s *relayService) front(t *testing.T, cfgDir string) *server {
 	t.Helper()
+	return s.frontClient(t, cfgDir, nil, "")
+}
+
+// frontClient is front with the client's options adjusted by mutate and
+// protocol asked for (empty: the SDK's newest).
+func (s *relayService) frontClient(t *testing.T, cfgDir string, mutate func(*mcp.ClientOptions), protocol string) *server {
+	t.Helper()
 	cmd := exec.Command(binary, "serve", "--config-dir", cfgDir)
 	cmd.Env = s.env()
 	stdin, err := cmd.StdinPipe()
@@ -107,11 +114,19 @@ func (s *relayService) front(t *testing.T, cfgDir string) *server {
 			t.Logf("front stderr:\n%s", srv.stderr.String())
 		}
 	})
-	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-front", Version: "0"}, nil)
+	opts := &mcp.ClientOptions{}
+	if mutate != nil {
+		mutate(opts)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-front", Version: "0"}, opts)
 	tr := &mcp.IOTransport{Reader: io.NopCloser(io.TeeReader(stdout, srv.stdout)), Writer: stdin}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv.session, err = client.Connect(ctx, tr, nil)
+	var sessOpts *mcp.ClientSessionOptions
+	if protocol != "" {
+		sessOpts = &mcp.ClientSessionOptions{ProtocolVersion: protocol}
+	}
+	srv.session, err = client.Connect(ctx, tr, sessOpts)
 	require.NoError(t, err, "connect: %s", srv.stderr.String())
 	return srv
 }
@@ -572,4 +587,112 @@ func (s *relayService) runFront(t *testing.T, bin, cfgDir string) (string, int) 
 		require.NoError(t, err)
 	}
 	return stderr.String(), code
+}
+
+// TestElicitationThroughFront: an APPROVAL routed to a human reaches the
+// person through MCP elicitation on the client of the job's project, over
+// the front and the service's socket; the stdio stream stays JSON-RPC only.
+func TestElicitationThroughFront(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	repo, _ := newRepo(t)
+	dir := t.TempDir()
+	script := writeScript(t, dir, "approve.sh", approvalScript)
+	cfg := writeConfig(t, dir, fmt.Sprintf("executors:\n  approver: {kind: command, argv: [%q]}\naskAnswer:\n  routing:\n    byType: {APPROVAL: human}\n", script))
+	var (
+		mu       sync.Mutex
+		messages []string
+	)
+	s := svc.frontClient(t, cfg, func(o *mcp.ClientOptions) {
+		o.ElicitationHandler = func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			mu.Lock()
+			messages = append(messages, req.Params.Message)
+			mu.Unlock()
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": true, "comment": "through the front"}}, nil
+		}
+	}, "2025-11-25")
+	id := s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "elicit")})["jobId"].(string)
+	job := s.waitState(t, id, "SUCCEEDED", "FAILED")
+	require.Equal(t, "SUCCEEDED", job["state"], "job: %v", job)
+	mu.Lock()
+	require.Len(t, messages, 1)
+	require.Contains(t, messages[0], "Apply the schema migration")
+	mu.Unlock()
+	approval := fileFromPatch(t, s.read(t, "mcp://jobs/"+id+"/artifacts/patch.diff"), "approval.txt")
+	require.Contains(t, approval, "through the front")
+	s.assertOnlyJSONRPC(t)
+}
+
+// TestProjectConfigReload: the service reloads a project's config when it
+// changes; a broken edit is reported to the submitting client and to
+// doctor, and never half-applied.
+func TestProjectConfigReload(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	repo, _ := newRepo(t)
+	dir := t.TempDir()
+	cfg := project(t, dir, "#!/bin/sh\necho first-config >> hello.txt\n")
+	s := svc.front(t, cfg)
+	id := s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "r1")})["jobId"].(string)
+	s.waitState(t, id, "SUCCEEDED")
+	require.Contains(t, s.read(t, "mcp://jobs/"+id+"/artifacts/patch.diff"), "+first-config")
+
+	second := writeScript(t, dir, "second.sh", "#!/bin/sh\necho second-config >> hello.txt\n")
+	require.NoError(t, os.WriteFile(filepath.Join(cfg, "config.yaml"), []byte(fmt.Sprintf("executors:\n  work:\n    argv: [%q]\n", second)), 0o644))
+	id = s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "r2")})["jobId"].(string)
+	s.waitState(t, id, "SUCCEEDED")
+	require.Contains(t, s.read(t, "mcp://jobs/"+id+"/artifacts/patch.diff"), "+second-config", "the edited config applies")
+
+	require.NoError(t, os.WriteFile(filepath.Join(cfg, "config.yaml"), []byte("executors:\n  work:\n    argv: [\"x\"]\n    timeoutS: soon\n"), 0o644))
+	res, err := s.session.CallTool(context.Background(), &mcp.CallToolParams{Name: "jobs_submit",
+		Arguments: map[string]any{"spec": localSpec(repo, "r3")}})
+	require.NoError(t, err)
+	require.True(t, res.IsError)
+	text := res.Content[0].(*mcp.TextContent).Text
+	require.Contains(t, text, "executors.work.timeoutS")
+	require.Contains(t, text, "config.yaml:4")
+
+	out, code := svc.cli(t, dir, "doctor", "--config-dir", cfg)
+	require.NotZero(t, code, out)
+	require.Contains(t, out, "timeoutS")
+
+	// Jobs queued before the broken edit keep the last good config; once
+	// the file is fixed, submits work again.
+	require.NoError(t, os.WriteFile(filepath.Join(cfg, "config.yaml"), []byte(fmt.Sprintf("executors:\n  work:\n    argv: [%q]\n", second)), 0o644))
+	id = s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "r4")})["jobId"].(string)
+	s.waitState(t, id, "SUCCEEDED")
+}
+
+// TestStopDrains: `daemon stop` lets a running job finish within the grace
+// period; one that does not finish in time is released and retried by the
+// next service.
+func TestStopDrains(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	repo, _ := newRepo(t)
+	cfg := project(t, t.TempDir(), "#!/bin/sh\nif [ \"$TASK_RELAY_ATTEMPT\" = 1 ]; then sleep \"$(cat \"$TASK_RELAY_REPO/nap\" 2>/dev/null || echo 1)\"; fi\necho drained >> hello.txt\n")
+	s := svc.front(t, cfg)
+	id := s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "d1")})["jobId"].(string)
+	s.waitState(t, id, "RUNNING")
+	out, code := svc.cli(t, repo, "daemon", "stop", "--grace", "20s", "--data-dir", svc.dataDir)
+	require.Zero(t, code, out)
+	closeFront(t, s)
+
+	s = svc.front(t, cfg)
+	job := s.call(t, "jobs_get", map[string]any{"jobId": id})
+	require.Equal(t, "SUCCEEDED", job["state"], "the job finished within the grace period")
+	require.EqualValues(t, 1, job["attempt"])
+
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "nap"), []byte("60"), 0o644))
+	id = s.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "d2")})["jobId"].(string)
+	s.waitState(t, id, "RUNNING")
+	start := time.Now()
+	out, code = svc.cli(t, repo, "daemon", "stop", "--grace", "1s", "--data-dir", svc.dataDir)
+	require.Zero(t, code, out)
+	require.Less(t, time.Since(start), 20*time.Second)
+	closeFront(t, s)
+
+	s = svc.front(t, cfg)
+	job = s.waitState(t, id, "SUCCEEDED")
+	require.EqualValues(t, 2, job["attempt"], "released at the end of the grace period and retried")
 }
