@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,31 +54,77 @@ func Summarize(name string, d []time.Duration) Result {
 	return r
 }
 
-// ColdStart starts `binary serve` n times with in-memory storage and
-// times each from exec to the initialize reply. It also returns the
-// median resident set size of the idle server right after initialize, in
-// bytes (0 where /proc is not available).
+// ColdStart starts `binary serve --standalone` (the whole relay in one
+// process) n times with in-memory storage and times each from exec to the
+// initialize reply. It also returns the median resident set size of the
+// idle server right after initialize, in bytes (0 where /proc is not
+// available).
 func ColdStart(ctx context.Context, binary, dir string, n int) (Result, int64, error) {
+	return starts(ctx, "cold start → initialize reply", binary, n, func(i int) []string {
+		return []string{"serve", "--standalone", "--storage", "memory", "--config-dir", filepath.Join(dir, fmt.Sprint("cold", i))}
+	}, filepath.Join(dir, "cold-data"))
+}
+
+// FrontStart starts a relay service for a data dir under dir, then `binary
+// serve` n times as a thin front of it (what an MCP client launches), and
+// times each from exec to the initialize reply, which has crossed the
+// front and the service's socket. It also returns the median resident set
+// size of an idle front. The service is stopped at the end.
+func FrontStart(ctx context.Context, binary, dir string, n int) (Result, int64, error) {
+	data := filepath.Join(dir, "front-data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return Result{}, 0, err
+	}
+	// A free port: the default may be taken by the user's own service.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return Result{}, 0, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	if err := os.WriteFile(filepath.Join(data, "service.yaml"), []byte(fmt.Sprintf("askAnswer:\n  port: %d\n", port)), 0o600); err != nil {
+		return Result{}, 0, err
+	}
+	daemon := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, binary, append([]string{"daemon"}, append(args, "--data-dir", data)...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("daemon %s: %w: %s", args[0], err, out)
+		}
+		return nil
+	}
+	if err := daemon("start"); err != nil {
+		return Result{}, 0, err
+	}
+	defer func() { _ = daemon("stop", "--grace", "1s") }()
+	return starts(ctx, "front start → initialize reply", binary, n, func(i int) []string {
+		return []string{"serve", "--config-dir", filepath.Join(dir, fmt.Sprint("front", i))}
+	}, data)
+}
+
+// starts runs binary with args(i) n times as an MCP server on stdio and
+// times exec → initialize reply; it returns the median RSS of the idle
+// process.
+func starts(ctx context.Context, name, binary string, n int, args func(i int) []string, dataDir string) (Result, int64, error) {
 	var (
 		d   []time.Duration
 		rss []int64
 	)
 	for i := range n {
-		cmd := exec.Command(binary, "serve", "--storage", "memory", "--config-dir", filepath.Join(dir, fmt.Sprint("cold", i)))
-		cmd.Env = append(cmd.Environ(), "TASK_RELAY_DATA_DIR="+filepath.Join(dir, "cold-data"), "TASK_RELAY_LOG_LEVEL=error")
+		cmd := exec.Command(binary, args(i)...)
+		cmd.Env = append(cmd.Environ(), "TASK_RELAY_DATA_DIR="+dataDir, "TASK_RELAY_LOG_LEVEL=error")
 		cmd.Stderr = io.Discard
 		client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "0"}, nil)
 		t0 := time.Now()
 		s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
 		if err != nil {
-			return Result{}, 0, fmt.Errorf("cold start %d: %w", i, err)
+			return Result{}, 0, fmt.Errorf("%s %d: %w", name, i, err)
 		}
 		d = append(d, time.Since(t0))
 		rss = append(rss, residentBytes(cmd.Process.Pid))
 		_ = s.Close()
 	}
 	slices.Sort(rss)
-	return Summarize("cold start → initialize reply", d), rss[len(rss)/2], nil
+	return Summarize(name, d), rss[len(rss)/2], nil
 }
 
 // residentBytes reads VmRSS of a process from /proc.

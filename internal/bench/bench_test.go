@@ -65,6 +65,20 @@ func BenchmarkColdStart(b *testing.B) {
 	b.ReportMetric(float64(rss)/(1<<20), "idle-rss-MiB")
 }
 
+// BenchmarkFrontStart times exec → initialize reply of `serve` as a front
+// of a running relay service.
+func BenchmarkFrontStart(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "mcp-task-relay")
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	b.ResetTimer()
+	r, rss, err := bench.FrontStart(context.Background(), bin, dir, b.N)
+	require.NoError(b, err)
+	b.ReportMetric(float64(r.P50.Microseconds()), "frontstart-p50-µs")
+	b.ReportMetric(float64(rss)/(1<<20), "front-idle-rss-MiB")
+}
+
 // TestPipelineMeasures runs a few real jobs through the full pipeline.
 func TestPipelineMeasures(t *testing.T) {
 	t.Parallel()
