@@ -124,6 +124,14 @@ func startServerClient(t *testing.T, env []string, mutate func(*mcp.ClientOption
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--standalone"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "TASK_RELAY_LOG_LEVEL=debug"), env...)
+	return connectServer(t, cmd, mutate, protocol)
+}
+
+// connectServer starts cmd, an MCP server on stdio, and connects a client
+// to it, with options adjusted by mutate and protocol asked for (empty:
+// the SDK's newest). Cleanup kills the process.
+func connectServer(t *testing.T, cmd *exec.Cmd, mutate func(*mcp.ClientOptions), protocol string) *server {
+	t.Helper()
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
@@ -151,7 +159,7 @@ func startServerClient(t *testing.T, env []string, mutate func(*mcp.ClientOption
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "0"}, opts)
 	tr := &mcp.IOTransport{Reader: io.NopCloser(io.TeeReader(stdout, s.stdout)), Writer: stdin}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var sessOpts *mcp.ClientSessionOptions
 	if protocol != "" {

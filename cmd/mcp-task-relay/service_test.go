@@ -100,35 +100,7 @@ func (s *relayService) frontClient(t *testing.T, cfgDir string, mutate func(*mcp
 	t.Helper()
 	cmd := exec.Command(binary, "serve", "--config-dir", cfgDir)
 	cmd.Env = s.env()
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	srv := &server{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, updates: make(chan string, 100)}
-	cmd.Stderr = srv.stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("front stderr:\n%s", srv.stderr.String())
-		}
-	})
-	opts := &mcp.ClientOptions{}
-	if mutate != nil {
-		mutate(opts)
-	}
-	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-front", Version: "0"}, opts)
-	tr := &mcp.IOTransport{Reader: io.NopCloser(io.TeeReader(stdout, srv.stdout)), Writer: stdin}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var sessOpts *mcp.ClientSessionOptions
-	if protocol != "" {
-		sessOpts = &mcp.ClientSessionOptions{ProtocolVersion: protocol}
-	}
-	srv.session, err = client.Connect(ctx, tr, sessOpts)
-	require.NoError(t, err, "connect: %s", srv.stderr.String())
-	return srv
+	return connectServer(t, cmd, mutate, protocol)
 }
 
 // closeFront ends a front's session as a client that exits does, and

@@ -65,77 +65,73 @@ running; these commands manage it by hand.`,
 	return cmd
 }
 
-func newDaemonRun() *cobra.Command {
-	var f daemonFlags
+// daemonCommand is a daemon subcommand that acts on the service of the
+// data dir its flags resolve to.
+func daemonCommand(use, short string, withJSON bool, run func(cmd *cobra.Command, dir string, f *daemonFlags) error) *cobra.Command {
+	f := &daemonFlags{}
 	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Run the relay service in the foreground (logs on stderr)",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := f.resolve()
 			if err != nil {
 				return err
 			}
+			return run(cmd, dir, f)
+		},
+	}
+	f.add(cmd, withJSON)
+	return cmd
+}
+
+func newDaemonRun() *cobra.Command {
+	return daemonCommand("run", "Run the relay service in the foreground (logs on stderr)", false,
+		func(cmd *cobra.Command, dir string, _ *daemonFlags) error {
 			level, _ := os.LookupEnv(config.EnvLogLevel)
 			log := newLogger(cmd.ErrOrStderr(), level)
-			err = app.RunDaemon(cmd.Context(), app.DaemonOptions{DataDir: dir, Logger: log, Version: version()})
+			err := app.RunDaemon(cmd.Context(), app.DaemonOptions{DataDir: dir, Logger: log, Version: version()})
 			if errors.Is(err, app.ErrAlreadyRunning) {
 				return &exitError{code: 3, err: err}
 			}
 			return err
-		},
-	}
-	f.add(cmd, false)
-	return cmd
+		})
 }
 
 func newDaemonStart() *cobra.Command {
-	var f daemonFlags
-	cmd := &cobra.Command{
-		Use:   "start",
-		Short: "Start the relay service in the background, unless it runs",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := f.resolve()
-			if err != nil {
-				return err
-			}
+	return daemonCommand("start", "Start the relay service in the background, unless it runs", true,
+		func(cmd *cobra.Command, dir string, f *daemonFlags) error {
 			if _, err := status(cmd.Context(), dir); err != nil {
-				self, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				if err := app.StartService(cmd.Context(), dir, self, app.DefaultStartTimeout); err != nil {
+				if err := startService(cmd.Context(), dir); err != nil {
 					return err
 				}
 			}
 			return printStatus(cmd.Context(), cmd.OutOrStdout(), dir, f.asJSON)
-		},
+		})
+}
+
+// startService starts the service of dir from this binary.
+func startService(ctx context.Context, dir string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
 	}
-	f.add(cmd, true)
+	return app.StartService(ctx, dir, self, app.DefaultStartTimeout)
+}
+
+// withGrace adds --grace to cmd.
+func withGrace(cmd *cobra.Command, grace *time.Duration) *cobra.Command {
+	cmd.Flags().DurationVar(grace, "grace", app.DefaultDrainGrace, "how long running jobs may go on before they are released for retry")
 	return cmd
 }
 
 func newDaemonStop() *cobra.Command {
-	var (
-		f     daemonFlags
-		grace time.Duration
-	)
-	cmd := &cobra.Command{
-		Use:   "stop",
-		Short: "Stop the relay service: no new claims, running jobs get --grace to finish, then are released for retry",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := f.resolve()
-			if err != nil {
-				return err
-			}
+	var grace time.Duration
+	return withGrace(daemonCommand("stop",
+		"Stop the relay service: no new claims, running jobs get --grace to finish, then are released for retry", false,
+		func(cmd *cobra.Command, dir string, _ *daemonFlags) error {
 			return stopService(cmd.Context(), cmd.OutOrStdout(), dir, grace)
-		},
-	}
-	f.add(cmd, false)
-	cmd.Flags().DurationVar(&grace, "grace", app.DefaultDrainGrace, "how long running jobs may go on before they are released for retry")
-	return cmd
+		}), &grace)
 }
 
 func stopService(ctx context.Context, w io.Writer, dir string, grace time.Duration) error {
@@ -158,53 +154,24 @@ func stopService(ctx context.Context, w io.Writer, dir string, grace time.Durati
 }
 
 func newDaemonRestart() *cobra.Command {
-	var (
-		f     daemonFlags
-		grace time.Duration
-	)
-	cmd := &cobra.Command{
-		Use:   "restart",
-		Short: "Stop the relay service (as stop does) and start it again",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := f.resolve()
-			if err != nil {
-				return err
-			}
+	var grace time.Duration
+	return withGrace(daemonCommand("restart", "Stop the relay service (as stop does) and start it again", true,
+		func(cmd *cobra.Command, dir string, f *daemonFlags) error {
 			if err := stopService(cmd.Context(), cmd.OutOrStdout(), dir, grace); err != nil {
 				return err
 			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			if err := app.StartService(cmd.Context(), dir, self, app.DefaultStartTimeout); err != nil {
+			if err := startService(cmd.Context(), dir); err != nil {
 				return err
 			}
 			return printStatus(cmd.Context(), cmd.OutOrStdout(), dir, f.asJSON)
-		},
-	}
-	f.add(cmd, true)
-	cmd.Flags().DurationVar(&grace, "grace", app.DefaultDrainGrace, "how long running jobs may go on before they are released for retry")
-	return cmd
+		}), &grace)
 }
 
 func newDaemonStatus() *cobra.Command {
-	var f daemonFlags
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show whether the relay service runs, where, and what it does",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := f.resolve()
-			if err != nil {
-				return err
-			}
+	return daemonCommand("status", "Show whether the relay service runs, where, and what it does", true,
+		func(cmd *cobra.Command, dir string, f *daemonFlags) error {
 			return printStatus(cmd.Context(), cmd.OutOrStdout(), dir, f.asJSON)
-		},
-	}
-	f.add(cmd, true)
-	return cmd
+		})
 }
 
 func status(ctx context.Context, dir string) (*app.Reply, error) {
@@ -254,23 +221,13 @@ func printStatus(ctx context.Context, w io.Writer, dir string, asJSON bool) erro
 
 func newDaemonLogs() *cobra.Command {
 	var (
-		f      daemonFlags
 		follow bool
 		lines  int
 	)
-	cmd := &cobra.Command{
-		Use:   "logs",
-		Short: "Print the relay service's log (JSON lines)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := f.resolve()
-			if err != nil {
-				return err
-			}
+	cmd := daemonCommand("logs", "Print the relay service's log (JSON lines)", false,
+		func(cmd *cobra.Command, dir string, _ *daemonFlags) error {
 			return tailFile(cmd.Context(), cmd.OutOrStdout(), filepath.Join(dir, app.ServiceLogFile), lines, follow)
-		},
-	}
-	f.add(cmd, false)
+		})
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing lines as they are written")
 	cmd.Flags().IntVarP(&lines, "lines", "n", 50, "print the last N lines first (0: all)")
 	return cmd
@@ -322,19 +279,9 @@ func tailFile(ctx context.Context, w io.Writer, path string, n int, follow bool)
 }
 
 func newDaemonInstall() *cobra.Command {
-	var (
-		f     daemonFlags
-		print bool
-	)
-	cmd := &cobra.Command{
-		Use:   "install",
-		Short: "Write a systemd user unit (Linux) or launchd agent (macOS) that keeps the relay service running",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := f.resolve()
-			if err != nil {
-				return err
-			}
+	var print bool
+	cmd := daemonCommand("install", "Write a systemd user unit (Linux) or launchd agent (macOS) that keeps the relay service running", false,
+		func(cmd *cobra.Command, dir string, _ *daemonFlags) error {
 			self, err := os.Executable()
 			if err != nil {
 				return err
@@ -359,9 +306,7 @@ func newDaemonInstall() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\nenable it with:\n  %s\n", path, hint)
 			return nil
-		},
-	}
-	f.add(cmd, false)
+		})
 	cmd.Flags().BoolVar(&print, "print", false, "print the unit instead of writing it")
 	return cmd
 }
