@@ -203,6 +203,11 @@ func TestProjectsNeverMix(t *testing.T) {
 		require.EqualValues(t, perProject, own["total"], "project %s sees its own jobs", letter)
 		all := s.call(t, "jobs_list", map[string]any{"limit": 100, "allProjects": true})
 		require.EqualValues(t, 2*perProject, all["total"])
+		for _, it := range own["items"].([]any) {
+			item := it.(map[string]any)
+			require.Equal(t, letter, jobs[item["id"].(string)], "project %s lists only its own jobs", letter)
+			require.Equal(t, map[string]string{"A": cfgA, "B": cfgB}[letter], item["project"])
+		}
 	}
 }
 
@@ -667,4 +672,25 @@ func TestStopDrains(t *testing.T) {
 	s = svc.front(t, cfg)
 	job = s.waitState(t, id, "SUCCEEDED")
 	require.EqualValues(t, 2, job["attempt"], "released at the end of the grace period and retried")
+}
+
+// TestServeStandaloneOnlyFlags: settings that only an in-process relay can
+// honour are refused, with the reason, when serve is a front.
+func TestServeStandaloneOnlyFlags(t *testing.T) {
+	t.Parallel()
+	svc := newRelayService(t, "")
+	cfg := project(t, t.TempDir(), "#!/bin/sh\ntrue\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--storage", "memory"}, "--storage applies to --standalone only"},
+		{[]string{"--sqlite", "/tmp/x.db"}, "--sqlite applies to --standalone only"},
+		{[]string{"--transport", "http"}, "serves MCP over Streamable HTTP at /mcp"},
+	} {
+		out, code := svc.cli(t, t.TempDir(), append([]string{"serve", "--config-dir", cfg}, tc.args...)...)
+		require.Equal(t, 2, code, out)
+		require.Contains(t, out, tc.want)
+	}
+	require.Zero(t, svc.pid(), "no service was started")
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -62,8 +63,8 @@ config.yaml in the config directory, then defaults.`,
 			}
 			for _, flag := range []string{"storage", "sqlite"} {
 				if cmd.Flags().Changed(flag) {
-					log.Warn("--"+flag+" applies to --standalone only; the relay service takes its storage from "+
-						app.ServiceConfigFile+" in its data dir", "data_dir", cfg.DataDir)
+					return &exitError{code: 2, err: &usageError{msg: "--" + flag + " applies to --standalone only; the relay service takes its storage from " +
+						filepath.Join(cfg.DataDir, app.ServiceConfigFile) + " (or TASK_RELAY_STORAGE / TASK_RELAY_SQLITE_URL when it starts)"}}
 				}
 			}
 			return app.RunFront(cmd.Context(), app.FrontOptions{Config: cfg, Stdin: cmd.InOrStdin(), Stdout: stdout,

@@ -45,6 +45,7 @@ type jobSummary struct {
 	Usage          usageView            `json:"usage" jsonschema:"tokens (and cost, where reported) spent by the job's executor runs and the Answer Runner's answers to its asks"`
 	SessionID      string               `json:"sessionId,omitempty" jsonschema:"the coding agent's session id; jobs_followup resumes it"`
 	ParentJobID    string               `json:"parentJobId,omitempty" jsonschema:"the job this follow-up continues"`
+	Project        string               `json:"project,omitempty" jsonschema:"config dir of the project the job was submitted from; it runs with that project's executors"`
 }
 
 // usageView is a token count.
@@ -139,6 +140,7 @@ func summarize(j *relaytype.Job) jobSummary {
 			CachedInputTokens: j.Usage.CachedInputTokens, CostUSD: j.Usage.CostUSD},
 		SessionID:   j.SessionID,
 		ParentJobID: j.ParentJobID,
+		Project:     j.Project,
 	}
 	if j.UpdatedAt.IsZero() {
 		v.LastUpdate = v.CreatedAt
