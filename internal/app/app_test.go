@@ -250,3 +250,19 @@ func TestProjectsReloadKeepsLastGood(t *testing.T) {
 	_, _, err = svc.projects.AdmitIn(t.Context(), "relative/dir", spec)
 	require.ErrorContains(t, err, "absolute")
 }
+
+func TestRotateLog(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, ServiceLogFile)
+	require.NoError(t, os.WriteFile(log, []byte("small\n"), 0o600))
+	rotateLog(log, 100)
+	require.FileExists(t, log)
+	require.NoFileExists(t, log+".1")
+	require.NoError(t, os.WriteFile(log, []byte(strings.Repeat("x", 200)), 0o600))
+	rotateLog(log, 100)
+	require.NoFileExists(t, log)
+	b, err := os.ReadFile(log + ".1")
+	require.NoError(t, err)
+	require.Len(t, b, 200)
+}

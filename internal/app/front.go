@@ -196,6 +196,7 @@ func StartService(ctx context.Context, dataDir, binary string, timeout time.Dura
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	logPath := filepath.Join(dataDir, ServiceLogFile)
+	rotateLog(logPath, maxServiceLog)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open service log: %w", err)
@@ -239,6 +240,17 @@ func StartService(ctx context.Context, dataDir, binary string, timeout time.Dura
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the relay service did not start within %s; see %s", timeout, logPath)
 		}
+	}
+}
+
+// maxServiceLog is the size past which a service start moves the log to
+// service.log.1 (replacing an older one), so that it cannot grow forever.
+const maxServiceLog = 16 << 20
+
+// rotateLog renames path to path.1 when it is larger than limit.
+func rotateLog(path string, limit int64) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > limit {
+		_ = os.Rename(path, path+".1")
 	}
 }
 
