@@ -18,7 +18,7 @@ import (
 // stub returns the absolute path of a coding-agent stub CLI.
 func stub(t *testing.T, name string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "internal", "executor", "testdata", "stubs", name))
+	p, err := filepath.Abs(filepath.Join("..", "..", "internal", "executor", name, "testdata", "stubs", name))
 	require.NoError(t, err)
 	return p
 }

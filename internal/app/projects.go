@@ -14,6 +14,9 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor/claude"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor/codex"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor/gemini"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -374,11 +377,17 @@ func (s *Service) profileOf(ctx context.Context, job *relaytype.Job) (string, st
 	return st.cfg.Profile, st.policyVersion
 }
 
-// adapters are the coding-agent executor kinds.
-var adapters = map[string]executor.Adapter{
-	config.KindCodex:  executor.Codex{},
-	config.KindClaude: executor.Claude{},
-	config.KindGemini: executor.Gemini{},
+// adapterFor returns the coding-agent adapter of an executors.NAME.kind.
+func adapterFor(kind string) (executor.Adapter, bool) {
+	switch kind {
+	case config.KindCodex:
+		return codex.Adapter{}, true
+	case config.KindClaude:
+		return claude.Adapter{}, true
+	case config.KindGemini:
+		return gemini.Adapter{}, true
+	}
+	return nil, false
 }
 
 // buildExecutors turns the executors section into runners, each starting
@@ -399,7 +408,7 @@ func buildExecutors(cfg *config.Config, base []string, self string) (map[string]
 			out[name] = c
 			continue
 		}
-		ad, ok := adapters[e.Kind]
+		ad, ok := adapterFor(e.Kind)
 		if !ok {
 			return nil, fmt.Errorf("executors.%s.kind: %q is not a known kind", name, e.Kind)
 		}

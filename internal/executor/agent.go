@@ -37,7 +37,7 @@ type AgentOutput struct {
 
 // Adapter drives one coding-agent CLI in its documented non-interactive
 // mode: it builds the command line and reads the agent's output. There is
-// one file per adapter (codex.go, claude.go, gemini.go).
+// one subpackage per adapter (internal/executor/codex, claude, gemini).
 type Adapter interface {
 	// Kind is the executors.NAME.kind value: codex, claude or gemini.
 	Kind() string

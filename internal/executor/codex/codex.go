@@ -1,10 +1,11 @@
-package executor
+package codex
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,13 +16,13 @@ import (
 
 // Codex drives the OpenAI Codex CLI in its non-interactive mode,
 // `codex exec --json`, and reads the JSONL events it prints on stdout.
-type Codex struct{}
+type Adapter struct{}
 
-var _ Adapter = Codex{}
+var _ executor.Adapter = Adapter{}
 
 // Codex command-line settings.
 const (
-	// CodexLastMessageFile is the name, in Request.MetaDir, of the file
+	// CodexLastMessageFile is the name, in executor.Request.MetaDir, of the file
 	// codex writes its final message to (-o).
 	CodexLastMessageFile = "codex-last-message.txt"
 	// codexNetworkAccess lets commands in the workspace-write sandbox reach
@@ -32,21 +33,21 @@ const (
 	// argument, and Linux limits each argument to 128 KiB (MAX_ARG_STRLEN)
 	// including its terminating NUL.
 	codexMaxPrompt = 128<<10 - 1
-	// codexLogLineMax bounds each line of AgentOutput.Log, in runes.
+	// codexLogLineMax bounds each line of executor.AgentOutput.Log, in runes.
 	codexLogLineMax = 200
 )
 
-// Sandbox modes of Request.Sandbox, which are codex's own names.
+// Sandbox modes of executor.Request.Sandbox, which are codex's own names.
 const (
 	codexReadOnly       = "read-only"
 	codexWorkspaceWrite = "workspace-write"
 )
 
 // Kind returns "codex".
-func (Codex) Kind() string { return "codex" }
+func (Adapter) Kind() string { return "codex" }
 
 // DefaultBinary returns "codex".
-func (Codex) DefaultBinary() string { return "codex" }
+func (Adapter) DefaultBinary() string { return "codex" }
 
 // Argv returns
 //
@@ -63,14 +64,14 @@ func (Codex) DefaultBinary() string { return "codex" }
 // starts with "-" or is a subcommand name from being read as anything but
 // the prompt.
 //
-// The prompt is Request.Prompt, else the contents of Request.PromptFile.
+// The prompt is executor.Request.Prompt, else the contents of executor.Request.PromptFile.
 // Stdin is /dev/null: codex would append piped stdin to the prompt.
 //
 // Argv removes a final-message file left in MetaDir by an earlier run, so
 // that a run which ends without writing one is not credited with the old
 // message. Without MetaDir there is no -o; the final message then comes from
 // the JSONL events alone.
-func (Codex) Argv(cfg *AgentConfig, req *Request) ([]string, error) {
+func (Adapter) Argv(cfg *executor.AgentConfig, req *executor.Request) ([]string, error) {
 	sandbox := req.Sandbox
 	switch sandbox {
 	case "":
@@ -171,9 +172,9 @@ type codexItem struct {
 // The run failed when a turn failed, when an error event was not followed
 // by a completed turn (codex also reports errors it retries past), or when
 // codex exited non-zero.
-func (Codex) Parse(_ *AgentConfig, req *Request, stdout []byte, exitCode int) AgentOutput {
+func (Adapter) Parse(_ *executor.AgentConfig, req *executor.Request, stdout []byte, exitCode int) executor.AgentOutput {
 	var (
-		out        AgentOutput
+		out        executor.AgentOutput
 		log        []string
 		turnFailed string
 		lastError  string

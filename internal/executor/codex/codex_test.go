@@ -1,6 +1,8 @@
-package executor
+package codex
 
 import (
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor/executortest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +38,7 @@ func setupCodex(t *testing.T) *codexBundle {
 
 // run runs the stub as codex with cfg and req, filling in what the bundle
 // owns: binary, stub environment, workdir and meta directory.
-func (b *codexBundle) run(t *testing.T, cfg AgentConfig, req Request, env map[string]string) *Result {
+func (b *codexBundle) run(t *testing.T, cfg executor.AgentConfig, req executor.Request, env map[string]string) *executor.Result {
 	t.Helper()
 	cfg.Name = "codex"
 	cfg.Binary = b.stub
@@ -50,7 +52,7 @@ func (b *codexBundle) run(t *testing.T, cfg AgentConfig, req Request, env map[st
 	}
 	// A stub stuck reading an open stdin fails the test instead of hanging it.
 	req.Timeout = 30 * time.Second
-	agent, err := NewAgent(cfg, Codex{})
+	agent, err := executor.NewAgent(cfg, Adapter{})
 	require.NoError(t, err)
 	res, err := agent.Run(t.Context(), &req)
 	require.NoError(t, err)
@@ -69,14 +71,14 @@ func (b *codexBundle) args(t *testing.T) []string {
 
 func TestCodexRun(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, shim string) {
+	executortest.Modes(t, func(t *testing.T, shim string) {
 		b := setupCodex(t)
-		res := b.run(t, AgentConfig{Shim: shim}, Request{JobID: "job_1"}, nil)
+		res := b.run(t, executor.AgentConfig{Shim: shim}, executor.Request{JobID: "job_1"}, nil)
 		require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
 
 		out := res.Agent
 		require.Equal(t, codexStubSession, out.SessionID)
-		require.Equal(t, AgentUsage{InputTokens: 1200, CachedInputTokens: 200, OutputTokens: 300}, out.Usage)
+		require.Equal(t, executor.AgentUsage{InputTokens: 1200, CachedInputTokens: 200, OutputTokens: 300}, out.Usage)
 		require.False(t, out.Failed)
 		require.Empty(t, out.FailureSummary)
 		require.Equal(t, "Appended a line to codex-was-here.txt.\n\n### TEST_PLAN\n- ran the stub\n### NOTES\n- stubbed", out.FinalMessage)
@@ -105,8 +107,8 @@ func TestCodexRunArgv(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		cfg  AgentConfig
-		req  Request
+		cfg  executor.AgentConfig
+		req  executor.Request
 		env  map[string]string
 		// want lists the arguments between the -o file and "--".
 		want []string
@@ -119,38 +121,38 @@ func TestCodexRunArgv(t *testing.T) {
 	}{
 		{
 			name:    "read-only",
-			req:     Request{Sandbox: "read-only"},
+			req:     executor.Request{Sandbox: "read-only"},
 			sandbox: "read-only",
 		},
 		{
 			name:    "explicit workspace-write",
-			req:     Request{Sandbox: "workspace-write"},
+			req:     executor.Request{Sandbox: "workspace-write"},
 			sandbox: "workspace-write", network: true,
 		},
 		{
 			name:    "configured model",
-			cfg:     AgentConfig{Model: "gpt-5-codex"},
+			cfg:     executor.AgentConfig{Model: "gpt-5-codex"},
 			want:    []string{"-m", "gpt-5-codex"},
 			sandbox: "workspace-write", network: true,
 		},
 		{
 			name:    "job model wins",
-			cfg:     AgentConfig{Model: "gpt-5-codex"},
-			req:     Request{Model: "o4-mini"},
+			cfg:     executor.AgentConfig{Model: "gpt-5-codex"},
+			req:     executor.Request{Model: "o4-mini"},
 			want:    []string{"-m", "o4-mini"},
 			sandbox: "workspace-write", network: true,
 		},
 		{
 			name:    "extra args",
-			cfg:     AgentConfig{Model: "gpt-5-codex", ExtraArgs: []string{"--ephemeral", "-c", "model_reasoning_effort=high"}},
-			req:     Request{Sandbox: "read-only"},
+			cfg:     executor.AgentConfig{Model: "gpt-5-codex", ExtraArgs: []string{"--ephemeral", "-c", "model_reasoning_effort=high"}},
+			req:     executor.Request{Sandbox: "read-only"},
 			want:    []string{"-m", "gpt-5-codex", "--ephemeral", "-c", "model_reasoning_effort=high"},
 			sandbox: "read-only",
 		},
 		{
 			name:    "resume",
-			cfg:     AgentConfig{ExtraArgs: []string{"--ephemeral"}},
-			req:     Request{ResumeSessionID: "0199a300-0000-7000-8000-000000000001"},
+			cfg:     executor.AgentConfig{ExtraArgs: []string{"--ephemeral"}},
+			req:     executor.Request{ResumeSessionID: "0199a300-0000-7000-8000-000000000001"},
 			env:     map[string]string{"CODEX_STUB_EXPECT_RESUME": "0199a300-0000-7000-8000-000000000001"},
 			want:    []string{"--ephemeral", "resume", "0199a300-0000-7000-8000-000000000001"},
 			sandbox: "workspace-write", network: true,
@@ -158,7 +160,7 @@ func TestCodexRunArgv(t *testing.T) {
 		},
 		{
 			name:    "read-only resume",
-			req:     Request{Sandbox: "read-only", ResumeSessionID: "0199a300-0000-7000-8000-000000000002"},
+			req:     executor.Request{Sandbox: "read-only", ResumeSessionID: "0199a300-0000-7000-8000-000000000002"},
 			env:     map[string]string{"CODEX_STUB_EXPECT_RESUME": "0199a300-0000-7000-8000-000000000002"},
 			want:    []string{"resume", "0199a300-0000-7000-8000-000000000002"},
 			sandbox: "read-only",
@@ -210,7 +212,7 @@ func TestCodexRunFailure(t *testing.T) {
 	stale := filepath.Join(b.metaDir, CodexLastMessageFile)
 	require.NoError(t, os.WriteFile(stale, []byte("an old answer\n"), 0o600))
 
-	res := b.run(t, AgentConfig{}, Request{}, map[string]string{"CODEX_STUB_FAIL": "1"})
+	res := b.run(t, executor.AgentConfig{}, executor.Request{}, map[string]string{"CODEX_STUB_FAIL": "1"})
 	require.Equal(t, 1, res.ExitCode)
 	out := res.Agent
 	require.True(t, out.Failed)
@@ -226,7 +228,7 @@ func TestCodexRunCustomEditAndSession(t *testing.T) {
 	t.Parallel()
 	b := setupCodex(t)
 	require.NoError(t, os.WriteFile(filepath.Join(b.workdir, "NOTES.md"), []byte("notes\n"), 0o600))
-	res := b.run(t, AgentConfig{}, Request{}, map[string]string{
+	res := b.run(t, executor.AgentConfig{}, executor.Request{}, map[string]string{
 		"CODEX_STUB_EDIT":    "NOTES.md",
 		"CODEX_STUB_SESSION": "0199a400-0000-7000-8000-00000000000a",
 	})
@@ -299,9 +301,9 @@ func TestCodexArgv(t *testing.T) {
 	meta := t.TempDir()
 	promptFile := filepath.Join(t.TempDir(), "prompt.md")
 	require.NoError(t, os.WriteFile(promptFile, []byte("from the file"), 0o600))
-	cfg := &AgentConfig{Binary: "/opt/codex"}
+	cfg := &executor.AgentConfig{Binary: "/opt/codex"}
 
-	argv, err := Codex{}.Argv(cfg, &Request{Workdir: "/ws", MetaDir: meta, PromptFile: promptFile, Model: "m1"})
+	argv, err := Adapter{}.Argv(cfg, &executor.Request{Workdir: "/ws", MetaDir: meta, PromptFile: promptFile, Model: "m1"})
 	require.NoError(t, err)
 	require.Equal(t, []string{
 		"/opt/codex", "exec", "--json", "--skip-git-repo-check", "-C", "/ws", "--sandbox", "workspace-write",
@@ -310,20 +312,20 @@ func TestCodexArgv(t *testing.T) {
 	}, argv)
 
 	// Without a meta directory codex gets no -o.
-	argv, err = Codex{}.Argv(cfg, &Request{Workdir: "/ws", Sandbox: "read-only", Prompt: "-v is a prompt too"})
+	argv, err = Adapter{}.Argv(cfg, &executor.Request{Workdir: "/ws", Sandbox: "read-only", Prompt: "-v is a prompt too"})
 	require.NoError(t, err)
 	require.Equal(t, []string{
 		"/opt/codex", "exec", "--json", "--skip-git-repo-check", "-C", "/ws", "--sandbox", "read-only",
 		"--", "-v is a prompt too",
 	}, argv)
 
-	for name, req := range map[string]*Request{
+	for name, req := range map[string]*executor.Request{
 		"unknown sandbox":  {Workdir: "/ws", Sandbox: "danger-full-access", Prompt: "p"},
 		"empty prompt":     {Workdir: "/ws", Prompt: " \n"},
 		"no prompt file":   {Workdir: "/ws", PromptFile: filepath.Join(meta, "missing.md")},
 		"prompt too large": {Workdir: "/ws", Prompt: strings.Repeat("x", 128<<10)},
 	} {
-		_, err := Codex{}.Argv(cfg, req)
+		_, err := Adapter{}.Argv(cfg, req)
 		require.Error(t, err, name)
 	}
 }
@@ -342,7 +344,7 @@ func TestCodexParse(t *testing.T) {
 		exitCode int
 		// lastMessage, when not nil, is the content of the -o file.
 		lastMessage *string
-		want        AgentOutput
+		want        executor.AgentOutput
 	}{
 		{
 			name: "a run among garbage",
@@ -365,10 +367,10 @@ func TestCodexParse(t *testing.T) {
 				`{"type":"item.completed","item":{"id":"item_7","type":"agent_message","text":"Done.\n### TEST_PLAN\n- go test"}}`,
 				turnCompleted,
 			),
-			want: AgentOutput{
+			want: executor.AgentOutput{
 				SessionID:    "th-1",
 				FinalMessage: "Done.\n### TEST_PLAN\n- go test",
-				Usage:        AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
+				Usage:        executor.AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
 				Log: strings.Join([]string{
 					"$ ls (exit 0)",
 					"message: First, a look around.",
@@ -389,10 +391,10 @@ func TestCodexParse(t *testing.T) {
 				`{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"two"}}`,
 				`{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":2}}`,
 			),
-			want: AgentOutput{
+			want: executor.AgentOutput{
 				SessionID:    "th-1",
 				FinalMessage: "two",
-				Usage:        AgentUsage{InputTokens: 101, CachedInputTokens: 40, OutputTokens: 9},
+				Usage:        executor.AgentUsage{InputTokens: 101, CachedInputTokens: 40, OutputTokens: 9},
 				Log:          "message: one\nmessage: two",
 			},
 		},
@@ -405,7 +407,7 @@ func TestCodexParse(t *testing.T) {
 				`{"type":"turn.failed","error":{"message":"unexpected status 401 Unauthorized: Missing bearer"}}`,
 			),
 			exitCode: 1,
-			want: AgentOutput{
+			want: executor.AgentOutput{
 				SessionID:      "th-1",
 				Failed:         true,
 				FailureSummary: "unexpected status 401 Unauthorized: Missing bearer",
@@ -418,7 +420,7 @@ func TestCodexParse(t *testing.T) {
 				`{"type":"turn.failed"}`,
 			),
 			exitCode: 1,
-			want:     AgentOutput{Failed: true, FailureSummary: "turn failed", Log: "turn failed: turn failed"},
+			want:     executor.AgentOutput{Failed: true, FailureSummary: "turn failed", Log: "turn failed: turn failed"},
 		},
 		{
 			name: "error retried past",
@@ -429,10 +431,10 @@ func TestCodexParse(t *testing.T) {
 				`{"type":"item.completed","item":{"id":"item_0","type":"agent_message","text":"ok"}}`,
 				turnCompleted,
 			),
-			want: AgentOutput{
+			want: executor.AgentOutput{
 				SessionID:    "th-1",
 				FinalMessage: "ok",
-				Usage:        AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
+				Usage:        executor.AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
 				Log:          "error: Reconnecting... 1/5\nmessage: ok",
 			},
 		},
@@ -440,7 +442,7 @@ func TestCodexParse(t *testing.T) {
 			name:     "error event ends the run",
 			stdout:   lines(threadStarted, turnStarted, `{"type":"error","message":"stream disconnected before completion"}`),
 			exitCode: 1,
-			want: AgentOutput{
+			want: executor.AgentOutput{
 				SessionID:      "th-1",
 				Failed:         true,
 				FailureSummary: "stream disconnected before completion",
@@ -451,17 +453,17 @@ func TestCodexParse(t *testing.T) {
 			name:     "non-zero exit without a failure event",
 			stdout:   lines("Error: unexpected argument '--bogus' found"),
 			exitCode: 2,
-			want:     AgentOutput{Failed: true, FailureSummary: "codex exited with code 2"},
+			want:     executor.AgentOutput{Failed: true, FailureSummary: "codex exited with code 2"},
 		},
 		{
 			name:     "killed",
 			stdout:   lines(threadStarted, turnStarted),
 			exitCode: 128 + 15,
-			want:     AgentOutput{SessionID: "th-1", Failed: true, FailureSummary: "codex exited with code 143"},
+			want:     executor.AgentOutput{SessionID: "th-1", Failed: true, FailureSummary: "codex exited with code 143"},
 		},
 		{
 			name: "no output",
-			want: AgentOutput{},
+			want: executor.AgentOutput{},
 		},
 		{
 			name: "final message file wins",
@@ -471,10 +473,10 @@ func TestCodexParse(t *testing.T) {
 				turnCompleted,
 			),
 			lastMessage: codexPtr("from the file\n\n### TEST_PLAN\n- none\n"),
-			want: AgentOutput{
+			want: executor.AgentOutput{
 				SessionID:    "th-1",
 				FinalMessage: "from the file\n\n### TEST_PLAN\n- none",
-				Usage:        AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
+				Usage:        executor.AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
 				Log:          "message: from the events",
 			},
 		},
@@ -484,7 +486,7 @@ func TestCodexParse(t *testing.T) {
 				`{"type":"item.completed","item":{"id":"item_0","type":"agent_message","text":"from the events"}}`,
 			),
 			lastMessage: codexPtr(" \n"),
-			want:        AgentOutput{FinalMessage: "from the events", Log: "message: from the events"},
+			want:        executor.AgentOutput{FinalMessage: "from the events", Log: "message: from the events"},
 		},
 		{
 			name: "other items",
@@ -498,7 +500,7 @@ func TestCodexParse(t *testing.T) {
 				`{"type":"item.completed"}`,
 				`{"type":"item.plan.delta","item_id":"item_9","delta":"step"}`,
 			),
-			want: AgentOutput{
+			want: executor.AgentOutput{
 				FinalMessage: strings.Repeat("é", 300),
 				Log: strings.Join([]string{
 					"$ rm -rf / (declined)",
@@ -514,11 +516,11 @@ func TestCodexParse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			req := &Request{Workdir: "/ws", MetaDir: t.TempDir()}
+			req := &executor.Request{Workdir: "/ws", MetaDir: t.TempDir()}
 			if tt.lastMessage != nil {
 				require.NoError(t, os.WriteFile(filepath.Join(req.MetaDir, CodexLastMessageFile), []byte(*tt.lastMessage), 0o600))
 			}
-			got := Codex{}.Parse(&AgentConfig{}, req, tt.stdout, tt.exitCode)
+			got := Adapter{}.Parse(&executor.AgentConfig{}, req, tt.stdout, tt.exitCode)
 			require.Equal(t, tt.want, got)
 		})
 	}
@@ -548,9 +550,9 @@ func TestCodexUnwrapShell(t *testing.T) {
 
 func TestCodexKind(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "codex", Codex{}.Kind())
-	require.Equal(t, "codex", Codex{}.DefaultBinary())
-	agent, err := NewAgent(AgentConfig{Name: "codex"}, Codex{})
+	require.Equal(t, "codex", Adapter{}.Kind())
+	require.Equal(t, "codex", Adapter{}.DefaultBinary())
+	agent, err := executor.NewAgent(executor.AgentConfig{Name: "codex"}, Adapter{})
 	require.NoError(t, err)
 	require.Equal(t, "codex", agent.Config().Binary)
 }

@@ -1,10 +1,11 @@
-package executor
+package claude
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,7 +37,7 @@ const (
 	ClaudeApproveTool = "mcp__" + ClaudeMCPServer + "__relay_approve"
 	// ClaudeAskTool is the relay's ask tool as claude names it.
 	ClaudeAskTool = "mcp__" + ClaudeMCPServer + "__relay_ask"
-	// ClaudeMCPConfigFile is the file, in Request.MetaDir, holding claude's
+	// ClaudeMCPConfigFile is the file, in executor.Request.MetaDir, holding claude's
 	// MCP configuration (with the job's bearer token, hence not in argv).
 	ClaudeMCPConfigFile = "claude-mcp.json"
 )
@@ -54,20 +55,20 @@ var (
 
 // Claude is the Adapter for Claude Code run non-interactively (claude -p)
 // with stream-json output.
-type Claude struct{}
+type Adapter struct{}
 
-var _ Adapter = Claude{}
+var _ executor.Adapter = Adapter{}
 
 // Kind returns "claude".
-func (Claude) Kind() string { return "claude" }
+func (Adapter) Kind() string { return "claude" }
 
 // DefaultBinary returns "claude".
-func (Claude) DefaultBinary() string { return "claude" }
+func (Adapter) DefaultBinary() string { return "claude" }
 
 // Argv returns the claude command line for req. When the relay serves MCP
 // (req.RelayMCPURL), it also writes claude's MCP configuration to
 // req.MetaDir, so that the job's token stays out of the command line.
-func (Claude) Argv(cfg *AgentConfig, req *Request) ([]string, error) {
+func (Adapter) Argv(cfg *executor.AgentConfig, req *executor.Request) ([]string, error) {
 	prompt, err := claudePrompt(req)
 	if err != nil {
 		return nil, err
@@ -130,7 +131,7 @@ func claudeOr(a, b string) string {
 
 // claudePrompt returns the prompt, read from req.PromptFile when
 // req.Prompt is empty.
-func claudePrompt(req *Request) (string, error) {
+func claudePrompt(req *executor.Request) (string, error) {
 	prompt := req.Prompt
 	if prompt == "" && req.PromptFile != "" {
 		b, err := os.ReadFile(req.PromptFile)
@@ -225,7 +226,7 @@ type claudeMCPServer struct {
 // writeClaudeMCPConfig writes the MCP configuration pointing claude at the
 // relay, readable by its owner only since it holds the job's token, and
 // returns its path.
-func writeClaudeMCPConfig(req *Request) (string, error) {
+func writeClaudeMCPConfig(req *executor.Request) (string, error) {
 	if req.MetaDir == "" {
 		return "", errors.New("claude: the relay's MCP endpoint needs a meta directory for the MCP config")
 	}
@@ -305,8 +306,8 @@ type claudeUsage struct {
 
 // agentUsage counts cache writes as input, since they are billed as
 // (more expensive) input, and cache reads as cached input.
-func (u claudeUsage) agentUsage() AgentUsage {
-	return AgentUsage{
+func (u claudeUsage) agentUsage() executor.AgentUsage {
+	return executor.AgentUsage{
 		InputTokens:       u.InputTokens + u.CacheCreationInputTokens,
 		CachedInputTokens: u.CacheReadInputTokens,
 		OutputTokens:      u.OutputTokens,
@@ -328,9 +329,9 @@ const claudeLogClip = 200
 // session, assistant messages the tools used and the last text, and the
 // final result event, when there is one, wins for session, message, cost
 // and usage. Lines that are not JSON objects are skipped.
-func (Claude) Parse(_ *AgentConfig, req *Request, stdout []byte, exitCode int) AgentOutput {
+func (Adapter) Parse(_ *executor.AgentConfig, req *executor.Request, stdout []byte, exitCode int) executor.AgentOutput {
 	var (
-		out      AgentOutput
+		out      executor.AgentOutput
 		log      []string
 		result   *claudeEvent
 		lastText string
@@ -491,7 +492,7 @@ func claudeToolSummary(name string, input json.RawMessage, workdir string) strin
 		arg = str("url")
 	case "WebSearch":
 		arg = str("query")
-	case "Task", "Agent":
+	case "Task", "executor.Agent":
 		arg = str("description")
 	}
 	if arg == "" {

@@ -1,4 +1,4 @@
-package executor
+package gemini
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"maps"
 	"slices"
 	"strings"
@@ -15,9 +16,9 @@ import (
 // prints one JSON object, {"session_id", "response", "stats", "error"}, and
 // exits 0 on success, 1 on a general or API error, 42 on an input error and
 // 53 when the session's turn limit is hit.
-type Gemini struct{}
+type Adapter struct{}
 
-var _ Adapter = Gemini{}
+var _ executor.Adapter = Adapter{}
 
 // Gemini approval modes (--approval-mode).
 const (
@@ -37,16 +38,16 @@ const (
 )
 
 // Kind returns "gemini".
-func (Gemini) Kind() string { return "gemini" }
+func (Adapter) Kind() string { return "gemini" }
 
 // DefaultBinary returns "gemini".
-func (Gemini) DefaultBinary() string { return "gemini" }
+func (Adapter) DefaultBinary() string { return "gemini" }
 
 // Argv returns `gemini -p PROMPT -o json --approval-mode MODE [-m MODEL]
 // [--resume SESSION] [EXTRA...]`. The mode is cfg.ApprovalMode, else
 // default for a read-only job (gemini then offers no editing tools) and
 // auto_edit otherwise.
-func (Gemini) Argv(cfg *AgentConfig, req *Request) ([]string, error) {
+func (Adapter) Argv(cfg *executor.AgentConfig, req *executor.Request) ([]string, error) {
 	if req.Prompt == "" {
 		return nil, errors.New("gemini: request without a prompt")
 	}
@@ -133,12 +134,12 @@ func (e *geminiError) String() string {
 //
 // Gemini writes the error object of a fatal error to stderr, which Parse
 // is not given; the failure summary then rests on the exit code alone.
-func (Gemini) Parse(_ *AgentConfig, _ *Request, stdout []byte, exitCode int) AgentOutput {
+func (Adapter) Parse(_ *executor.AgentConfig, _ *executor.Request, stdout []byte, exitCode int) executor.AgentOutput {
 	return parseGemini(stdout, exitCode)
 }
 
-func parseGemini(stdout []byte, exitCode int) AgentOutput {
-	var out AgentOutput
+func parseGemini(stdout []byte, exitCode int) executor.AgentOutput {
+	var out executor.AgentOutput
 	res, found := findGeminiOutput(stdout)
 	if found {
 		out.SessionID = res.SessionID

@@ -1,8 +1,9 @@
-package executor
+package claude
 
 import (
 	"context"
 	"encoding/json"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +23,8 @@ func claudeStub(t *testing.T) string {
 
 // claudeRun is one run of the stub and what it recorded.
 type claudeRun struct {
-	res     *Result
-	out     *AgentOutput
+	res     *executor.Result
+	out     *executor.AgentOutput
 	argv    []string // what Argv returns for the run, binary first
 	recArgs string   // the stub's argv file: one argument per line
 	mcp     string   // the stub's copy of the --mcp-config file, if any
@@ -33,7 +34,7 @@ type claudeRun struct {
 
 // runClaude runs the stub as claude for req (Workdir, MetaDir and Prompt
 // filled in when empty) with env for the stub.
-func runClaude(t *testing.T, cfg AgentConfig, req Request, env map[string]string) claudeRun {
+func runClaude(t *testing.T, cfg executor.AgentConfig, req executor.Request, env map[string]string) claudeRun {
 	t.Helper()
 	dir := t.TempDir()
 	r := claudeRun{workdir: filepath.Join(dir, "ws"), metaDir: filepath.Join(dir, "meta")}
@@ -56,7 +57,7 @@ func runClaude(t *testing.T, cfg AgentConfig, req Request, env map[string]string
 	for k, v := range env {
 		cfg.Env[k] = v
 	}
-	a, err := NewAgent(cfg, Claude{})
+	a, err := executor.NewAgent(cfg, Adapter{})
 	require.NoError(t, err)
 
 	res, err := a.Run(context.Background(), &req)
@@ -65,7 +66,7 @@ func runClaude(t *testing.T, cfg AgentConfig, req Request, env map[string]string
 	r.res, r.out = res, res.Agent
 
 	got := a.Config()
-	r.argv, err = Claude{}.Argv(&got, &req)
+	r.argv, err = Adapter{}.Argv(&got, &req)
 	require.NoError(t, err)
 	if b, err := os.ReadFile(argsFile); err == nil {
 		r.recArgs = string(b)
@@ -101,7 +102,7 @@ func allowedTools(t *testing.T, argv []string) []string {
 
 func TestClaudeRun(t *testing.T) {
 	t.Parallel()
-	r := runClaude(t, AgentConfig{}, Request{JobID: "job_1"}, map[string]string{"CLAUDE_STUB_SESSION": "sess-42"})
+	r := runClaude(t, executor.AgentConfig{}, executor.Request{JobID: "job_1"}, map[string]string{"CLAUDE_STUB_SESSION": "sess-42"})
 
 	require.Zero(t, r.res.ExitCode, "stderr: %s", r.res.Stderr)
 	require.Equal(t, strings.Join(r.argv[1:], "\n")+"\n", r.recArgs, "the stub ran with Argv's command line")
@@ -109,7 +110,7 @@ func TestClaudeRun(t *testing.T) {
 	require.False(t, out.Failed, out.FailureSummary)
 	require.Equal(t, "sess-42", out.SessionID)
 	require.InDelta(t, 0.0421, out.CostUSD, 1e-9)
-	require.Equal(t, AgentUsage{InputTokens: 900, CachedInputTokens: 100, OutputTokens: 250}, out.Usage)
+	require.Equal(t, executor.AgentUsage{InputTokens: 900, CachedInputTokens: 100, OutputTokens: 250}, out.Usage)
 	require.Equal(t, "Done.\n### TEST_PLAN\n- stub plan\n### NOTES\n- stub notes", out.FinalMessage)
 	require.Equal(t, "session: sess-42 model claude-stub-model mode acceptEdits\n"+
 		"tool: Edit claude-was-here.txt\n"+
@@ -144,14 +145,14 @@ func TestClaudeRun(t *testing.T) {
 
 func TestClaudeRunRelayMCP(t *testing.T) {
 	t.Parallel()
-	req := Request{
+	req := executor.Request{
 		RelayMCPURL:     "http://127.0.0.1:7777/mcp/executor",
 		RelayToken:      "tok-secret",
 		ResumeSessionID: "prev-session",
 		Model:           "claude-job-model",
 		MaxBudgetUSD:    2.5,
 	}
-	r := runClaude(t, AgentConfig{Model: "claude-config-model"}, req, map[string]string{"CLAUDE_STUB_EXPECT_RESUME": "prev-session"})
+	r := runClaude(t, executor.AgentConfig{Model: "claude-config-model"}, req, map[string]string{"CLAUDE_STUB_EXPECT_RESUME": "prev-session"})
 
 	require.Zero(t, r.res.ExitCode, "stderr: %s", r.res.Stderr)
 	require.Equal(t, strings.Join(r.argv[1:], "\n")+"\n", r.recArgs)
@@ -189,7 +190,7 @@ func TestClaudeRunReadOnly(t *testing.T) {
 	t.Parallel()
 	t.Run("plan", func(t *testing.T) {
 		t.Parallel()
-		r := runClaude(t, AgentConfig{}, Request{Sandbox: "read-only"}, nil)
+		r := runClaude(t, executor.AgentConfig{}, executor.Request{Sandbox: "read-only"}, nil)
 		require.False(t, r.out.Failed, r.out.FailureSummary)
 		requireFlag(t, r.argv, "--permission-mode", "plan")
 		tools := allowedTools(t, r.argv)
@@ -204,7 +205,7 @@ func TestClaudeRunReadOnly(t *testing.T) {
 	})
 	t.Run("configured mode wins", func(t *testing.T) {
 		t.Parallel()
-		r := runClaude(t, AgentConfig{PermissionMode: "default"}, Request{Sandbox: "read-only"}, nil)
+		r := runClaude(t, executor.AgentConfig{PermissionMode: "default"}, executor.Request{Sandbox: "read-only"}, nil)
 		require.False(t, r.out.Failed, r.out.FailureSummary)
 		requireFlag(t, r.argv, "--permission-mode", "default")
 	})
@@ -214,20 +215,20 @@ func TestClaudeRunFailures(t *testing.T) {
 	t.Parallel()
 	t.Run("max turns", func(t *testing.T) {
 		t.Parallel()
-		r := runClaude(t, AgentConfig{MaxTurns: 7}, Request{}, map[string]string{"CLAUDE_STUB_FAIL": "max_turns"})
+		r := runClaude(t, executor.AgentConfig{MaxTurns: 7}, executor.Request{}, map[string]string{"CLAUDE_STUB_FAIL": "max_turns"})
 		require.Equal(t, 1, r.res.ExitCode)
 		requireFlag(t, r.argv, "--max-turns", "7")
 		require.True(t, r.out.Failed)
 		require.Equal(t, "error_max_turns after 7 turns", r.out.FailureSummary)
 		require.Equal(t, "stub-session-1", r.out.SessionID)
 		require.InDelta(t, 0.5, r.out.CostUSD, 1e-9)
-		require.Equal(t, AgentUsage{InputTokens: 9000, CachedInputTokens: 1000, OutputTokens: 2500}, r.out.Usage)
+		require.Equal(t, executor.AgentUsage{InputTokens: 9000, CachedInputTokens: 1000, OutputTokens: 2500}, r.out.Usage)
 		require.Equal(t, "I edited claude-was-here.txt.", r.out.FinalMessage, "the last text stands in for the missing result")
 		require.Contains(t, r.out.Log, "result: error_max_turns after 7 turns, $0.5000, 5.678s\n")
 	})
 	t.Run("crash", func(t *testing.T) {
 		t.Parallel()
-		r := runClaude(t, AgentConfig{}, Request{}, map[string]string{"CLAUDE_STUB_FAIL": "crash"})
+		r := runClaude(t, executor.AgentConfig{}, executor.Request{}, map[string]string{"CLAUDE_STUB_FAIL": "crash"})
 		require.Equal(t, 7, r.res.ExitCode)
 		require.True(t, r.out.Failed)
 		require.Equal(t, "claude exited with code 7", r.out.FailureSummary)
@@ -235,7 +236,7 @@ func TestClaudeRunFailures(t *testing.T) {
 	})
 	t.Run("wrong resume", func(t *testing.T) {
 		t.Parallel()
-		r := runClaude(t, AgentConfig{}, Request{ResumeSessionID: "other"}, map[string]string{"CLAUDE_STUB_EXPECT_RESUME": "prev"})
+		r := runClaude(t, executor.AgentConfig{}, executor.Request{ResumeSessionID: "other"}, map[string]string{"CLAUDE_STUB_EXPECT_RESUME": "prev"})
 		require.Equal(t, 2, r.res.ExitCode)
 		require.Contains(t, string(r.res.Stderr), "--resume is 'other', want 'prev'")
 		require.True(t, r.out.Failed)
@@ -257,54 +258,54 @@ func TestClaudeArgv(t *testing.T) {
 
 	tests := []struct {
 		name string
-		cfg  AgentConfig
-		req  Request
+		cfg  executor.AgentConfig
+		req  executor.Request
 		want []string
 		err  string
 	}{
 		{
 			name: "defaults",
-			req:  Request{Prompt: "Do it."},
+			req:  executor.Request{Prompt: "Do it."},
 			want: base("Do it.", "acceptEdits", defaultTools, sys, "50"),
 		},
 		{
 			name: "configured",
-			cfg: AgentConfig{PermissionMode: "bypassPermissions", AllowedTools: []string{"Read", " Bash(make:*) ", ClaudeAskRule, "Read", ""},
+			cfg: executor.AgentConfig{PermissionMode: "bypassPermissions", AllowedTools: []string{"Read", " Bash(make:*) ", ClaudeAskRule, "Read", ""},
 				MaxTurns: 12, Model: "sonnet", ExtraArgs: []string{"--add-dir", "/shared"}},
-			req: Request{Prompt: "Do it.", Sandbox: "read-only"},
+			req: executor.Request{Prompt: "Do it.", Sandbox: "read-only"},
 			want: append(base("Do it.", "bypassPermissions", "Read,Bash(make:*),"+ClaudeAskRule, claudeSystemPrompt(true, false), "12"),
 				"--model", "sonnet", "--add-dir", "/shared"),
 		},
 		{
 			name: "job model and resume",
-			cfg:  AgentConfig{Model: "sonnet"},
-			req:  Request{Prompt: "Do it.", Model: "opus", ResumeSessionID: "s-1", MaxBudgetUSD: 0.25},
+			cfg:  executor.AgentConfig{Model: "sonnet"},
+			req:  executor.Request{Prompt: "Do it.", Model: "opus", ResumeSessionID: "s-1", MaxBudgetUSD: 0.25},
 			want: append(base("Do it.", "acceptEdits", defaultTools, sys, "50"),
 				"--model", "opus", "--resume", "s-1", "--max-budget-usd", "0.25"),
 		},
 		{
 			name: "prompt file",
-			req:  Request{PromptFile: promptFile},
+			req:  executor.Request{PromptFile: promptFile},
 			want: base("Prompt from a file.", "acceptEdits", defaultTools, sys, "50"),
 		},
 		{
 			name: "prompt that looks like an option",
-			req:  Request{Prompt: "--help me fix this"},
+			req:  executor.Request{Prompt: "--help me fix this"},
 			want: base(" --help me fix this", "acceptEdits", defaultTools, sys, "50"),
 		},
 		{
 			name: "empty prompt",
-			req:  Request{Prompt: " \n"},
+			req:  executor.Request{Prompt: " \n"},
 			err:  "claude: empty prompt",
 		},
 		{
 			name: "missing prompt file",
-			req:  Request{PromptFile: filepath.Join(t.TempDir(), "none")},
+			req:  executor.Request{PromptFile: filepath.Join(t.TempDir(), "none")},
 			err:  "read prompt:",
 		},
 		{
 			name: "relay MCP without a meta dir",
-			req:  Request{Prompt: "Do it.", RelayMCPURL: "http://relay/mcp"},
+			req:  executor.Request{Prompt: "Do it.", RelayMCPURL: "http://relay/mcp"},
 			err:  "needs a meta directory",
 		},
 	}
@@ -313,7 +314,7 @@ func TestClaudeArgv(t *testing.T) {
 			t.Parallel()
 			cfg := tt.cfg
 			cfg.Binary = "claude"
-			got, err := Claude{}.Argv(&cfg, &tt.req)
+			got, err := Adapter{}.Argv(&cfg, &tt.req)
 			if tt.err != "" {
 				require.ErrorContains(t, err, tt.err)
 				return
@@ -330,9 +331,9 @@ func TestClaudeArgvMCPConfig(t *testing.T) {
 	path := filepath.Join(meta, ClaudeMCPConfigFile)
 	require.NoError(t, os.WriteFile(path, []byte("stale"), 0o644))
 
-	cfg := AgentConfig{Binary: "claude"}
-	req := Request{Prompt: "Do it.", MetaDir: meta, RelayMCPURL: "http://relay/mcp"}
-	argv, err := Claude{}.Argv(&cfg, &req)
+	cfg := executor.AgentConfig{Binary: "claude"}
+	req := executor.Request{Prompt: "Do it.", MetaDir: meta, RelayMCPURL: "http://relay/mcp"}
+	argv, err := Adapter{}.Argv(&cfg, &req)
 	require.NoError(t, err)
 	requireFlag(t, argv, "--mcp-config", path)
 	require.Equal(t, "--max-turns", argv[slices.Index(argv, "--permission-prompt-tool")+2],
@@ -375,18 +376,18 @@ func TestClaudeParse(t *testing.T) {
 		name     string
 		stdout   []byte
 		exitCode int
-		want     AgentOutput
+		want     executor.AgentOutput
 	}{
 		{
 			name: "success",
 			stdout: lines(initLine, "not json", `["an array"]`, `{"broken":`, toolLine, toolLine2, toolErrLine, subLine, userString, textLine,
 				`{"type":"result","subtype":"success","is_error":false,"duration_ms":2500,"num_turns":4,"result":"Finished.\n### TEST_PLAN\n- go test","session_id":"s-result","total_cost_usd":0.12,`+
 					`"usage":{"input_tokens":50,"cache_creation_input_tokens":25,"cache_read_input_tokens":300,"output_tokens":70}}`),
-			want: AgentOutput{
+			want: executor.AgentOutput{
 				SessionID:    "s-result",
 				FinalMessage: "Finished.\n### TEST_PLAN\n- go test",
 				CostUSD:      0.12,
-				Usage:        AgentUsage{InputTokens: 75, CachedInputTokens: 300, OutputTokens: 70},
+				Usage:        executor.AgentUsage{InputTokens: 75, CachedInputTokens: 300, OutputTokens: 70},
 				Log: "session: s-init model claude-x mode acceptEdits\n" +
 					"message: Let me look. First the status.\n" +
 					"tool: Bash git status\n" +
@@ -401,60 +402,60 @@ func TestClaudeParse(t *testing.T) {
 		{
 			name:   "empty result text keeps the last message",
 			stdout: lines(initLine, textLine, subLine, `{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"","session_id":"s-init","total_cost_usd":0.01}`),
-			want: AgentOutput{SessionID: "s-init", FinalMessage: "All done.", CostUSD: 0.01,
+			want: executor.AgentOutput{SessionID: "s-init", FinalMessage: "All done.", CostUSD: 0.01,
 				Log: "session: s-init model claude-x mode acceptEdits\nmessage: All done.\nmessage: subagent text\ntool: Grep TODO\nresult: success after 1 turns, $0.0100\n"},
 		},
 		{
 			name:     "is_error with success subtype",
 			stdout:   lines(`{"type":"result","subtype":"success","is_error":true,"num_turns":2,"result":"API Error: 529 overloaded\nretry later","session_id":"s","total_cost_usd":0.02}`),
 			exitCode: 1,
-			want: AgentOutput{SessionID: "s", FinalMessage: "API Error: 529 overloaded\nretry later", CostUSD: 0.02,
+			want: executor.AgentOutput{SessionID: "s", FinalMessage: "API Error: 529 overloaded\nretry later", CostUSD: 0.02,
 				Failed: true, FailureSummary: "error after 2 turns: API Error: 529 overloaded retry later",
 				Log: "result: success after 2 turns, $0.0200\n"},
 		},
 		{
 			name:   "budget stop is a failure though not is_error",
 			stdout: lines(`{"type":"result","subtype":"error_max_budget_usd","is_error":false,"num_turns":6,"session_id":"s","total_cost_usd":1.07}`),
-			want: AgentOutput{SessionID: "s", CostUSD: 1.07, Failed: true, FailureSummary: "error_max_budget_usd after 6 turns",
+			want: executor.AgentOutput{SessionID: "s", CostUSD: 1.07, Failed: true, FailureSummary: "error_max_budget_usd after 6 turns",
 				Log: "result: error_max_budget_usd after 6 turns, $1.0700\n"},
 		},
 		{
 			name:     "error during execution",
 			stdout:   lines(initLine, `{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":0,"session_id":"s-init","total_cost_usd":0}`),
 			exitCode: 1,
-			want: AgentOutput{SessionID: "s-init", Failed: true, FailureSummary: "error_during_execution",
+			want: executor.AgentOutput{SessionID: "s-init", Failed: true, FailureSummary: "error_during_execution",
 				Log: "session: s-init model claude-x mode acceptEdits\nresult: error_during_execution after 0 turns, $0.0000\n"},
 		},
 		{
 			name:   "old cost field",
 			stdout: lines(`{"type":"result","subtype":"success","result":"ok","session_id":"s","cost_usd":0.3,"num_turns":1}`),
-			want:   AgentOutput{SessionID: "s", FinalMessage: "ok", CostUSD: 0.3, Log: "result: success after 1 turns, $0.3000\n"},
+			want:   executor.AgentOutput{SessionID: "s", FinalMessage: "ok", CostUSD: 0.3, Log: "result: success after 1 turns, $0.3000\n"},
 		},
 		{
 			name:     "killed without a result",
 			stdout:   lines(initLine, toolLine, toolLine2, textLine, `{"type":"assistant","message":{"id":"m4","content":[{"type":"tool_use","name":"mcp__task-relay__relay_ask","input":{"type":"CLARIFICATION"}}`),
 			exitCode: 143,
-			want: AgentOutput{SessionID: "s-init", FinalMessage: "All done.",
-				Usage:  AgentUsage{InputTokens: 16, CachedInputTokens: 102, OutputTokens: 23},
+			want: executor.AgentOutput{SessionID: "s-init", FinalMessage: "All done.",
+				Usage:  executor.AgentUsage{InputTokens: 16, CachedInputTokens: 102, OutputTokens: 23},
 				Failed: true, FailureSummary: "claude exited with code 143",
 				Log: "session: s-init model claude-x mode acceptEdits\nmessage: Let me look. First the status.\ntool: Bash git status\ntool: Edit pkg/a.go\nmessage: All done.\nresult: none, claude exited with code 143\n"},
 		},
 		{
 			name:   "no output",
 			stdout: nil,
-			want:   AgentOutput{Failed: true, FailureSummary: "claude ended without a result", Log: "result: none, claude ended without a result\n"},
+			want:   executor.AgentOutput{Failed: true, FailureSummary: "claude ended without a result", Log: "result: none, claude ended without a result\n"},
 		},
 		{
 			name:     "garbage and a non-zero exit",
 			stdout:   []byte("Error: unknown option '--bogus'\n"),
 			exitCode: 1,
-			want:     AgentOutput{Failed: true, FailureSummary: "claude exited with code 1", Log: "result: none, claude exited with code 1\n"},
+			want:     executor.AgentOutput{Failed: true, FailureSummary: "claude exited with code 1", Log: "result: none, claude exited with code 1\n"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := Claude{}.Parse(&AgentConfig{}, &Request{Workdir: "/ws"}, tt.stdout, tt.exitCode)
+			got := Adapter{}.Parse(&executor.AgentConfig{}, &executor.Request{Workdir: "/ws"}, tt.stdout, tt.exitCode)
 			require.Equal(t, tt.want, got)
 		})
 	}

@@ -1,8 +1,9 @@
-package executor
+package gemini
 
 import (
 	"context"
 	"fmt"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,17 +40,17 @@ func geminiSetup(t *testing.T) *geminiBundle {
 	return b
 }
 
-// run runs the stub through an Agent with cfg (Name and Binary filled in)
+// run runs the stub through an executor.Agent with cfg (Name and Binary filled in)
 // and env for the stub, and returns the result and the arguments the stub
 // was given.
-func (b *geminiBundle) run(t *testing.T, cfg AgentConfig, req Request, env map[string]string) (*Result, []string) {
+func (b *geminiBundle) run(t *testing.T, cfg executor.AgentConfig, req executor.Request, env map[string]string) (*executor.Result, []string) {
 	t.Helper()
 	cfg.Name, cfg.Binary = "gemini", b.stub
 	cfg.Env = map[string]string{"GEMINI_STUB_ARGS_FILE": b.argsFile}
 	for k, v := range env {
 		cfg.Env[k] = v
 	}
-	a, err := NewAgent(cfg, Gemini{})
+	a, err := executor.NewAgent(cfg, Adapter{})
 	require.NoError(t, err)
 	req.Workdir, req.MetaDir = b.workdir, b.metaDir
 	if req.Prompt == "" {
@@ -66,7 +67,7 @@ func (b *geminiBundle) run(t *testing.T, cfg AgentConfig, req Request, env map[s
 func TestGeminiRun(t *testing.T) {
 	t.Parallel()
 	b := geminiSetup(t)
-	res, args := b.run(t, AgentConfig{}, Request{Prompt: "Add a greeting."},
+	res, args := b.run(t, executor.AgentConfig{}, executor.Request{Prompt: "Add a greeting."},
 		map[string]string{"GEMINI_STUB_SESSION": "sess-1", "GEMINI_STUB_EDIT": "greeting.txt"})
 
 	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
@@ -76,7 +77,7 @@ func TestGeminiRun(t *testing.T) {
 	require.Empty(t, out.FailureSummary)
 	require.Equal(t, "sess-1", out.SessionID)
 	require.Equal(t, geminiStubFinal, out.FinalMessage)
-	require.Equal(t, AgentUsage{InputTokens: 800, CachedInputTokens: 50, OutputTokens: 120}, out.Usage)
+	require.Equal(t, executor.AgentUsage{InputTokens: 800, CachedInputTokens: 50, OutputTokens: 120}, out.Usage)
 	require.Contains(t, out.Log, "gemini: model gemini-2.5-pro: requests 2, prompt tokens 800 (50 cached), output tokens 120")
 	require.Contains(t, out.Log, "gemini: tool calls 2 (2 succeeded, 0 failed): read_file 1, replace 1")
 
@@ -90,21 +91,21 @@ func TestGeminiArgs(t *testing.T) {
 	base := []string{"-p", "Do the task.", "-o", "json", "--approval-mode"}
 	for _, tc := range []struct {
 		name string
-		cfg  AgentConfig
-		req  Request
+		cfg  executor.AgentConfig
+		req  executor.Request
 		want []string // after base
 	}{
-		{"defaults", AgentConfig{}, Request{}, []string{"auto_edit"}},
-		{"workspace-write", AgentConfig{}, Request{Sandbox: "workspace-write"}, []string{"auto_edit"}},
-		{"read-only", AgentConfig{}, Request{Sandbox: "read-only"}, []string{"default"}},
-		{"configured mode", AgentConfig{ApprovalMode: "yolo"}, Request{}, []string{"yolo"}},
-		{"configured mode wins over read-only", AgentConfig{ApprovalMode: "auto_edit"}, Request{Sandbox: "read-only"}, []string{"auto_edit"}},
-		{"configured model", AgentConfig{Model: "flash"}, Request{}, []string{"auto_edit", "-m", "flash"}},
-		{"job model wins", AgentConfig{Model: "flash"}, Request{Model: "gemini-2.5-pro"}, []string{"auto_edit", "-m", "gemini-2.5-pro"}},
-		{"resume", AgentConfig{}, Request{ResumeSessionID: "sess-0"}, []string{"auto_edit", "--resume", "sess-0"}},
+		{"defaults", executor.AgentConfig{}, executor.Request{}, []string{"auto_edit"}},
+		{"workspace-write", executor.AgentConfig{}, executor.Request{Sandbox: "workspace-write"}, []string{"auto_edit"}},
+		{"read-only", executor.AgentConfig{}, executor.Request{Sandbox: "read-only"}, []string{"default"}},
+		{"configured mode", executor.AgentConfig{ApprovalMode: "yolo"}, executor.Request{}, []string{"yolo"}},
+		{"configured mode wins over read-only", executor.AgentConfig{ApprovalMode: "auto_edit"}, executor.Request{Sandbox: "read-only"}, []string{"auto_edit"}},
+		{"configured model", executor.AgentConfig{Model: "flash"}, executor.Request{}, []string{"auto_edit", "-m", "flash"}},
+		{"job model wins", executor.AgentConfig{Model: "flash"}, executor.Request{Model: "gemini-2.5-pro"}, []string{"auto_edit", "-m", "gemini-2.5-pro"}},
+		{"resume", executor.AgentConfig{}, executor.Request{ResumeSessionID: "sess-0"}, []string{"auto_edit", "--resume", "sess-0"}},
 		{
-			"everything", AgentConfig{Model: "pro", ExtraArgs: []string{"--include-directories", "/tmp/x", "--debug"}},
-			Request{ResumeSessionID: "sess-0", Sandbox: "read-only"},
+			"everything", executor.AgentConfig{Model: "pro", ExtraArgs: []string{"--include-directories", "/tmp/x", "--debug"}},
+			executor.Request{ResumeSessionID: "sess-0", Sandbox: "read-only"},
 			[]string{"default", "-m", "pro", "--resume", "sess-0", "--include-directories", "/tmp/x", "--debug"},
 		},
 	} {
@@ -131,7 +132,7 @@ func TestGeminiArgs(t *testing.T) {
 func TestGeminiResume(t *testing.T) {
 	t.Parallel()
 	b := geminiSetup(t)
-	res, _ := b.run(t, AgentConfig{}, Request{ResumeSessionID: "sess-0"},
+	res, _ := b.run(t, executor.AgentConfig{}, executor.Request{ResumeSessionID: "sess-0"},
 		map[string]string{"GEMINI_STUB_EXPECT_RESUME": "sess-0"})
 	require.False(t, res.Agent.Failed, res.Agent.FailureSummary)
 	require.Equal(t, "sess-0", res.Agent.SessionID)
@@ -139,7 +140,7 @@ func TestGeminiResume(t *testing.T) {
 
 	// A stub expecting another session refuses, as gemini does for an
 	// unknown one.
-	res, _ = b.run(t, AgentConfig{}, Request{ResumeSessionID: "sess-9"},
+	res, _ = b.run(t, executor.AgentConfig{}, executor.Request{ResumeSessionID: "sess-9"},
 		map[string]string{"GEMINI_STUB_EXPECT_RESUME": "sess-0"})
 	require.Equal(t, 2, res.ExitCode)
 	require.True(t, res.Agent.Failed)
@@ -165,7 +166,7 @@ func TestGeminiExitCodes(t *testing.T) {
 		t.Run(fmt.Sprintf("%d/%s", tc.exit, tc.errorTo), func(t *testing.T) {
 			t.Parallel()
 			b := geminiSetup(t)
-			res, _ := b.run(t, AgentConfig{}, Request{},
+			res, _ := b.run(t, executor.AgentConfig{}, executor.Request{},
 				map[string]string{"GEMINI_STUB_EXIT": strconv.Itoa(tc.exit), "GEMINI_STUB_ERROR_TO": tc.errorTo})
 			require.Equal(t, tc.exit, res.ExitCode)
 			if tc.errorTo == "stderr" {
@@ -180,7 +181,7 @@ func TestGeminiExitCodes(t *testing.T) {
 
 func TestGeminiArgvNeedsPrompt(t *testing.T) {
 	t.Parallel()
-	_, err := Gemini{}.Argv(&AgentConfig{Binary: "gemini"}, &Request{Workdir: t.TempDir()})
+	_, err := Adapter{}.Argv(&executor.AgentConfig{Binary: "gemini"}, &executor.Request{Workdir: t.TempDir()})
 	require.ErrorContains(t, err, "without a prompt")
 }
 
@@ -198,18 +199,18 @@ func TestParseGemini(t *testing.T) {
     "files": {"totalLinesAdded": 7, "totalLinesRemoved": 2}
   }
 }`
-	summed := AgentUsage{InputTokens: 1010, CachedInputTokens: 100, OutputTokens: 202}
+	summed := executor.AgentUsage{InputTokens: 1010, CachedInputTokens: 100, OutputTokens: 202}
 	for _, tc := range []struct {
 		name    string
 		stdout  string
 		exit    int
-		want    AgentOutput // Log is checked separately
+		want    executor.AgentOutput // Log is checked separately
 		wantLog []string
 	}{
 		{
 			name:   "result",
 			stdout: result + "\n",
-			want:   AgentOutput{SessionID: "s-1", FinalMessage: "Done.", Usage: summed},
+			want:   executor.AgentOutput{SessionID: "s-1", FinalMessage: "Done.", Usage: summed},
 			wantLog: []string{
 				"gemini: session s-1",
 				"gemini: model gemini-2.5-flash: requests 1 (1 failed), prompt tokens 10 (0 cached), output tokens 2",
@@ -221,77 +222,77 @@ func TestParseGemini(t *testing.T) {
 		{
 			name:   "other output around it",
 			stdout: "Loaded cached credentials.\n{\"level\":\"info\",\"msg\":\"mcp server up\"}\n" + result + "\nData collection is disabled.\n",
-			want:   AgentOutput{SessionID: "s-1", FinalMessage: "Done.", Usage: summed},
+			want:   executor.AgentOutput{SessionID: "s-1", FinalMessage: "Done.", Usage: summed},
 		},
 		{
 			name:   "compact, no session, no stats",
 			stdout: `{"response":"Only this."}`,
-			want:   AgentOutput{FinalMessage: "Only this."},
+			want:   executor.AgentOutput{FinalMessage: "Only this."},
 		},
 		{
 			name:   "braces in the response and in text before it",
 			stdout: "config { not json\n  {also not\n" + `{"response":"func f() {\n}\n{\"a\":1}"}` + "\n",
-			want:   AgentOutput{FinalMessage: "func f() {\n}\n{\"a\":1}"},
+			want:   executor.AgentOutput{FinalMessage: "func f() {\n}\n{\"a\":1}"},
 		},
 		{
 			name:   "an object mid-line is not the result",
 			stdout: `note: {"response":"no"}` + "\n" + `{"response":"yes"}`,
-			want:   AgentOutput{FinalMessage: "yes"},
+			want:   executor.AgentOutput{FinalMessage: "yes"},
 		},
 		{
 			name:   "the last result wins",
 			stdout: `{"response":"first"}` + "\n" + `{"response":"second","session_id":"s-2"}`,
-			want:   AgentOutput{FinalMessage: "second", SessionID: "s-2"},
+			want:   executor.AgentOutput{FinalMessage: "second", SessionID: "s-2"},
 		},
 		{
 			name:   "stats of another shape cost only the stats",
 			stdout: `{"response":"ok","stats":{"models":[1,2]}}`,
-			want:   AgentOutput{FinalMessage: "ok"},
+			want:   executor.AgentOutput{FinalMessage: "ok"},
 		},
 		{
 			name:   "error object with exit 0",
 			stdout: `{"session_id":"s-3","error":{"type":"ApiError","message":"quota\nexceeded","code":"RESOURCE_EXHAUSTED"}}`,
-			want: AgentOutput{SessionID: "s-3", Failed: true,
+			want: executor.AgentOutput{SessionID: "s-3", Failed: true,
 				FailureSummary: "ApiError: quota exceeded"},
 			wantLog: []string{"gemini: error: ApiError: quota exceeded"},
 		},
 		{
 			name:   "error object without a type",
 			stdout: `{"error":{"message":"boom"}}`,
-			want:   AgentOutput{Failed: true, FailureSummary: "boom"},
+			want:   executor.AgentOutput{Failed: true, FailureSummary: "boom"},
 		},
 		{
 			name:   "error that is not an object",
 			stdout: `{"error":"boom"}`,
-			want:   AgentOutput{Failed: true, FailureSummary: `"boom"`},
+			want:   executor.AgentOutput{Failed: true, FailureSummary: `"boom"`},
 		},
 		{
 			name:   "null error",
 			stdout: `{"response":"fine","error":null}`,
-			want:   AgentOutput{FinalMessage: "fine"},
+			want:   executor.AgentOutput{FinalMessage: "fine"},
 		},
 		{
 			name:   "exit 42 with the error object",
 			stdout: `{"error":{"type":"FatalInputError","message":"No input provided via stdin.","code":42}}`,
 			exit:   42,
-			want:   AgentOutput{Failed: true, FailureSummary: "gemini rejected the input (exit 42): No input provided via stdin."},
+			want:   executor.AgentOutput{Failed: true, FailureSummary: "gemini rejected the input (exit 42): No input provided via stdin."},
 		},
 		{
 			name: "exit 42 alone",
 			exit: 42,
-			want: AgentOutput{Failed: true, FailureSummary: "gemini rejected the input (exit 42)"},
+			want: executor.AgentOutput{Failed: true, FailureSummary: "gemini rejected the input (exit 42)"},
 		},
 		{
 			name:   "exit 53",
 			stdout: `{"error":{"type":"FatalTurnLimitedError","message":"Reached max session turns.","code":53}}`,
 			exit:   53,
-			want:   AgentOutput{Failed: true, FailureSummary: "gemini hit its turn limit (exit 53)"},
+			want:   executor.AgentOutput{Failed: true, FailureSummary: "gemini hit its turn limit (exit 53)"},
 		},
 		{
 			name:   "exit 1 keeps what was reported",
 			stdout: result,
 			exit:   1,
-			want: AgentOutput{SessionID: "s-1", FinalMessage: "Done.", Usage: summed, Failed: true,
+			want: executor.AgentOutput{SessionID: "s-1", FinalMessage: "Done.", Usage: summed, Failed: true,
 				FailureSummary: "gemini exited with code 1"},
 			wantLog: []string{"gemini: exit code 1"},
 		},
@@ -299,28 +300,28 @@ func TestParseGemini(t *testing.T) {
 			name:   "killed",
 			stdout: "Thinking...\n",
 			exit:   143,
-			want:   AgentOutput{Failed: true, FailureSummary: "gemini exited with code 143"},
+			want:   executor.AgentOutput{Failed: true, FailureSummary: "gemini exited with code 143"},
 		},
 		{
 			name:    "exit 0 without a result",
 			stdout:  "The answer is 4.\n",
-			want:    AgentOutput{Failed: true, FailureSummary: "gemini printed no JSON result"},
+			want:    executor.AgentOutput{Failed: true, FailureSummary: "gemini printed no JSON result"},
 			wantLog: []string{"gemini: no JSON result in 17 bytes of stdout"},
 		},
 		{
 			name:   "truncated result",
 			stdout: result[:len(result)/2],
-			want:   AgentOutput{Failed: true, FailureSummary: "gemini printed no JSON result"},
+			want:   executor.AgentOutput{Failed: true, FailureSummary: "gemini printed no JSON result"},
 		},
 		{
 			name:   "JSON that is not a result",
 			stdout: `{"level":"warn","msg":"deprecated flag"}`,
-			want:   AgentOutput{Failed: true, FailureSummary: "gemini printed no JSON result"},
+			want:   executor.AgentOutput{Failed: true, FailureSummary: "gemini printed no JSON result"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := Gemini{}.Parse(&AgentConfig{}, &Request{}, []byte(tc.stdout), tc.exit)
+			got := Adapter{}.Parse(&executor.AgentConfig{}, &executor.Request{}, []byte(tc.stdout), tc.exit)
 			log := got.Log
 			got.Log = ""
 			require.Equal(t, tc.want, got)
