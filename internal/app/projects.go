@@ -359,6 +359,7 @@ func (p *Project) load(_ context.Context) (*projectState, error) {
 		LogSink:         s.relay.AppendLog,
 		MaxOutputBytes:  s.cfg.Server.MaxOutputBytes,
 		AdmitTimeout:    s.cfg.Server.AdmitTimeout(),
+		AskTimeout:      cfg.AskAnswer.AskTimeout(),
 		Logger:          log,
 	})
 	if err != nil {

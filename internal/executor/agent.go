@@ -25,6 +25,9 @@ type AgentOutput struct {
 	Usage        AgentUsage
 	// CostUSD is the cost the agent reports, where it does (claude).
 	CostUSD float64
+	// OverBudget is set when the agent stopped because it reached the
+	// job's budget (MaxBudgetUSD): the job fails with POLICY.
+	OverBudget bool
 	// Failed is set when the agent reported failure in its own way (an
 	// error event, is_error, an error object, a special exit code);
 	// FailureSummary then says why in one line.
@@ -47,6 +50,33 @@ type Adapter interface {
 	Argv(cfg *AgentConfig, req *Request) ([]string, error)
 	// Parse reads the agent's stdout (and exit code) after the run.
 	Parse(cfg *AgentConfig, req *Request, stdout []byte, exitCode int) AgentOutput
+}
+
+// Resumer is the optional part of an Adapter whose agent keeps sessions
+// per working directory: before a follow-up run resumes a session, it
+// makes the session found from req.Workdir (copying it from under
+// req.ParentWorkdir in the agent's session store, say). env is the
+// environment the run will have (HOME and the agent's own variables).
+type Resumer interface {
+	PrepareResume(ctx context.Context, cfg *AgentConfig, req *Request, env []string) error
+}
+
+// Health is what an agent's own non-interactive health check found.
+type Health struct {
+	// Version is the agent's version, as it reports it.
+	Version string
+	// Detail describes what was checked (auth mode, trust).
+	Detail string
+	// Err is set when the agent cannot run jobs as configured; Fix then
+	// says what to do.
+	Err error
+	Fix string
+}
+
+// Checker is the optional part of an Adapter that can check its agent
+// (for doctor): the binary runs, is authenticated, trusts workspaces.
+type Checker interface {
+	Check(ctx context.Context, cfg *AgentConfig, env []string) Health
 }
 
 // AgentConfig configures a coding-agent executor.
@@ -127,8 +157,14 @@ func (a *Agent) Run(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("executor %s: %w", a.cfg.Name, err)
 	}
+	env := environ(a.cfg.BaseEnv, a.cfg.Env, req.Env)
+	if r, ok := a.adapter.(Resumer); ok && req.ResumeSessionID != "" {
+		if err := r.PrepareResume(ctx, &a.cfg, req, env); err != nil {
+			return nil, fmt.Errorf("executor %s: resume session %s: %w", a.cfg.Name, req.ResumeSessionID, err)
+		}
+	}
 	res, err := launch(ctx, launchSpec{
-		name: a.cfg.Name, argv: argv, env: environ(a.cfg.BaseEnv, a.cfg.Env, req.Env), req: req,
+		name: a.cfg.Name, argv: argv, env: env, req: req,
 		timeout: minTimeout(req.Timeout, a.cfg.Timeout), killGrace: a.cfg.KillGrace, shim: a.cfg.Shim,
 	})
 	if err != nil {

@@ -71,7 +71,25 @@ type Request struct {
 	// at it for relay_ask and relay_approve.
 	RelayMCPURL string
 	RelayToken  string
+	// RelayBinary is the absolute path of the relay binary, whose `ask`
+	// command an agent can run from any shell (login shells included).
+	RelayBinary string
+	// AskPolicy is the job's execution.askPolicy: untrusted, on-request,
+	// on-failure or never (when the agent asks for approval). Empty means
+	// the agent's default.
+	AskPolicy string
+	// AskTimeout is the longest an ask of this run may wait for its answer;
+	// agents' tool-call timeouts for relay_ask and relay_approve are raised
+	// to it. Zero means the adapter's default.
+	AskTimeout time.Duration
+	// ParentWorkdir, for a follow-up, is the workdir the parent job's run
+	// had (now gone): agents that keep sessions per directory find the
+	// session they resume under it.
+	ParentWorkdir string
 }
+
+// ReadOnly reports whether the job must not change the workspace.
+func (r *Request) ReadOnly() bool { return r.Sandbox == "read-only" }
 
 // Result is the outcome of a run that started.
 type Result struct {

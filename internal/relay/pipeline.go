@@ -62,6 +62,10 @@ type PipelineConfig struct {
 	// JobToken returns the bearer token an executor uses for the
 	// Ask/Answer API of its job (TASK_RELAY_TOKEN). Defaults to none.
 	JobToken func(jobID string) string
+	// AskTimeout is the deadline of an ask that sets none; agents' tool
+	// calls to relay_ask and relay_approve may wait that long. Defaults to
+	// none (the adapters' own).
+	AskTimeout time.Duration
 	// MaxOutputBytes bounds captured executor output. Defaults to the
 	// executor package default.
 	MaxOutputBytes int64
@@ -271,7 +275,7 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		}
 	}
 
-	prompt := RenderPrompt(job, ws.Dir)
+	prompt := RenderPrompt(job, ws.Dir, p.cfg.Shim)
 	promptFile := filepath.Join(ws.MetaDir, "prompt.md")
 	if err := os.WriteFile(promptFile, []byte(prompt), 0o600); err != nil {
 		return fail(relaytype.ReasonInternalError, "write prompt: %v", err)
@@ -333,6 +337,10 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		MaxOutputBytes: p.cfg.MaxOutputBytes,
 		MetaDir:        ws.MetaDir, Sandbox: job.Spec.Execution.Sandbox, ResumeSessionID: resume,
 		MaxBudgetUSD: job.Spec.Execution.MaxBudgetUSD, RelayMCPURL: p.cfg.RelayMCPURL, RelayToken: token,
+		RelayBinary: p.cfg.Shim, AskPolicy: job.Spec.Execution.AskPolicy, AskTimeout: p.cfg.AskTimeout,
+	}
+	if job.ParentJobID != "" {
+		req.ParentWorkdir = p.cfg.Workspaces.CheckoutPath(job.ParentJobID)
 	}
 	var ls *logStream
 	if p.cfg.LogSink != nil {
@@ -353,7 +361,7 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	}
 	ReportPhase(ctx, relaytype.PhaseCollecting)
 
-	logs, finalText := res.Output, res.Stdout
+	logs, out := res.Output, RenderOut(res.Stdout)
 	var usage *relaytype.Usage
 	sessionID := ""
 	if ag := res.Agent; ag != nil {
@@ -361,7 +369,8 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 			logs = append([]byte(strings.TrimRight(ag.Log, "\n")+"\n\n--- executor output ---\n"), res.Output...)
 		}
 		if ag.FinalMessage != "" {
-			finalText = []byte(ag.FinalMessage)
+			// An agent's final message is its report: all of it.
+			out = RenderMessage(ag.FinalMessage)
 		}
 		sessionID = ag.SessionID
 		if u := ag.Usage; u.InputTokens+u.OutputTokens+u.CachedInputTokens > 0 || ag.CostUSD > 0 {
@@ -379,6 +388,9 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	switch {
 	case res.TimedOut:
 		return withArts(fail(relaytype.ReasonTimeout, "executor %q timed out after %s", job.Executor, res.Duration.Round(time.Millisecond)))
+	case res.Agent != nil && res.Agent.OverBudget:
+		return withArts(fail(relaytype.ReasonPolicy, "executor %q stopped at the job's budget of $%.4f: %s",
+			job.Executor, job.Spec.Execution.MaxBudgetUSD, res.Agent.FailureSummary))
 	case res.Agent != nil && res.Agent.Failed:
 		return withArts(fail(relaytype.ReasonExecutorError, "executor %q failed: %s", job.Executor, res.Agent.FailureSummary))
 	case res.ExitCode != 0:
@@ -414,6 +426,7 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		}
 		return withArts(fail(reason, "patch does not apply to baseline %s: %v", short(job.BaselineCommit), err))
 	}
+	own := patch // what this run changed
 	if start != "" {
 		inc, err := ws.DiffFrom(ctx, start)
 		if err == nil {
@@ -422,9 +435,14 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		if err != nil {
 			return withArts(fail(relaytype.ReasonBadArtifacts, "compute incremental patch: %v", err))
 		}
+		own = inc
 	}
-	if err := save(relaytype.ArtifactOut, RenderOut(finalText)); err != nil {
+	if err := save(relaytype.ArtifactOut, out); err != nil {
 		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
+	}
+	if job.Spec.Execution.Sandbox == "read-only" && len(bytes.TrimSpace(own)) > 0 {
+		return withArts(fail(relaytype.ReasonPolicy, "the job is read-only (execution.sandbox) but the executor changed files: %s",
+			strings.TrimPrefix(patchSummary(own), "executor finished; ")))
 	}
 	return withArts(Outcome{State: relaytype.StateSucceeded, Summary: patchSummary(patch)})
 }

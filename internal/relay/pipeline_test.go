@@ -217,11 +217,11 @@ func TestRenderPrompt(t *testing.T) {
 			{Path: "a.go", From: 2, To: 3}, {Path: "../etc/passwd", From: 1, To: 1},
 		}},
 	}}
-	p := relay.RenderPrompt(job, dir)
+	p := relay.RenderPrompt(job, dir, "")
 	for _, want := range []string{"# Task: Fix it", "Make it work.", "- tests pass", "Relevant paths: src/",
 		"Do not reformat", "`func A()`", "a.go lines 2-3:\n\n```\nl2\nl3\n```", "(path outside the repository)",
 		"https://example.invalid/r.git", "Baseline commit: " + strings.Repeat("c", 40), "### TEST_PLAN"} {
 		require.Contains(t, p, want)
 	}
-	require.Equal(t, p, relay.RenderPrompt(job, dir), "prompt must be deterministic")
+	require.Equal(t, p, relay.RenderPrompt(job, dir, ""), "prompt must be deterministic")
 }

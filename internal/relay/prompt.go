@@ -16,8 +16,9 @@ const maxSnippetLines = 400
 
 // RenderPrompt writes the task prompt handed to an executor: the task,
 // acceptance criteria, scope, context (with the quoted snippet lines read
-// from the workspace at dir), the baseline, and the output convention.
-func RenderPrompt(job *relaytype.Job, dir string) string {
+// from the workspace at dir), the baseline, the output convention and,
+// when relayBinary is set, how to ask through the relay.
+func RenderPrompt(job *relaytype.Job, dir, relayBinary string) string {
 	s := &job.Spec
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Task: %s\n\n%s\n", s.Task.Title, strings.TrimSpace(s.Task.Description))
@@ -78,7 +79,41 @@ How the change was or should be tested.
 ### NOTES
 Anything the reviewer should know.
 `)
+	if relayBinary != "" {
+		b.WriteString(askSection(job, relayBinary))
+	}
 	return b.String()
+}
+
+// askSection tells the agent how to ask the person behind the task
+// instead of guessing: the relay_ask and relay_approve tools where its MCP
+// configuration has them, else the relay's ask command by absolute path
+// (which a login shell that resets PATH still finds).
+func askSection(job *relaytype.Job, relayBinary string) string {
+	var b strings.Builder
+	b.WriteString(`
+## Asking
+
+If you need a decision, a missing fact or an approval that the task does
+not give you, ask instead of guessing. Use the relay_ask tool of the
+task-relay MCP server if you have it (type CLARIFICATION, CHOICE,
+RESOURCE_FETCH, POLICY_DECISION or APPROVAL, and your question), or run:
+
+`)
+	fmt.Fprintf(&b, "    %s ask --type CLARIFICATION \"your question\"\n\n", shellQuote(relayBinary))
+	b.WriteString("The answer is printed (JSON with --json); the command waits until it\ncomes. An answer may take minutes: wait for it.\n")
+	if job.Spec.Execution.Sandbox == "read-only" {
+		b.WriteString("\nThis job is read-only: do not change any file. Report what you found\nor would change in your final message instead.\n")
+	}
+	return b.String()
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // snippet reads lines From..To of a file in dir, refusing paths that
@@ -111,6 +146,16 @@ func snippet(dir string, sn relaytype.CodeSnippet) string {
 
 // maxOutTail bounds out.md when the executor printed no sections.
 const maxOutTail = 64 * 1024
+
+// RenderMessage builds out.md from a coding agent's final message: the
+// whole message (its TEST_PLAN and NOTES sections included), bounded.
+func RenderMessage(msg string) []byte {
+	out := []byte(strings.TrimSpace(msg) + "\n")
+	if len(out) > maxOutTail {
+		out = append([]byte("…\n"), out[len(out)-maxOutTail:]...)
+	}
+	return out
+}
 
 // RenderOut builds out.md from an executor's stdout: its "### TEST_PLAN"
 // and "### NOTES" sections when present, otherwise the tail of its output.

@@ -97,6 +97,12 @@ func New(cfg Config) (*Manager, error) {
 	return &Manager{root: root, rootReal: canonical(root), keep: cfg.Keep, git: git, repoLocks: map[string]*sync.RWMutex{}}, nil
 }
 
+// CheckoutPath returns where the checkout of job jobID is (or was, or
+// will be): Root/<jobID>/repo.
+func (m *Manager) CheckoutPath(jobID string) string {
+	return filepath.Join(m.root, jobID, checkoutName)
+}
+
 // Workspace is one job's checkout at its baseline commit.
 type Workspace struct {
 	// JobID is the job the workspace belongs to.
