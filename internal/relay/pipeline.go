@@ -440,7 +440,9 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	if err := save(relaytype.ArtifactOut, out); err != nil {
 		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
 	}
-	if job.Spec.Execution.Sandbox == "read-only" && len(bytes.TrimSpace(own)) > 0 {
+	// Coding agents are run in the job's sandbox mode; a plain command gets
+	// no sandbox, so the mode is not held against it.
+	if res.Agent != nil && job.Spec.Execution.Sandbox == "read-only" && len(bytes.TrimSpace(own)) > 0 {
 		return withArts(fail(relaytype.ReasonPolicy, "the job is read-only (execution.sandbox) but the executor changed files: %s",
 			strings.TrimPrefix(patchSummary(own), "executor finished; ")))
 	}
