@@ -1,0 +1,45 @@
+package main_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// agentCLIDir holds the coding-agent CLIs from the npm registry, pinned in
+// its package-lock.json: @openai/codex, @anthropic-ai/claude-code and
+// @google/gemini-cli. .ci/run installs them; a test installs them when
+// they are missing. A registry that cannot be reached fails the tests.
+const agentCLIDir = "testdata/agents"
+
+var installAgentCLIs = sync.OnceValue(func() error {
+	if _, err := os.Stat(filepath.Join(agentCLIDir, "node_modules", ".bin", "gemini")); err == nil {
+		return nil
+	}
+	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = agentCLIDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return &installError{out: string(out), err: err}
+	}
+	return nil
+})
+
+// agentCLI returns the absolute path of an installed agent CLI: codex,
+// claude or gemini.
+func agentCLI(t *testing.T, name string) string {
+	t.Helper()
+	require.NoError(t, installAgentCLIs(), "install the agent CLIs from the npm registry")
+	p, err := filepath.Abs(filepath.Join(agentCLIDir, "node_modules", ".bin", name))
+	require.NoError(t, err)
+	require.FileExists(t, p)
+	return p
+}
+
+// longTests reports whether the slow real-agent tests (asks answered after
+// more than a minute) run: TASK_RELAY_E2E_LONG=1, as .ci/run sets in a step
+// of its own.
+func longTests() bool { return os.Getenv("TASK_RELAY_E2E_LONG") == "1" }
