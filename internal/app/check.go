@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 )
 
 // Finding is one result of Check.
@@ -58,6 +59,8 @@ func Check(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	}
 	out = append(out, wiring)
 
+	out = append(out, checkAgents(ctx, cfg)...)
+
 	svcCfg := Finding{Name: "service settings", Detail: filepath.Join(cfg.DataDir, config.ServiceFileName)}
 	if _, err := config.LoadService(cfg.DataDir, getenv); err != nil {
 		svcCfg.Err = err
@@ -96,4 +99,40 @@ func Check(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 	}
 	return append(out, svc)
+}
+
+// agentCheckTimeout bounds one agent's own health check.
+const agentCheckTimeout = 20 * time.Second
+
+// checkAgents runs the health check of every coding-agent executor whose
+// adapter has one (version, auth mode, workspace trust), with the
+// environment its jobs would get.
+func checkAgents(ctx context.Context, cfg *config.Config) []Finding {
+	var out []Finding
+	for _, name := range cfg.Executors.Names() {
+		e := cfg.Executors.ByName[name]
+		ad, ok := adapterFor(e.Kind)
+		if !ok {
+			continue
+		}
+		checker, ok := ad.(executor.Checker)
+		if !ok {
+			continue
+		}
+		binary := e.Binary
+		if binary == "" {
+			binary = ad.DefaultBinary()
+		}
+		ac := &executor.AgentConfig{Name: name, Binary: binary, Model: e.Model, ExtraArgs: e.ExtraArgs, Env: e.Env,
+			PermissionMode: e.PermissionMode, AllowedTools: e.AllowedTools, MaxTurns: e.MaxTurns, ApprovalMode: e.ApprovalMode}
+		cctx, cancel := context.WithTimeout(ctx, agentCheckTimeout)
+		h := checker.Check(cctx, ac, executor.ScrubEnv(os.Environ(), e.PassEnv))
+		cancel()
+		f := Finding{Name: "agent " + name, Detail: h.Detail, Err: h.Err, Fix: h.Fix}
+		if h.Version != "" {
+			f.Detail = fmt.Sprintf("%s %s: %s", e.Kind, h.Version, h.Detail)
+		}
+		out = append(out, f)
+	}
+	return out
 }
