@@ -43,3 +43,15 @@ func agentCLI(t *testing.T, name string) string {
 // more than a minute) run: TASK_RELAY_E2E_LONG=1, as .ci/run sets in a step
 // of its own.
 func longTests() bool { return os.Getenv("TASK_RELAY_E2E_LONG") == "1" }
+
+// TestAgentCLIsArePinned: the installed agent CLIs are the versions the
+// README names and the real-agent tests were written against.
+func TestAgentCLIsArePinned(t *testing.T) {
+	t.Parallel()
+	t.Logf("long end-to-end tests enabled: %v (TASK_RELAY_E2E_LONG)", longTests())
+	for name, want := range map[string]string{"codex": "codex-cli 0.171.0", "claude": "2.1.197 (Claude Code)", "gemini": "0.61.0"} {
+		out, err := exec.Command(agentCLI(t, name), "--version").CombinedOutput()
+		require.NoError(t, err, "%s --version: %s", name, out)
+		require.Contains(t, string(out), want, name)
+	}
+}
