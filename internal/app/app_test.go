@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,4 +266,31 @@ func TestRotateLog(t *testing.T) {
 	b, err := os.ReadFile(log + ".1")
 	require.NoError(t, err)
 	require.Len(t, b, 200)
+}
+
+// TestServiceAllowedHosts: askAnswer.allowedHosts of service.yaml reach the
+// HTTP API's Host check.
+func TestServiceAllowedHosts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ServiceConfigFile), []byte(fmt.Sprintf(
+		"askAnswer:\n  port: %d\n  allowedHosts: [\"relay.tunnel:8080\"]\n", freePort(t))), 0o600))
+	cfg, err := config.LoadService(dir, func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	require.Equal(t, []string{"relay.tunnel:8080"}, cfg.AskAnswer.AllowedHosts)
+	svc, err := New(t.Context(), Options{Config: cfg, Logger: quiet, Version: "t"})
+	require.NoError(t, err)
+	require.NoError(t, svc.Start(t.Context()))
+	t.Cleanup(func() { _ = svc.Close(0) })
+	get := func(host string) int {
+		req, err := http.NewRequest(http.MethodGet, svc.Origin()+"/healthz", nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusOK, get("relay.tunnel:8080"))
+	require.Equal(t, http.StatusForbidden, get("evil.example:8080"))
 }

@@ -60,6 +60,7 @@ func Check(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	out = append(out, wiring)
 
 	out = append(out, checkAgents(ctx, cfg)...)
+	out = append(out, checkSandboxes(cfg)...)
 
 	svcCfg := Finding{Name: "service settings", Detail: filepath.Join(cfg.DataDir, config.ServiceFileName)}
 	if _, err := config.LoadService(cfg.DataDir, getenv); err != nil {
@@ -131,6 +132,26 @@ func checkAgents(ctx context.Context, cfg *config.Config) []Finding {
 		f := Finding{Name: "agent " + name, Detail: h.Detail, Err: h.Err, Fix: h.Fix}
 		if h.Version != "" {
 			f.Detail = fmt.Sprintf("%s %s: %s", e.Kind, h.Version, h.Detail)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// checkSandboxes reports whether the kernel can confine the command
+// executors configured with sandbox: landlock.
+func checkSandboxes(cfg *config.Config) []Finding {
+	var out []Finding
+	for _, name := range cfg.Executors.Names() {
+		if cfg.Executors.ByName[name].Sandbox != config.SandboxLandlock {
+			continue
+		}
+		f := Finding{Name: "sandbox " + name}
+		if abi, err := executor.LandlockSupport(); err != nil {
+			f.Err = err
+			f.Fix = "needs Linux 5.13 or later with landlock in the kernel's lsm= list, or remove executors." + name + ".sandbox"
+		} else {
+			f.Detail = fmt.Sprintf("landlock ABI %d", abi)
 		}
 		out = append(out, f)
 	}

@@ -17,9 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
 )
 
 // ErrAlreadyRunning means another relay service holds the data dir.
@@ -386,7 +385,7 @@ func (d *daemon) session(ctx context.Context, conn net.Conn, br *bufio.Reader, h
 	}
 	d.track(conn, true)
 	d.log.Info("session connected", "project", p.Dir, "front_version", h.Version)
-	t := &mcp.IOTransport{Reader: io.NopCloser(br), Writer: conn}
+	t := &mcpserver.LineTransport{Reader: io.NopCloser(br), Writer: conn, Logger: d.log.With("project", p.Dir)}
 	if err := p.mcp.Run(ctx, t); err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
 		d.log.Warn("session ended", "project", p.Dir, "err", err)
 		return

@@ -352,7 +352,7 @@ func (p *Project) load(_ context.Context) (*projectState, error) {
 		Env:             env,
 		JobToken:        s.tokens.Mint,
 		Bootstrap:       bootstraps(cfg),
-		SetupBaseEnv:    base,
+		SetupBaseEnv:    executor.ScrubEnv(base, nil),
 		Shim:            s.self,
 		Parents:         s.relay,
 		RelayMCPURL:     s.origin + "/mcp",
@@ -401,7 +401,7 @@ func buildExecutors(cfg *config.Config, base []string, self string) (map[string]
 		env := executor.ScrubEnv(base, e.PassEnv)
 		if e.Kind == "" || e.Kind == config.KindCommand {
 			c, err := executor.NewCommand(executor.CommandConfig{
-				Name: name, Argv: e.Argv, Env: e.Env, Timeout: e.Timeout(), Shim: self, BaseEnv: env,
+				Name: name, Argv: e.Argv, Env: e.Env, Timeout: e.Timeout(), Shim: self, BaseEnv: env, Sandbox: e.Sandbox,
 			})
 			if err != nil {
 				return nil, err

@@ -173,7 +173,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
-	clientMCP := s.clientMCPHandler(mcp.NewStreamableHTTPHandler(s.httpSessionServer, &mcp.StreamableHTTPOptions{Logger: s.log}))
+	clientMCP := s.clientMCPHandler(mcpserver.GuardHTTP(mcp.NewStreamableHTTPHandler(s.httpSessionServer, &mcp.StreamableHTTPOptions{Logger: s.log}), 0))
 	if s.api, err = httpapi.New(httpapi.Config{
 		ExecutorMCP:    execMCP,
 		ClientMCP:      clientMCP,
@@ -181,6 +181,9 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		Jobs:           s.relay,
 		Tokens:         s.tokens,
 		AuthNone:       cfg.AskAnswer.Auth == config.AuthNone,
+		BindHost:       cfg.AskAnswer.Host,
+		AllowedHosts:   cfg.AskAnswer.AllowedHosts,
+		AllowedOrigins: cfg.AskAnswer.AllowedOrigins,
 		LongPollMax:    cfg.AskAnswer.LongPollTimeout(),
 		SSEHeartbeat:   cfg.AskAnswer.SSEHeartbeat(),
 		AttestationKey: s.attestationKey(),
@@ -273,6 +276,12 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("sweep workspaces", "err", err)
 	}
+	// Temp files of artifact writes a kill interrupted.
+	if n, err := (relay.ArtifactDir{Root: s.cfg.Server.ArtifactRoot}).CleanTemp(time.Hour); err != nil {
+		s.log.Warn("clean temporary artifacts", "err", err)
+	} else if n > 0 {
+		s.log.Info("removed temporary artifacts", "count", n)
+	}
 	if err := s.asks.Start(ctx); err != nil {
 		return err
 	}
@@ -290,7 +299,8 @@ func (s *Service) Start(ctx context.Context) error {
 			case <-s.runCtx.Done():
 				return
 			case c := <-changes:
-				if c.State.Terminal() {
+				// An attempt that ends closes its pending asks too.
+				if c.State.Terminal() || c.State == relaytype.StateStale || c.State == relaytype.StateQueued {
 					s.asks.WakeAll()
 				}
 			}

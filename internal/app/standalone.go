@@ -7,9 +7,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
 )
 
 // StandaloneOptions configure RunStandalone.
@@ -68,7 +67,9 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 		log.Info("relay stopping")
 		return nil
 	}
-	t := &mcp.IOTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{o.Stdout}}
+	// A malformed line gets a JSON-RPC error and the session goes on; the
+	// SDK's own IOTransport would end it (and with it every running job).
+	t := &mcpserver.LineTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{o.Stdout}, Logger: log}
 	err = p.mcp.Run(ctx, t)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
 		return err

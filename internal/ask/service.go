@@ -175,8 +175,14 @@ func validateAsk(a *relaytype.Ask) error {
 	if env == "" || env == "null" {
 		return fmt.Errorf("context_envelope: %w", relaytype.ErrNoContextEnvelope)
 	}
-	if len(env) > relaytype.MaxEnvelopeBytes {
-		return bad("context_envelope", "is %d bytes, at most %d allowed", len(env), relaytype.MaxEnvelopeBytes)
+	// Size, depth and JavaScript-incompatible keys, in one linear pass
+	// over the raw bytes before anything parses or canonicalises them.
+	if err := relaytype.CheckEnvelope(a.ContextEnvelope); err != nil {
+		var ee *relaytype.EnvelopeError
+		if errors.As(err, &ee) {
+			return bad(ee.Field(), "%s", ee.Message)
+		}
+		return bad("context_envelope", "%v", err)
 	}
 	var shape map[string]json.RawMessage
 	if err := json.Unmarshal(a.ContextEnvelope, &shape); err != nil {
@@ -184,10 +190,6 @@ func validateAsk(a *relaytype.Ask) error {
 	}
 	if _, ok := shape["job_snapshot"]; !ok {
 		return bad("context_envelope.job_snapshot", "required")
-	}
-	if err := relaytype.CheckEnvelopeKeys(a.ContextEnvelope); err != nil {
-		path, msg, _ := strings.Cut(err.Error(), ": ")
-		return bad("context_envelope."+path, "%s", msg)
 	}
 	if !hashRE.MatchString(a.ContextHash) {
 		return bad("context_hash", "must be 64 lowercase hex characters (SHA-256 of the canonical envelope)")
@@ -326,7 +328,11 @@ func (s *Service) dispatch(ans Answerer, a *relaytype.AskRecord) {
 		if err != nil {
 			out = &relaytype.Answer{AskID: a.AskID, JobID: a.JobID, Status: relaytype.StatusError, Error: err.Error()}
 		}
-		if _, _, err := s.Answer(context.WithoutCancel(ctx), out); err != nil && !errors.Is(err, relaytype.ErrAnswerConflict) {
+		_, _, err = s.Answer(context.WithoutCancel(ctx), out)
+		switch {
+		case errors.Is(err, store.ErrAttemptOver):
+			s.log.Info("answer dropped: the attempt that asked is over", "ask_id", a.AskID, "why", err)
+		case err != nil && !errors.Is(err, relaytype.ErrAnswerConflict):
 			s.log.Error("record answer", "ask_id", a.AskID, "err", err)
 		}
 	}()
@@ -355,7 +361,10 @@ func validateAnswer(a *relaytype.Answer) error {
 }
 
 // Answer records the answer to an ask and wakes everyone waiting for it.
-// created is false when the same answer was recorded before.
+// created is false when the same answer was recorded before. An answer to
+// an ask whose attempt of its job is over (the job ended, or its relay
+// stopped or died and the job went back to the queue) is refused with a
+// *store.AttemptOverError (code CONFLICT), and changes no job.
 func (s *Service) Answer(ctx context.Context, a *relaytype.Answer) (*relaytype.AnswerRecord, bool, error) {
 	if err := validateAnswer(a); err != nil {
 		return nil, false, err
@@ -479,8 +488,9 @@ func (s *Service) wake(askID string) {
 }
 
 // WakeAll wakes every parked waiter to look at the store again. The relay
-// calls it when a job ends: the store answers that job's pending asks
-// with ERROR in the same transaction, without passing through Answer.
+// calls it when a job ends or its attempt ends (STALE, requeued): the
+// store answers the attempt's pending asks with ERROR in the same
+// transaction, without passing through Answer.
 func (s *Service) WakeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -545,6 +555,9 @@ func (s *Service) deadlineLoop(ctx context.Context) {
 }
 
 // expire answers overdue asks with TIMEOUT and returns the next deadline.
+// Only asks of the current attempt of an active job are pending, and the
+// store refuses a TIMEOUT for an ask whose attempt ended meanwhile, so a
+// deadline only ever fails the attempt that asked.
 func (s *Service) expire(ctx context.Context) (time.Time, error) {
 	due, err := s.store.AskDue(ctx, &store.AskDueParams{Now: s.cfg.Now()})
 	if err != nil {

@@ -320,10 +320,10 @@ executors:
   # when it holds a slash.
   # agent:
   #   kind: command
-  #   argv: ["codex", "exec", "--full-auto", "--skip-git-repo-check", "{{prompt}}"]
+  #   argv: ["codex", "exec", "--skip-git-repo-check", "{{prompt}}"]
   #   env: {}
   #   timeoutS: 1800
-  #   passEnv: [OPENAI_API_KEY]
+  #   passEnv: [CODEX_API_KEY]
   #
   # kind codex drives the Codex CLI (codex exec).
   # codex:
@@ -333,7 +333,7 @@ executors:
   #   extraArgs: []          # appended to the command line
   #   env: {}
   #   timeoutS: 1800
-  #   passEnv: [OPENAI_API_KEY]
+  #   passEnv: [CODEX_API_KEY]
   #
   # kind claude drives Claude Code (claude -p).
   # claude:

@@ -172,12 +172,12 @@ func TestInitConfigExamplesLoad(t *testing.T) {
 
 	require.Equal(t, "agent", cfg.Executors.Default)
 	require.Equal(t, config.Executor{
-		Kind: config.KindCommand, Argv: []string{"codex", "exec", "--full-auto", "--skip-git-repo-check", "{{prompt}}"},
-		Env: map[string]string{}, TimeoutS: 1800, PassEnv: []string{"OPENAI_API_KEY"},
+		Kind: config.KindCommand, Argv: []string{"codex", "exec", "--skip-git-repo-check", "{{prompt}}"},
+		Env: map[string]string{}, TimeoutS: 1800, PassEnv: []string{"CODEX_API_KEY"},
 	}, cfg.Executors.ByName["agent"])
 	require.Equal(t, config.Executor{
 		Kind: config.KindCodex, Binary: "codex", ExtraArgs: []string{}, Env: map[string]string{}, TimeoutS: 1800,
-		PassEnv: []string{"OPENAI_API_KEY"},
+		PassEnv: []string{"CODEX_API_KEY"},
 	}, cfg.Executors.ByName["codex"])
 	claude := cfg.Executors.ByName["claude"]
 	require.Equal(t, "acceptEdits", claude.PermissionMode)

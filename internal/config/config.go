@@ -65,6 +65,9 @@ const (
 	KindClaude = "claude"
 	KindGemini = "gemini"
 
+	// SandboxLandlock is the landlock sandbox of command executors.
+	SandboxLandlock = "landlock"
+
 	LogLevelDebug = "debug"
 	LogLevelInfo  = "info"
 	LogLevelWarn  = "warn"
@@ -252,7 +255,7 @@ type Storage struct {
 //
 //	executors:
 //	  default: codex
-//	  codex: {kind: command, argv: [codex, exec, --full-auto]}
+//	  codex: {kind: codex}
 //	  claude: {kind: command, argv: [claude, -p]}
 type Executors struct {
 	// Default names the executor used when a job names none. YAML key
@@ -316,6 +319,12 @@ type Executor struct {
 	// ApprovalMode is gemini's --approval-mode (default, auto_edit, yolo).
 	// YAML key executors.NAME.approvalMode. Defaults to auto_edit.
 	ApprovalMode string `yaml:"approvalMode"`
+	// Sandbox confines a command executor: landlock (Linux 5.13 or later,
+	// no root needed) lets it and its children write only to the job's
+	// workspace and temp dirs and connect only to the relay's port; the
+	// relay refuses to start where the kernel lacks it. YAML key
+	// executors.NAME.sandbox. Defaults to none.
+	Sandbox string `yaml:"sandbox"`
 	// Workspace overrides the global workspace bootstrap for this
 	// executor. YAML key executors.NAME.workspace. Defaults to the global
 	// one.
@@ -363,6 +372,15 @@ type AskAnswer struct {
 	// Auth is token (bearer tokens required) or none (loopback hosts only).
 	// YAML key askAnswer.auth. Defaults to token.
 	Auth string `yaml:"auth"`
+	// AllowedHosts are extra Host header values ("name" or "name:port")
+	// the HTTP API accepts besides its own loopback names and bind
+	// address, for a tunnel or proxy in front of it. YAML key
+	// askAnswer.allowedHosts. Defaults to none.
+	AllowedHosts []string `yaml:"allowedHosts"`
+	// AllowedOrigins are extra browser origins (such as
+	// http://localhost:6274) allowed to call the HTTP API besides its own.
+	// YAML key askAnswer.allowedOrigins. Defaults to none.
+	AllowedOrigins []string `yaml:"allowedOrigins"`
 	// Runner configures the Answer Runner. YAML key askAnswer.runner.
 	Runner Runner `yaml:"runner"`
 	// AskTimeoutSec is the deadline of an ask that sets no
@@ -563,6 +581,8 @@ func (c *Config) clone() *Config {
 	out := *c
 	out.AskAnswer.Runner.Enabled = clonePtr(c.AskAnswer.Runner.Enabled)
 	out.Workspace.CopyFiles = slices.Clone(c.Workspace.CopyFiles)
+	out.AskAnswer.AllowedHosts = slices.Clone(c.AskAnswer.AllowedHosts)
+	out.AskAnswer.AllowedOrigins = slices.Clone(c.AskAnswer.AllowedOrigins)
 	out.AskAnswer.Routing.ByType = maps.Clone(c.AskAnswer.Routing.ByType)
 	out.AskAnswer.Routing.ByRole = maps.Clone(c.AskAnswer.Routing.ByRole)
 	if c.Executors.ByName != nil {

@@ -164,7 +164,13 @@ func TestValidate(t *testing.T) {
 		{"default executor missing", func(c *Config) { c.Executors.Default = "gemini" }, `executors.default: names executor "gemini", which is not defined (defined: claude, codex)`},
 		{"default executor none defined", func(c *Config) { c.Executors = Executors{Default: "x"} }, `executors.default: names executor "x", which is not defined (none are defined)`},
 		{"no executors is valid", func(c *Config) { c.Executors = Executors{} }, ""},
-		{"argv required", func(c *Config) { c.Executors.ByName["claude"] = Executor{Kind: KindCommand} }, "executors.claude.argv: required for kind command, e.g. argv: [codex, exec, --full-auto]"},
+		{"argv required", func(c *Config) { c.Executors.ByName["claude"] = Executor{Kind: KindCommand} }, `executors.claude.argv: required for kind command, e.g. argv: [my-agent, "{{prompt_file}}"]`},
+		{"sandbox unknown", func(c *Config) {
+			c.Executors.ByName["claude"] = Executor{Kind: KindCommand, Argv: []string{"x"}, Sandbox: "chroot"}
+		}, `executors.claude.sandbox: must be landlock or empty, got "chroot"`},
+		{"sandbox on an agent", func(c *Config) {
+			c.Executors.ByName["claude"] = Executor{Kind: KindClaude, Sandbox: SandboxLandlock}
+		}, "executors.claude.sandbox: is for kind command; a claude executor is confined by the agent's own sandbox (execution.sandbox)"},
 		{"argv[0] empty", func(c *Config) {
 			c.Executors.ByName["claude"] = Executor{Kind: KindCommand, Argv: []string{""}}
 		}, `executors.claude.argv[0]: must name the program to run, got ""`},

@@ -250,7 +250,7 @@ func TestLoadValidationErrorsNameTheSource(t *testing.T) {
 		{
 			name: "argv missing points at the executor",
 			doc:  "executors:\n  codex:\n    kind: command\n",
-			want: `%s:3: executors.codex.argv: required for kind command, e.g. argv: [codex, exec, --full-auto]`,
+			want: `%s:3: executors.codex.argv: required for kind command, e.g. argv: [my-agent, "{{prompt_file}}"]`,
 		},
 		{
 			name: "agent kind with argv",

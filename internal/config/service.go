@@ -20,6 +20,7 @@ var serviceKeys = []string{
 	"storage", "server", "logging",
 	"askAnswer.host", "askAnswer.port", "askAnswer.auth",
 	"askAnswer.longPollTimeoutSec", "askAnswer.sseHeartbeatSec",
+	"askAnswer.allowedHosts", "askAnswer.allowedOrigins",
 }
 
 // IsServiceKey reports whether the YAML path belongs to the relay
@@ -31,7 +32,7 @@ func IsServiceKey(path string) bool {
 		return false
 	}
 	for _, k := range serviceKeys {
-		if path == k || strings.HasPrefix(path, k+".") {
+		if path == k || strings.HasPrefix(path, k+".") || strings.HasPrefix(path, k+"[") {
 			return true
 		}
 	}

@@ -113,12 +113,18 @@ func (c *Config) validateExecutors(v *validator) {
 		}
 		switch e.Kind {
 		case KindCommand:
+			if e.Sandbox != "" && e.Sandbox != SandboxLandlock {
+				v.add(path+".sandbox", "must be landlock or empty, got %q", e.Sandbox)
+			}
 			if len(e.Argv) == 0 {
-				v.add(path+".argv", "required for kind command, e.g. argv: [codex, exec, --full-auto]")
+				v.add(path+".argv", `required for kind command, e.g. argv: [my-agent, "{{prompt_file}}"]`)
 			} else if e.Argv[0] == "" {
 				v.add(path+".argv[0]", "must name the program to run, got \"\"")
 			}
 		case KindCodex, KindClaude, KindGemini:
+			if e.Sandbox != "" {
+				v.add(path+".sandbox", "is for kind command; a %s executor is confined by the agent's own sandbox (execution.sandbox)", e.Kind)
+			}
 			if len(e.Argv) > 0 {
 				v.add(path+".argv", "is for kind command; a %s executor builds its own command line (use binary, model, extraArgs)", e.Kind)
 			}

@@ -46,7 +46,9 @@ type Adapter interface {
 	Kind() string
 	// DefaultBinary is the program name used when the config names none.
 	DefaultBinary() string
-	// Argv returns the whole command line (binary first) for req.
+	// Argv returns the whole command line (binary first) for req. It may
+	// add variables to req.Env for the run: Agent.Run builds the process
+	// environment after calling it.
 	Argv(cfg *AgentConfig, req *Request) ([]string, error)
 	// Parse reads the agent's stdout (and exit code) after the run.
 	Parse(cfg *AgentConfig, req *Request, stdout []byte, exitCode int) AgentOutput

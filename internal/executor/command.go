@@ -42,6 +42,12 @@ type CommandConfig struct {
 	// BaseEnv is the environment runs start from. Defaults to the relay's
 	// environment (nil means os.Environ; use an empty slice for none).
 	BaseEnv []string
+	// Sandbox confines every run: SandboxLandlock (config
+	// `executors.NAME.sandbox: landlock`) or SandboxNone. Landlock needs
+	// the Shim, which applies it, and a kernel that has it (see
+	// LandlockSupport): NewCommand refuses it otherwise, and a run whose
+	// shim cannot apply it does not start. Defaults to none.
+	Sandbox string
 }
 
 // Command runs a configured command line as an executor. It is safe for
@@ -77,8 +83,15 @@ func knownTemplate(key string) bool {
 }
 
 // NewCommand validates cfg and returns the Command for it. Errors name the
-// configuration field, as in `executors.NAME.argv[1]: ...`.
+// configuration field, as in `executors.NAME.argv[1]: ...`; a sandbox this
+// system cannot apply is refused with an error wrapping
+// ErrLandlockUnsupported.
 func NewCommand(cfg CommandConfig) (*Command, error) {
+	return newCommandChecked(cfg, LandlockSupport)
+}
+
+// newCommandChecked is NewCommand with the check for Landlock support given.
+func newCommandChecked(cfg CommandConfig, landlockSupport func() (int, error)) (*Command, error) {
 	if strings.TrimSpace(cfg.Name) == "" {
 		return nil, errors.New("executors: executor name is required")
 	}
@@ -110,6 +123,9 @@ func NewCommand(cfg CommandConfig) (*Command, error) {
 	}
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = DefaultKillGrace
+	}
+	if err := validSandbox(cfg.Sandbox, cfg.Shim, landlockSupport); err != nil {
+		return nil, fmt.Errorf("%s.sandbox: %w", field, err)
 	}
 	cfg.Argv = slices.Clone(cfg.Argv)
 	cfg.Env = maps.Clone(cfg.Env)
@@ -159,6 +175,7 @@ func (c *Command) Run(ctx context.Context, req *Request) (*Result, error) {
 	return launch(ctx, launchSpec{
 		name: c.cfg.Name, argv: c.expand(req), env: environ(c.cfg.BaseEnv, c.cfg.Env, req.Env), req: req,
 		timeout: minTimeout(req.Timeout, c.cfg.Timeout), killGrace: c.cfg.KillGrace, shim: c.cfg.Shim,
+		sandbox: c.cfg.Sandbox,
 	})
 }
 
@@ -171,6 +188,7 @@ type launchSpec struct {
 	timeout   time.Duration
 	killGrace time.Duration
 	shim      string
+	sandbox   string // SandboxNone or SandboxLandlock
 }
 
 // launch runs argv for a request in its workdir, in its own process
@@ -205,6 +223,23 @@ func launch(ctx context.Context, l launchSpec) (*Result, error) {
 			shimGraceEnv+"="+l.killGrace.String())
 		// The shim handles SIGTERM by stopping its whole group.
 		p.pdeathsig = syscall.SIGTERM
+	}
+	if l.sandbox != SandboxNone {
+		if !p.viaShim {
+			return nil, fmt.Errorf("executor %s: sandbox %s needs the shim", l.name, l.sandbox)
+		}
+		// The sandboxed run writes temporary files to a directory of its
+		// own, removed with it.
+		tmp, err := os.MkdirTemp("", "task-relay-tmp-")
+		if err != nil {
+			return nil, fmt.Errorf("executor %s: sandbox temp dir: %w", l.name, err)
+		}
+		defer os.RemoveAll(tmp)
+		spec, err := newSandboxSpec(req, tmp)
+		if err != nil {
+			return nil, fmt.Errorf("executor %s: %w", l.name, err)
+		}
+		p.env = append(p.env, "TMPDIR="+tmp, shimSandboxEnv+"="+spec.encode())
 	}
 	res, err := p.run(ctx)
 	if err != nil {

@@ -3,12 +3,14 @@ package executor
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,37 +25,70 @@ const (
 	helperEnv    = "EXECUTOR_TEST_HELPER"
 	helperDirEnv = "EXECUTOR_TEST_DIR"
 	helperShim   = "EXECUTOR_TEST_SHIM"
+	// helperScripts replaces the parent-death helper's executor script.
+	helperScripts = "EXECUTOR_TEST_SCRIPTS"
 )
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == ShimArg {
-		os.Exit(RunShim(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case ShimArg:
+			os.Exit(RunShim(os.Args[2:]))
+		case testToolArg:
+			os.Exit(runTestTool(os.Args[2:]))
+		}
 	}
 	if os.Getenv(helperEnv) == "parent-death" {
 		os.Exit(runParentDeathHelper())
+	}
+	// Under the race detector every exit of the test binary (as the shim,
+	// a helper or a tool) would otherwise sleep a second.
+	if os.Getenv("GORACE") == "" {
+		_ = os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
 	os.Exit(m.Run())
 }
 
 // runParentDeathHelper plays a relay: it runs an executor that starts a
 // sleeping grandchild and writes "relay-child executor grandchild" pids to
-// DIR/pids, and blocks until the test kills it.
+// DIR/pids, and blocks until the test kills it. With
+// $EXECUTOR_TEST_SCRIPTS (a JSON object from subdirectory of DIR to
+// script) it runs those scripts instead, all at once, each in its
+// subdirectory.
 func runParentDeathHelper() int {
 	dir := os.Getenv(helperDirEnv)
-	cfg := CommandConfig{
-		Name: "helper",
-		Argv: []string{"sh", "-c", `sleep 300 & echo "$PPID $$ $!" > pids.tmp && mv pids.tmp pids; wait`},
+	scripts := map[string]string{".": `sleep 300 & echo "$PPID $$ $!" > pids.tmp && mv pids.tmp pids; wait`}
+	if s := os.Getenv(helperScripts); s != "" {
+		scripts = nil
+		if err := json.Unmarshal([]byte(s), &scripts); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			return 1
+		}
 	}
-	if os.Getenv(helperShim) == "1" {
-		cfg.Shim = testShim()
+	var wg sync.WaitGroup
+	for sub, script := range scripts {
+		cfg := CommandConfig{
+			Name:      "helper",
+			Argv:      []string{"sh", "-c", script},
+			KillGrace: 300 * time.Millisecond,
+			BaseEnv: slices.DeleteFunc(os.Environ(), func(kv string) bool {
+				return strings.HasPrefix(kv, "EXECUTOR_TEST_")
+			}),
+		}
+		if os.Getenv(helperShim) == "1" {
+			cfg.Shim = testShim()
+		}
+		c, err := NewCommand(cfg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		wg.Go(func() {
+			_, err := c.Run(context.Background(), &Request{JobID: "job_helper", Workdir: filepath.Join(dir, sub)})
+			fmt.Fprintln(os.Stderr, "helper: run returned:", err)
+		})
 	}
-	c, err := NewCommand(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	_, err = c.Run(context.Background(), &Request{JobID: "job_helper", Workdir: dir})
-	fmt.Fprintln(os.Stderr, "helper: run returned:", err)
+	wg.Wait()
 	return 1
 }
 
@@ -273,7 +308,9 @@ func TestRunTimeout(t *testing.T) {
 		dir := t.TempDir()
 		c := newCommand(t, shim, `sleep 300 & echo "$$ $!" > pids; wait`)
 		start := time.Now()
-		res, err := c.Run(t.Context(), &Request{Workdir: dir, Timeout: 300 * time.Millisecond})
+		// Long enough for the shim and the script to start on a loaded
+		// machine: the pids are written before the timeout.
+		res, err := c.Run(t.Context(), &Request{Workdir: dir, Timeout: time.Second})
 		require.NoError(t, err)
 		require.True(t, res.TimedOut)
 		require.False(t, res.Canceled)
@@ -350,7 +387,11 @@ func TestRunEscapedProcessDoesNotHang(t *testing.T) {
 		require.NoError(t, err)
 		require.Less(t, time.Since(start), pipeDrainTimeout+5*time.Second)
 		require.Equal(t, "done\n", string(res.Stdout))
-		waitPIDs(t, filepath.Join(dir, "pids"), 1) // killed in cleanup
+		pids := waitPIDs(t, filepath.Join(dir, "pids"), 1) // killed in cleanup
+		if shim != "" {
+			// The shim, a subreaper, finds and kills it.
+			requireGone(t, pids...)
+		}
 	})
 }
 
@@ -412,15 +453,7 @@ func TestParentDeath(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			logf, err := os.Create(filepath.Join(t.TempDir(), "helper.log"))
-			require.NoError(t, err)
-			defer logf.Close()
-			helper := exec.Command(testShim(), "-test.run=^$")
-			helper.Env = append(os.Environ(), helperEnv+"=parent-death", helperDirEnv+"="+dir, helperShim+"="+map[bool]string{true: "1"}[shim])
-			helper.Stdout, helper.Stderr = logf, logf
-			require.NoError(t, helper.Start())
-			t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
-
+			helper := startHelperRelay(t, dir, shim)
 			pids := waitPIDs(t, filepath.Join(dir, "pids"), 3) // relay child, executor, grandchild
 			require.NoError(t, helper.Process.Signal(syscall.SIGKILL))
 			_ = helper.Wait()

@@ -19,7 +19,8 @@ const (
 	groupPollInterval = 20 * time.Millisecond
 	// pipeDrainTimeout bounds reading output once the process group is
 	// dead: only a process that escaped the group (setsid) can still hold
-	// the pipes open, and it must not hang the run.
+	// the pipes open (without the shim, which kills those too), and it
+	// must not hang the run.
 	pipeDrainTimeout = 2 * time.Second
 	// shimMargin is extra grace the relay gives the shim, which runs the
 	// same grace period from a moment later, to finish its own orderly
@@ -144,17 +145,42 @@ func (p *process) run(ctx context.Context) (*Result, error) {
 // with SIGKILL once the grace period is over, unless the leader has exited
 // and no member is left by then. It returns the leader's wait error.
 func (p *process) stop(pgid int, exited <-chan error) error {
-	grace := p.killGrace
 	if p.viaShim {
-		// The shim signals the rest of the group itself; signaling the
-		// group here too would deliver SIGTERM twice, which some programs
-		// read as "quit now, skip cleanup".
-		_ = syscall.Kill(pgid, syscall.SIGTERM)
-		grace += shimMargin
-	} else {
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		return p.stopShim(pgid, exited)
 	}
-	return awaitGroup(pgid, exited, grace, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	return awaitGroup(pgid, exited, p.killGrace, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+}
+
+// stopShim stops the shim leading group pgid: SIGTERM to the shim alone,
+// which signals the rest of its tree itself (signaling the group here too
+// would deliver SIGTERM twice, which some programs read as "quit now, skip
+// cleanup"), kills it after the grace period and exits. The shim is never
+// killed before it has had its time to kill what left its group: that is
+// beyond the relay's reach. Only if it is late is its group killed around
+// it, then, if it is still late, the shim itself.
+func (p *process) stopShim(pgid int, exited <-chan error) error {
+	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	wait := time.NewTimer(p.killGrace + shimMargin)
+	defer wait.Stop()
+	select {
+	case err := <-exited:
+		return err
+	case <-wait.C:
+	}
+	for _, pid := range groupMembers(pgid) {
+		if pid != pgid && pid != -pgid {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	wait.Reset(shimReapTimeout + shimMargin)
+	select {
+	case err := <-exited:
+		return err
+	case <-wait.C:
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	return <-exited
 }
 
 // awaitGroup waits until the leader has exited (reported on exited) and no

@@ -1,10 +1,12 @@
 package executor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,9 +26,15 @@ const (
 	shimGraceEnv = "TASK_RELAY_SHIM_GRACE"
 )
 
-// shimReapTimeout bounds how long the shim keeps killing the rest of its
-// group before it exits anyway.
+// shimReapTimeout bounds how long the shim keeps killing what is left of
+// its process tree before it exits anyway (only a process stuck in the
+// kernel survives SIGKILL that long).
 const shimReapTimeout = 2 * time.Second
+
+// shimKillInterval is how often the shim kills its tree again while
+// processes are left: killed processes take a moment to die, and a
+// process may fork while it is being killed.
+const shimKillInterval = 5 * time.Millisecond
 
 // RunShim runs argv (the arguments after ShimArg, optionally preceded by
 // "--") as a child in the shim's own process group, with stdio inherited,
@@ -35,10 +43,23 @@ const shimReapTimeout = 2 * time.Second
 //
 // The shim exists because a parent-death signal only reaches the direct
 // child of the relay. Command starts the shim as a group leader with
-// Pdeathsig SIGTERM; when the relay dies, or asks it to stop, the shim
-// forwards SIGTERM to its group, waits the grace period, then kills the
-// group. When the child exits on its own, whatever it left in the group is
-// killed before the shim exits.
+// Pdeathsig SIGTERM. On Linux the shim is a child subreaper: every process
+// orphaned below it, whatever session or group it moved to (setsid, a
+// double fork), becomes its child, so the whole tree stays within its
+// reach. When the relay dies, or asks it to stop, the shim sends SIGTERM
+// to its group and to every descendant, waits the grace period, then
+// kills them all. When the child exits on its own, whatever it left
+// behind is killed. Either way the shim exits only once it has no
+// descendant left (or after shimReapTimeout more, if one cannot die).
+//
+// Elsewhere (macOS, the BSDs) there is no subreaper: the shim kills its
+// process group only, and a process that left the group and was orphaned
+// escapes it.
+//
+// With a sandbox (see CommandConfig.Sandbox), the thread that starts the
+// child is confined first, so that the child and all its descendants are;
+// the shim itself is not. If the sandbox cannot be applied, the child is
+// not started (exit code 127).
 func RunShim(args []string) int {
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
@@ -54,11 +75,24 @@ func RunShim(args []string) int {
 		}
 	}
 	parent := os.Getenv(shimParentEnv)
+	var sandbox *sandboxSpec
+	if v, ok := os.LookupEnv(shimSandboxEnv); ok {
+		s, err := decodeSandboxSpec(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", ShimArg, err)
+			return 127
+		}
+		sandbox = s
+	}
 
 	// Watch for signals before anything else, so none is missed.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// Once the relay is gone, writing to the output it no longer reads
+	// must fail, not kill the shim before it has cleaned up. (Notify, not
+	// Ignore: an ignored SIGPIPE would be inherited by the executor.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
 	// The relay may have died before the parent-death signal was armed;
 	// then nobody is left to stop what would run.
@@ -77,35 +111,59 @@ func RunShim(args []string) int {
 		}
 		pgid = os.Getpid()
 	}
+	if err := becomeSubreaper(); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", ShimArg, err)
+		return 127
+	}
 
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = shimChildEnv(os.Environ())
-	// If the shim itself is killed outright, its child goes with it.
-	cmd.SysProcAttr = childProcAttr()
-	exited, err := startLocked(cmd)
+	path, err := exec.LookPath(args[0])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", ShimArg, err)
+		return 127
+	}
+	tree, err := startTree(path, args, shimChildEnv(os.Environ()), sandbox)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", ShimArg, err)
 		return 127
 	}
 
+	var status syscall.WaitStatus
+	exited := false
 	select {
-	case <-exited:
+	case status = <-tree.status:
+		exited = true
 	case <-sigs:
 		// Everyone in the group gets SIGTERM, the shim included; its own
-		// copy lands in sigs and is ignored from now on.
+		// copy lands in sigs and is ignored from now on. Descendants that
+		// left the group get theirs one by one.
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		_ = awaitGroup(pgid, exited, grace, func() { killGroupExceptSelf(pgid) })
+		for _, p := range descendants(os.Getpid()) {
+			if p.pgrp != pgid {
+				_ = syscall.Kill(p.pid, syscall.SIGTERM)
+			}
+		}
+		tree.await(pgid, grace)
 	}
-	killGroupExceptSelf(pgid)
-	return exitCode(cmd.ProcessState)
+	if !tree.kill(pgid) {
+		fmt.Fprintf(os.Stderr, "%s: processes still alive after %v\n", ShimArg, shimReapTimeout)
+	}
+	if !exited {
+		select {
+		case status = <-tree.status:
+		default:
+			// Only when the child could not be killed in time.
+			return 128 + int(syscall.SIGKILL)
+		}
+	}
+	return waitStatusCode(status)
 }
 
 // shimChildEnv returns env without the shim's own settings.
 func shimChildEnv(env []string) []string {
 	out := env[:0:0]
 	for _, kv := range env {
-		if strings.HasPrefix(kv, shimParentEnv+"=") || strings.HasPrefix(kv, shimGraceEnv+"=") {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == shimParentEnv || name == shimGraceEnv || name == shimSandboxEnv {
 			continue
 		}
 		out = append(out, kv)
@@ -113,25 +171,129 @@ func shimChildEnv(env []string) []string {
 	return out
 }
 
-// killGroupExceptSelf SIGKILLs every other live process of group pgid,
-// again and again while members keep appearing (a process may fork while
-// being killed), until none is left or shimReapTimeout passes.
-func killGroupExceptSelf(pgid int) {
-	deadline := time.Now().Add(shimReapTimeout)
-	for {
-		members := groupMembers(pgid)
-		if len(members) == 0 {
+// shimTree is the shim's child and everything below it.
+type shimTree struct {
+	// status receives the child's wait status once it has exited.
+	status chan syscall.WaitStatus
+	// empty is closed once the shim has no child left, its own or
+	// orphans: as a subreaper, the whole tree below it is gone then.
+	empty chan struct{}
+}
+
+// startTree starts the shim's child from a thread of its own that then
+// reaps every child of the shim, its own and the orphans it inherits as a
+// subreaper, until none is left. The thread is never given back to the
+// runtime: the child's parent-death signal is bound to it, and it may
+// carry the sandbox.
+func startTree(path string, argv, env []string, sandbox *sandboxSpec) (*shimTree, error) {
+	t := &shimTree{status: make(chan syscall.WaitStatus, 1), empty: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine.
+		runtime.LockOSThread()
+		if sandbox != nil {
+			if err := applySandbox(sandbox); err != nil {
+				started <- fmt.Errorf("sandbox %s: %w", sandbox.Kind, err)
+				return
+			}
+		}
+		pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+			Env:   env,
+			Files: []uintptr{0, 1, 2},
+			Sys:   childProcAttr(),
+		})
+		if err != nil {
+			started <- fmt.Errorf("start %s: %w", path, err)
 			return
 		}
-		for _, pid := range members {
+		started <- nil
+		for {
+			var ws syscall.WaitStatus
+			wpid, err := syscall.Wait4(-1, &ws, 0, nil)
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			if err != nil { // ECHILD: nothing left to wait for
+				close(t.empty)
+				return
+			}
+			if wpid == pid {
+				t.status <- ws
+			}
+		}
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// gone reports whether the whole tree has exited and no live process is
+// left in group pgid.
+func (t *shimTree) gone(pgid int) bool {
+	select {
+	case <-t.empty:
+		return !groupAlive(pgid)
+	default:
+		return false
+	}
+}
+
+// await waits until the tree is gone or grace has passed.
+func (t *shimTree) await(pgid int, grace time.Duration) {
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(groupPollInterval)
+	defer tick.Stop()
+	empty := t.empty
+	for !t.gone(pgid) {
+		select {
+		case <-deadline.C:
+			return
+		case <-empty:
+			empty = nil // now only the group is polled
+		case <-tick.C:
+		}
+	}
+}
+
+// kill SIGKILLs every descendant of the shim and every other member of
+// group pgid, again and again while any is left, and reports whether
+// none is left before shimReapTimeout.
+func (t *shimTree) kill(pgid int) bool {
+	deadline := time.NewTimer(shimReapTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(shimKillInterval)
+	defer tick.Stop()
+	self := os.Getpid()
+	empty := t.empty
+	for !t.gone(pgid) {
+		// Parents die first, so that none runs on (and, say, reports
+		// success) after its children were killed.
+		for _, p := range descendants(self) {
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+		for _, pid := range groupMembers(pgid) {
 			// A negative pid means the group cannot be listed on this
 			// system: it is killed whole, the shim with it.
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		if time.Now().After(deadline) {
-			return
+		select {
+		case <-deadline.C:
+			return false
+		case <-empty:
+			empty = nil
+		case <-tick.C:
 		}
-		// Killed processes take a moment to turn into zombies.
-		time.Sleep(groupPollInterval / 4)
 	}
+	return true
+}
+
+// waitStatusCode is the exit status in ws, or 128+N when signal N ended
+// the process, as a shell reports it.
+func waitStatusCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
 }

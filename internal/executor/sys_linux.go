@@ -2,9 +2,12 @@ package executor
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // sysProcAttr makes the process lead a new process group and receive
@@ -13,21 +16,16 @@ func sysProcAttr(pdeathsig syscall.Signal) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: pdeathsig}
 }
 
-// groupMembers returns the live (not zombie) processes of group pgid,
-// except the caller itself.
-func groupMembers(pgid int) []int {
-	if err := syscall.Kill(-pgid, 0); err == syscall.ESRCH {
-		return nil
-	}
+// readProcs lists the processes in /proc. ok is false when /proc cannot be
+// read at all.
+func readProcs() (procs []procInfo, ok bool) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return []int{-pgid} // cannot tell: assume someone is left
+		return nil, false
 	}
-	self := os.Getpid()
-	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+		if err != nil {
 			continue
 		}
 		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -40,24 +38,31 @@ func groupMembers(pgid int) []int {
 			continue
 		}
 		f := bytes.Fields(stat[i+1:])
-		if len(f) < 3 || f[0][0] == 'Z' || f[0][0] == 'X' {
+		if len(f) < 3 || len(f[0]) == 0 {
 			continue
 		}
-		if g, err := strconv.Atoi(string(f[2])); err == nil && g == pgid {
-			pids = append(pids, pid)
+		ppid, err1 := strconv.Atoi(string(f[1]))
+		pgrp, err2 := strconv.Atoi(string(f[2]))
+		if err1 != nil || err2 != nil {
+			continue
 		}
+		procs = append(procs, procInfo{pid: pid, ppid: ppid, pgrp: pgrp, dead: f[0][0] == 'Z' || f[0][0] == 'X'})
 	}
-	return pids
+	return procs, true
 }
 
-// groupAlive reports whether any process of group pgid other than the
-// caller is alive. Zombies do not count: where nothing reaps orphans they
-// would otherwise keep a dead group alive forever.
-func groupAlive(pgid int) bool {
-	return len(groupMembers(pgid)) > 0
+// becomeSubreaper makes the caller a child subreaper: processes orphaned
+// below it are reparented to it instead of to init, so that it can find
+// and kill them, whatever session or group they moved to.
+func becomeSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+	}
+	return nil
 }
 
-// childProcAttr makes the shim's child die with the shim.
+// childProcAttr makes the shim's child die with the shim's supervising
+// thread.
 func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

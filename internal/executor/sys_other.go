@@ -1,4 +1,4 @@
-//go:build unix && !linux
+//go:build unix && !linux && !darwin
 
 package executor
 
@@ -11,19 +11,13 @@ func sysProcAttr(syscall.Signal) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
 
-// groupMembers returns the processes of group pgid except the caller, as
-// far as can be told without /proc: a single -pgid stands for "some".
-func groupMembers(pgid int) []int {
-	if err := syscall.Kill(-pgid, 0); err == syscall.ESRCH {
-		return nil
-	}
-	return []int{-pgid}
-}
+// readProcs cannot list processes here: groups are then killed whole.
+func readProcs() ([]procInfo, bool) { return nil, false }
 
-// groupAlive reports whether any process of group pgid is alive.
-func groupAlive(pgid int) bool {
-	return len(groupMembers(pgid)) > 0
-}
+// becomeSubreaper does nothing: these systems have no child subreaper
+// (or it is not used), so a process that leaves the shim's group and is
+// orphaned escapes the shim. Only the shim's process group is killed.
+func becomeSubreaper() error { return nil }
 
 // childProcAttr has nothing to arm without a parent-death signal: the
 // shim's child stays in the shim's process group, which cancel kills.

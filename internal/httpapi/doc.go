@@ -21,6 +21,31 @@
 // With Config.AuthNone no token is checked; Serve then refuses any
 // listener that is not on a loopback address.
 //
+// # Browsers, DNS rebinding and slow clients
+//
+// Before any route, authentication included, every request (REST, SSE,
+// /mcp) is checked:
+//
+//   - Host: on a loopback listener only localhost, 127.0.0.1 and [::1],
+//     the listener's address and Config.BindHost at the listener's port,
+//     and Config.AllowedHosts are served; any other Host is 403 FORBIDDEN
+//     (field "Host"), so a web page whose name was rebound to 127.0.0.1
+//     reaches nothing. Other listeners check Host only when AllowedHosts
+//     is set.
+//   - Origin, when present: the relay's own origin (plain http at a Host
+//     it accepts) and Config.AllowedOrigins; any other, "null" included,
+//     is 403 FORBIDDEN (field "Origin"), as the MCP transport requires.
+//   - POST with a body: Content-Type must be application/json (or
+//     application/*+json), else 415 UNSUPPORTED_MEDIA_TYPE, so that no
+//     page can post without a CORS preflight, which this API never
+//     grants. A POST without a body (cancel) may omit it.
+//
+// Serve bounds reading headers (Config.ReadHeaderTimeout), whole requests
+// (Config.ReadTimeout: a body still arriving then gets 408
+// REQUEST_TIMEOUT and its connection is closed), idle connections and
+// header size. Responses have no overall deadline: long polls and event
+// streams outlive the read timeouts, and streams bound each write.
+//
 // # Long polls and streams
 //
 // A parked GET /asks/{askId}/answer is woken by ask.Service the moment

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 
@@ -97,11 +98,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, e)
 }
 
-// checkJSON accepts a missing Content-Type, application/json and
-// application/*+json, with any parameters.
+// checkJSON accepts application/json and application/*+json, with any
+// parameters; anything else, a missing Content-Type included, is 415.
 func checkJSON(contentType string) *apiError {
 	if strings.TrimSpace(contentType) == "" {
-		return nil
+		return &apiError{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
+			Message: "Content-Type is missing: send application/json"}
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err == nil && (mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
@@ -128,10 +130,23 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError
 			if e := tooLarge(err); e != nil {
 				return e
 			}
+			if e := timedOut(err); e != nil {
+				return e
+			}
 		}
 		return badRequest("body", "unexpected data after the JSON object")
 	}
 	return nil
+}
+
+// timedOut returns the 408 for a body that did not arrive within
+// Config.ReadTimeout, or nil.
+func timedOut(err error) *apiError {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return &apiError{Status: http.StatusRequestTimeout, Code: CodeRequestTimeout,
+		Message: "the request body did not arrive in time"}
 }
 
 func tooLarge(err error) *apiError {
@@ -146,6 +161,9 @@ func tooLarge(err error) *apiError {
 // decodeError names the field a JSON decoding error is about.
 func decodeError(err error) *apiError {
 	if e := tooLarge(err); e != nil {
+		return e
+	}
+	if e := timedOut(err); e != nil {
 		return e
 	}
 	var ute *json.UnmarshalTypeError

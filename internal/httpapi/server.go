@@ -23,6 +23,14 @@ const (
 	DefaultLongPollMax  = 25 * time.Second
 	DefaultSSEHeartbeat = 10 * time.Second
 	DefaultMaxBodyBytes = 1 << 20
+	// DefaultReadHeaderTimeout bounds reading a request's headers.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultReadTimeout bounds reading a whole request.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultIdleTimeout closes idle keep-alive connections.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultMaxHeaderBytes caps a request's headers.
+	DefaultMaxHeaderBytes = 64 << 10
 	// ShutdownTimeout bounds how long Serve waits for requests in flight
 	// once its context ends.
 	ShutdownTimeout = 5 * time.Second
@@ -84,6 +92,37 @@ type Config struct {
 	// AttestationKey is served at GET /attestation-key. Defaults to none
 	// (404).
 	AttestationKey ed25519.PublicKey
+	// BindHost is the configured bind address (askAnswer.host), accepted
+	// as a Host header name at the listener's port besides the loopback
+	// names and the listener's own address. Defaults to none.
+	BindHost string
+	// AllowedHosts are more Host header values the relay answers to
+	// (askAnswer.allowedHosts): "name" (at the listener's port) or
+	// "name:port". On a loopback listener only localhost, 127.0.0.1,
+	// [::1], the listener's address and BindHost at its port are accepted
+	// otherwise, so that a web page cannot reach the API through DNS
+	// rebinding (403). On any other listener every Host is accepted
+	// unless AllowedHosts is set. Defaults to none.
+	AllowedHosts []string
+	// AllowedOrigins are browser origins ("http://localhost:6274") whose
+	// requests are served (askAnswer.allowedOrigins). A request with
+	// another Origin header than these or the relay's own is 403.
+	// Defaults to none.
+	AllowedOrigins []string
+	// ReadHeaderTimeout bounds reading a request's headers (slow
+	// senders are cut off). Defaults to 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, headers and body: a
+	// slower body gets 408 and its connection is closed. It ends with
+	// the body, so long polls, event streams and MCP responses that
+	// last longer go on. Defaults to 30s.
+	ReadTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long. Defaults
+	// to 2m.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps a request's headers; larger ones get 431.
+	// Defaults to 64 KiB.
+	MaxHeaderBytes int
 	// OnWait, when set, is called just before a long poll parks in
 	// ask.Service.Wait; benchmarks and tests use it to answer only once a
 	// waiter is parked. Defaults to none.
@@ -103,6 +142,18 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -124,6 +175,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("httpapi: SSEHeartbeat must be positive, got %s", c.SSEHeartbeat)
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("httpapi: MaxBodyBytes must be positive, got %d", c.MaxBodyBytes)
+	case c.ReadHeaderTimeout < 0:
+		return fmt.Errorf("httpapi: ReadHeaderTimeout must be positive, got %s", c.ReadHeaderTimeout)
+	case c.ReadTimeout < 0:
+		return fmt.Errorf("httpapi: ReadTimeout must be positive, got %s", c.ReadTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("httpapi: IdleTimeout must be positive, got %s", c.IdleTimeout)
+	case c.MaxHeaderBytes < 0:
+		return fmt.Errorf("httpapi: MaxHeaderBytes must be positive, got %d", c.MaxHeaderBytes)
 	}
 	return nil
 }
@@ -133,6 +192,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	mux     *http.ServeMux
+	guard   *guard
 	handler http.Handler
 }
 
@@ -142,7 +202,11 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	g, err := newGuard(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), guard: g}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /attestation-key", s.attestationKey)
 	if s.cfg.ExecutorMCP != nil || s.cfg.ClientMCP != nil {
@@ -166,12 +230,15 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the API's http.Handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// serveHTTP routes a request, answering unknown routes and wrong methods
-// with JSON errors, and logs it.
+// serveHTTP checks a request's Host, Origin and Content-Type, routes it,
+// answering unknown routes and wrong methods with JSON errors, and logs
+// it.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	if h, pattern := s.mux.Handler(r); pattern == "" {
+	if e := s.guard.check(r); e != nil {
+		writeError(sw, e)
+	} else if h, pattern := s.mux.Handler(r); pattern == "" {
 		s.noRoute(sw, r, h)
 	} else {
 		s.mux.ServeHTTP(sw, r)
@@ -273,11 +340,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Warn("Ask/Answer HTTP API runs WITHOUT authentication (askAnswer.auth: none); anyone on this host can create and answer asks", "addr", ln.Addr().String())
 	}
 	stop := make(chan struct{})
-	base := context.WithValue(context.WithoutCancel(ctx), stopKey{}, stop)
+	base := withListener(context.WithValue(context.WithoutCancel(ctx), stopKey{}, stop), ln.Addr())
+	// ReadTimeout's deadline is lifted once a request's body has been
+	// read (net/http clears it when it starts watching the connection
+	// for the client going away), so it does not cut long polls, streams
+	// or MCP responses; TestLongPollAndSSEOutliveReadTimeouts holds it
+	// to that. No WriteTimeout: streams set a deadline per write.
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -44,6 +44,11 @@ type ExecutorConfig struct {
 	// MaxWait bounds how long a tool call waits for its answer. Defaults
 	// to 10 min.
 	MaxWait time.Duration
+	// KeepAlive is how often a tool call waiting for its answer sends a
+	// progress notification (when the client gave a progress token), so
+	// that agents' MCP clients do not give up on a silent response.
+	// Defaults to 20 s.
+	KeepAlive time.Duration
 	// Logger receives structured logs. Defaults to slog.Default().
 	Logger *slog.Logger
 	// Version is the server's version string.
@@ -60,6 +65,9 @@ func NewExecutorHandler(cfg ExecutorConfig) (http.Handler, error) {
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = 10 * time.Minute
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = keepAliveEvery
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -90,7 +98,7 @@ func NewExecutorHandler(cfg ExecutorConfig) (http.Handler, error) {
 			"tool_use_id": {Type: "string"},
 		}},
 	}, e.approve)
-	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true}), nil
+	return GuardHTTP(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true}), 0), nil
 }
 
 type execServer struct {
@@ -143,7 +151,9 @@ func (e *execServer) askAndWait(ctx context.Context, req *mcp.CallToolRequest, t
 		return nil, err
 	}
 	wait := min(time.Until(rec.DeadlineAt)+5*time.Second, e.cfg.MaxWait)
+	stop := keepAlive(ctx, req, e.cfg.KeepAlive)
 	ans, err := e.cfg.Asks.Wait(ctx, rec.AskID, wait)
+	stop()
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +161,39 @@ func (e *execServer) askAndWait(ctx context.Context, req *mcp.CallToolRequest, t
 		return nil, fmt.Errorf("no answer to ask %s within %s", rec.AskID, wait.Round(time.Second))
 	}
 	return ans, nil
+}
+
+// keepAliveEvery is how often a tool call waiting for an answer sends a
+// progress notification: it flushes the Streamable HTTP response, and
+// agents' MCP clients give up on silent responses (Gemini CLI after 60 s
+// without headers, undici after 300 s between chunks).
+const keepAliveEvery = 20 * time.Second
+
+// keepAlive sends progress notifications for req every period until the
+// returned function is called, when the client asked for progress.
+func keepAlive(ctx context.Context, req *mcp.CallToolRequest, period time.Duration) func() {
+	token := req.Params.GetProgressToken()
+	if token == nil || req.Session == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		start := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token,
+					Message: "waiting for the answer", Progress: time.Since(start).Seconds()})
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func textResult(v any, isError bool) *mcp.CallToolResult {

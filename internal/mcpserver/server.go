@@ -166,10 +166,12 @@ func (s *Server) MCP() *mcp.Server { return s.mcp }
 
 // Run serves one session on transport t until the client disconnects or
 // ctx ends; it also pumps relay changes to notifications/resources/updated
-// for subscribed sessions while it runs. For stdio, pass
-// &mcp.StdioTransport{}. It returns nil when the client disconnects
-// (including a write failing on the pipe it closed), ctx.Err() when ctx
-// ends first, and any other transport error as is.
+// for subscribed sessions while it runs. For stdio (or any line stream),
+// pass a LineTransport, which answers malformed lines instead of ending
+// the session as the SDK's IOTransport and StdioTransport do. It returns
+// nil when the client disconnects (including a write failing on the pipe
+// it closed), ctx.Err() when ctx ends first, and any other transport error
+// as is.
 func (s *Server) Run(ctx context.Context, t mcp.Transport) error {
 	// Take the relay subscription before the session can say initialize,
 	// so that no change after the client's first request is missed.

@@ -101,3 +101,38 @@ func TestAgentFinalMessageIsOutMD(t *testing.T) {
 	require.Contains(t, a.got.Prompt, "relay_ask")
 	require.False(t, strings.Contains(a.got.Prompt, "read-only"))
 }
+
+// TestSetupSeesNoSecret: a workspace setup command gets the job's
+// TASK_RELAY_* context but no credential and not the job's token.
+func TestSetupSeesNoSecret(t *testing.T) {
+	t.Parallel()
+	repo, _ := gitRepo(t)
+	wm, err := workspace.New(workspace.Config{Root: filepath.Join(t.TempDir(), "ws")})
+	require.NoError(t, err)
+	dump := filepath.Join(t.TempDir(), "setup.env")
+	a := &agentRunner{}
+	p, err := relay.NewPipeline(relay.PipelineConfig{Workspaces: wm, Artifacts: relay.ArtifactDir{Root: t.TempDir()},
+		Executors: map[string]executor.Runner{"agent": a}, Logger: quiet,
+		Bootstrap:    map[string]*relay.Bootstrap{"": {Setup: "env > " + dump}},
+		SetupBaseEnv: []string{"PATH=" + os.Getenv("PATH"), "OPENAI_API_KEY=sk-secret", "PGPASSWORD=pw", "HARMLESS=1"},
+		JobToken:     func(string) string { return "job-token-secret" }})
+	require.NoError(t, err)
+	s := &relaytype.JobSpec{Repo: relaytype.Repo{Type: "local", Path: repo}, Task: relaytype.Task{Title: "t", Description: "d"},
+		Execution: relaytype.Execution{Executor: "agent"}, IdempotencyKey: "k"}
+	s.ApplyDefaults()
+	name, base, err := p.Admit(context.Background(), s)
+	require.NoError(t, err)
+	job := &relaytype.Job{ID: relay.NewJobID(), Executor: name, BaselineCommit: base, Attempt: 1, Spec: *s}
+	out := p.Handle(context.Background(), job)
+	require.Equal(t, relaytype.StateSucceeded, out.State, out.Summary)
+	b, err := os.ReadFile(dump)
+	require.NoError(t, err)
+	env := string(b)
+	require.Contains(t, env, "TASK_RELAY_JOB_ID="+job.ID)
+	require.Contains(t, env, "HARMLESS=1")
+	for _, secret := range []string{"sk-secret", "PGPASSWORD", "job-token-secret", "TASK_RELAY_TOKEN"} {
+		require.NotContains(t, env, secret)
+	}
+	// The agent itself does get its token.
+	require.Equal(t, "job-token-secret", a.got.Env["TASK_RELAY_TOKEN"])
+}

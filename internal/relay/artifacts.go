@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
@@ -44,7 +47,7 @@ func (d ArtifactDir) Write(jobID string, kind relaytype.ArtifactKind, data []byt
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("write artifact %s: %w", kind, err)
 	}
-	f, err := os.CreateTemp(dir, "."+string(kind)+".*")
+	f, err := os.CreateTemp(dir, tempPattern(kind))
 	if err != nil {
 		return nil, fmt.Errorf("write artifact %s: %w", kind, err)
 	}
@@ -69,6 +72,73 @@ func (d ArtifactDir) Write(jobID string, kind relaytype.ArtifactKind, data []byt
 		df.Close()
 	}
 	return describeArtifact(jobID, kind, data, now), nil
+}
+
+// tempPattern is the os.CreateTemp pattern of a write of artifact kind:
+// ".{kind}.{random digits}", a name no artifact has.
+func tempPattern(kind relaytype.ArtifactKind) string { return "." + string(kind) + ".*" }
+
+// isTempName reports whether name is that of a temporary file of Write.
+func isTempName(name string) bool {
+	for _, k := range relaytype.ArtifactKinds {
+		rest, ok := strings.CutPrefix(name, "."+string(k)+".")
+		if ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// CleanTemp removes the temporary files that writes cut short (a relay
+// killed between create and rename) left in the job directories under
+// Root, those last modified more than olderThan ago, and returns how many
+// it removed. A write under way is never that old: call it at start with
+// an hour, say. Nothing else is touched: only entries of directories named
+// like job ids, and only regular files named like Write's temporary files.
+// A missing Root has nothing to clean.
+func (d ArtifactDir) CleanTemp(olderThan time.Duration) (int, error) {
+	if d.Root == "" {
+		return 0, nil
+	}
+	jobs, err := os.ReadDir(d.Root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("clean temporary artifacts: %w", err)
+	}
+	cutoff := time.Now().Add(-olderThan)
+	removed := 0
+	var errs []error
+	for _, j := range jobs {
+		if !j.IsDir() || !relaytype.ValidJobID(j.Name()) {
+			continue
+		}
+		dir := filepath.Join(d.Root, j.Name())
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range entries {
+			if !e.Type().IsRegular() || !isTempName(e.Name()) {
+				continue
+			}
+			fi, err := e.Info()
+			if err != nil || !fi.ModTime().Before(cutoff) {
+				continue // gone meanwhile, or a write that may be under way
+			}
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			removed++
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return removed, fmt.Errorf("clean temporary artifacts: %w", err)
+	}
+	return removed, nil
 }
 
 // describeArtifact returns the metadata of data as artifact kind of a job:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -480,8 +481,16 @@ func (p *Pipeline) startFromParent(ctx context.Context, job *relaytype.Job, ws *
 // setup runs a workspace setup command with the job's environment and
 // returns its output.
 func (p *Pipeline) setup(ctx context.Context, command, dir string, env map[string]string) ([]byte, error) {
+	// A setup command is the project's, not an agent's: it sees no
+	// credential and not the job's token.
+	base := p.cfg.SetupBaseEnv
+	if base == nil {
+		base = os.Environ()
+	}
+	env = maps.Clone(env)
+	delete(env, "TASK_RELAY_TOKEN")
 	cmd, err := executor.NewCommand(executor.CommandConfig{Name: "workspace.setup", Argv: []string{"/bin/sh", "-c", command},
-		Timeout: p.cfg.SetupTimeout, Shim: p.cfg.Shim, BaseEnv: p.cfg.SetupBaseEnv})
+		Timeout: p.cfg.SetupTimeout, Shim: p.cfg.Shim, BaseEnv: executor.ScrubEnv(base, nil)})
 	if err != nil {
 		return nil, err
 	}

@@ -4,15 +4,30 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"unicode/utf8"
 
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
-// maxSnippetLines caps the lines quoted from one context.codeSnippets entry.
-const maxSnippetLines = 400
+// Bounds on the context.codeSnippets quoted in a prompt, whose paths and
+// line numbers come from whoever submitted the job and whose files come
+// from the repository.
+const (
+	// maxSnippetLines caps the lines quoted from one snippet.
+	maxSnippetLines = 400
+	// maxSnippetLineBytes caps one quoted line; the rest is cut.
+	maxSnippetLineBytes = 1000
+	// maxSnippetReadBytes caps the bytes read from one snippet's file.
+	maxSnippetReadBytes = 1 << 20
+	// maxSnippetsReadBytes caps the bytes read for all snippets of one
+	// prompt.
+	maxSnippetsReadBytes = 8 << 20
+)
 
 // RenderPrompt writes the task prompt handed to an executor: the task,
 // acceptance criteria, scope, context (with the quoted snippet lines read
@@ -51,8 +66,9 @@ func RenderPrompt(job *relaytype.Job, dir, relayBinary string) string {
 				fmt.Fprintf(&b, "- `%s`\n", k)
 			}
 		}
+		budget := int64(maxSnippetsReadBytes)
 		for _, sn := range c.CodeSnippets {
-			fmt.Fprintf(&b, "\n%s lines %d-%d:\n\n```\n%s```\n", sn.Path, sn.From, sn.To, snippet(dir, sn))
+			fmt.Fprintf(&b, "\n%s lines %d-%d:\n\n```\n%s```\n", sn.Path, sn.From, sn.To, snippet(dir, sn, &budget))
 		}
 	}
 	b.WriteString("\n## Repository\n\n")
@@ -96,7 +112,8 @@ func askSection(job *relaytype.Job, relayBinary string) string {
 
 If you need a decision, a missing fact or an approval that the task does
 not give you, ask instead of guessing. Use the relay_ask tool of the
-task-relay MCP server if you have it (type CLARIFICATION, CHOICE,
+relay's MCP server (task-relay, or task-relay-job; search for it if your
+tools are deferred) if you have it (type CLARIFICATION, CHOICE,
 RESOURCE_FETCH, POLICY_DECISION or APPROVAL, and your question), or run:
 
 `)
@@ -116,32 +133,115 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// snippet reads lines From..To of a file in dir, refusing paths that
-// leave dir.
-func snippet(dir string, sn relaytype.CodeSnippet) string {
-	p := filepath.Join(dir, filepath.FromSlash(sn.Path))
-	if rel, err := filepath.Rel(dir, p); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+// snippet reads lines From..To of a file in the workspace dir. It quotes
+// only a regular file inside dir: a path or symbolic link leading out of
+// dir (to a file elsewhere, /dev/urandom, /proc/self/fd/0) is refused,
+// and so is anything that is not a regular file (a FIFO would block the
+// open, a device would never end). The file is opened through an os.Root,
+// so no link swapped in after the check can lead out either. It reads at
+// most maxSnippetReadBytes, and no more than *budget, which it decreases
+// by what it read; lines are cut at maxSnippetLineBytes.
+func snippet(dir string, sn relaytype.CodeSnippet, budget *int64) string {
+	name := filepath.FromSlash(sn.Path)
+	if !filepath.IsLocal(name) || !insideDir(dir, filepath.Join(dir, name)) {
 		return "(path outside the repository)\n"
 	}
-	f, err := os.Open(p)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return "(not readable at the baseline)\n"
+	}
+	defer root.Close()
+	// O_NONBLOCK: opening a FIFO that slipped past the check returns at
+	// once instead of waiting for a writer; it is refused below.
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return "(not readable at the baseline)\n"
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "(not a regular file)\n"
+	}
+	limit := min(int64(maxSnippetReadBytes), *budget)
+	lr := &io.LimitedReader{R: f, N: limit}
+	defer func() { *budget -= limit - lr.N }()
+	br := bufio.NewReaderSize(lr, 64*1024)
 	var out bytes.Buffer
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for n := 1; sc.Scan() && n <= sn.To; n++ {
-		if n >= sn.From {
-			if n-sn.From >= maxSnippetLines {
-				out.WriteString("…\n")
-				break
+	for n := 1; n <= sn.To; n++ {
+		line, cut, err := readLine(br)
+		if err == nil || len(line) > 0 || cut {
+			if n >= sn.From {
+				if n-sn.From >= maxSnippetLines {
+					out.WriteString("…\n")
+					break
+				}
+				out.Write(line)
+				if cut {
+					out.WriteString("…")
+				}
+				out.WriteByte('\n')
 			}
-			out.Write(sc.Bytes())
-			out.WriteByte('\n')
+		}
+		if err != nil {
+			if lr.N == 0 {
+				out.WriteString("… (read limit reached)\n")
+			}
+			break
 		}
 	}
 	return out.String()
+}
+
+// insideDir reports whether path, with symbolic links resolved, lies in
+// dir (with its links resolved). A path that does not resolve is left to
+// the open to refuse.
+func insideDir(dir, path string) bool {
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return true
+	}
+	rel, err := filepath.Rel(realDir, real)
+	return err == nil && filepath.IsLocal(rel)
+}
+
+// readLine returns the next line of br without its line ending, cut at
+// maxSnippetLineBytes (on a character boundary), and whether it was cut.
+// The error is that of the read that ended the line (io.EOF for a last
+// line without a newline).
+func readLine(br *bufio.Reader) (line []byte, cut bool, err error) {
+	for {
+		chunk, rerr := br.ReadSlice('\n')
+		chunk = bytes.TrimSuffix(chunk, []byte("\n"))
+		if room := maxSnippetLineBytes - len(line); len(chunk) > room {
+			line = append(line, chunk[:room]...)
+			cut = true
+		} else {
+			line = append(line, chunk...)
+		}
+		if rerr == bufio.ErrBufferFull {
+			continue
+		}
+		if cut {
+			line = trimPartialRune(line)
+		}
+		return bytes.TrimSuffix(line, []byte("\r")), cut, rerr
+	}
+}
+
+// trimPartialRune drops an incomplete UTF-8 sequence at the end of b.
+func trimPartialRune(b []byte) []byte {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return b[:i]
+			}
+			break
+		}
+	}
+	return b
 }
 
 // maxOutTail bounds out.md when the executor printed no sections.

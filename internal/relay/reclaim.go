@@ -34,19 +34,11 @@ func (r *Relay) reclaimDead(ctx context.Context) {
 	}
 }
 
-// releaseDead moves a job of a dead owner to STALE, in that owner's name.
+// releaseDead moves a job of a dead owner to STALE, in that owner's name,
+// closing the asks of its attempt, in one transaction.
 func (r *Relay) releaseDead(ctx context.Context, j *relaytype.Job) {
-	if j.State == relaytype.StateWaitingOnAnswer {
-		if _, err := r.store.JobTransition(ctx, &store.JobTransitionParams{
-			ID: j.ID, To: relaytype.StateRunning, Owner: j.LeaseOwner, Now: r.cfg.Now(),
-			Summary: "the relay that ran the job is gone",
-		}); err != nil {
-			r.log.Warn("reclaim job of a dead relay", "job_id", j.ID, "err", err)
-			return
-		}
-	}
-	nj, err := r.store.JobTransition(ctx, &store.JobTransitionParams{
-		ID: j.ID, To: relaytype.StateStale, Owner: j.LeaseOwner, Now: r.cfg.Now(),
+	nj, err := r.store.JobRelease(ctx, &store.JobReleaseParams{
+		ID: j.ID, Owner: j.LeaseOwner, Now: r.cfg.Now(),
 		Summary: "the relay that ran the job is gone (process " + j.LeaseOwner + " no longer exists)",
 	})
 	if err != nil {

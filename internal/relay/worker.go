@@ -227,10 +227,13 @@ func (r *Relay) heartbeat(ctx context.Context, w *worker, done <-chan struct{}) 
 }
 
 // release hands a job this relay is abandoning (shutdown) back to the
-// queue through STALE, so it does not wait for its lease to lapse.
+// queue through STALE, so it does not wait for its lease to lapse. A job
+// waiting on an answer is released too: the store ends the attempt in one
+// transaction (WAITING_ON_ANSWER → RUNNING → STALE) and closes its
+// pending asks, which no executor will read.
 func (r *Relay) release(ctx context.Context, job *relaytype.Job) {
-	j, err := r.store.JobTransition(ctx, &store.JobTransitionParams{
-		ID: job.ID, To: relaytype.StateStale, Owner: r.cfg.InstanceID, Now: r.cfg.Now(),
+	j, err := r.store.JobRelease(ctx, &store.JobReleaseParams{
+		ID: job.ID, Owner: r.cfg.InstanceID, Now: r.cfg.Now(),
 		Summary: "relay shut down during the run",
 	})
 	if err != nil {

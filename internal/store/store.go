@@ -13,6 +13,8 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -32,7 +34,8 @@ type Store interface {
 	// JobClaim moves up to Limit QUEUED jobs that are unexpired (ExpiresAt
 	// after Now) and have attempts left to RUNNING under a lease held by
 	// Owner, highest priority first then oldest first, incrementing each
-	// job's attempt.
+	// job's attempt. Like every start of an attempt, it closes any ask of
+	// an earlier attempt still PENDING (see Attempts and asks).
 	JobClaim(ctx context.Context, p *JobClaimParams) ([]*relaytype.Job, error)
 	// JobHeartbeat extends the lease of an active job held by Owner. It
 	// returns an error wrapping relaytype.ErrLeaseLost when the job is no
@@ -46,13 +49,24 @@ type Store interface {
 	// claim: Owner and LeaseTTL are required, Owner becomes the lease
 	// holder, the attempt is counted, and a job that has used MaxAttempts is
 	// refused with ErrIllegalTransition. A move to QUEUED clears the lease
-	// and gives the job a fresh ttl in the queue.
+	// and gives the job a fresh ttl in the queue. A start, a move to STALE
+	// and a move to a terminal state close the job's PENDING asks in the
+	// same transaction (see Attempts and asks).
 	JobTransition(ctx context.Context, p *JobTransitionParams) (*relaytype.Job, error)
+	// JobRelease hands an active job its worker abandons (a shutdown) back
+	// for a retry at once: the job goes to STALE, a WAITING_ON_ANSWER job
+	// passing through RUNNING (two transition events), and the attempt's
+	// PENDING asks are closed, all in one transaction. A non-empty Owner
+	// that does not hold the lease returns an error wrapping
+	// relaytype.ErrLeaseLost; a job that is not active returns a
+	// *relaytype.TransitionError. Either changes nothing.
+	JobRelease(ctx context.Context, p *JobReleaseParams) (*relaytype.Job, error)
 	// JobRescue handles jobs whose lease lapsed at or before Now, and jobs
 	// left in STALE: each becomes STALE (an active WAITING_ON_ANSWER job
-	// passes through RUNNING) and is then requeued for another attempt, or
-	// FAILED with INTERNAL_ERROR once it has used MaxAttempts. It returns
-	// the jobs it changed in their new state.
+	// passes through RUNNING, and the attempt's PENDING asks are closed)
+	// and is then requeued for another attempt, or FAILED with
+	// INTERNAL_ERROR once it has used MaxAttempts. It returns the jobs it
+	// changed in their new state.
 	JobRescue(ctx context.Context, p *JobRescueParams) ([]*relaytype.Job, error)
 	// JobExpire moves QUEUED jobs whose ExpiresAt is at or before Now to
 	// EXPIRED.
@@ -73,32 +87,41 @@ type Store interface {
 	// relaytype.ErrArtifactNotFound.
 	ArtifactGet(ctx context.Context, p *ArtifactGetParams) (*relaytype.Artifact, error)
 
-	// AskInsert stores a PENDING ask of an active job, appends its "ask"
-	// event and moves a RUNNING job to WAITING_ON_ANSWER, in one
-	// transaction. It returns the job as it is afterwards. A repeated ask
-	// id with the same PayloadHash returns the stored ask with
-	// created=false; with another payload it fails with
-	// relaytype.ErrAskConflict. A job that is not RUNNING or
-	// WAITING_ON_ANSWER fails with relaytype.ErrJobNotActive.
+	// AskInsert stores a PENDING ask of an active job, bound to the job's
+	// current attempt, appends its "ask" event and moves a RUNNING job to
+	// WAITING_ON_ANSWER, in one transaction. It returns the job as it is
+	// afterwards. A repeated ask id with the same PayloadHash returns the
+	// stored ask with created=false; with another payload it fails with
+	// relaytype.ErrAskConflict; an ask id stored by an earlier attempt
+	// fails with an *AttemptOverError (ErrAttemptOver, ErrAskConflict).
+	// A job that is not RUNNING or WAITING_ON_ANSWER fails with
+	// relaytype.ErrJobNotActive.
 	AskInsert(ctx context.Context, p *AskInsertParams) (ask *relaytype.AskRecord, created bool, job *relaytype.Job, err error)
 	// AskGet returns one ask or an error wrapping relaytype.ErrAskNotFound.
 	AskGet(ctx context.Context, p *AskGetParams) (*relaytype.AskRecord, error)
 	// AskList returns asks oldest first, filtered by job and status.
 	AskList(ctx context.Context, p *AskListParams) ([]*relaytype.AskRecord, error)
 	// AskDue returns PENDING asks whose deadline is at or before Now.
+	// They all belong to the current attempt of an active job: the asks
+	// of an attempt that is over are closed when it ends.
 	AskDue(ctx context.Context, p *AskDueParams) ([]*relaytype.AskRecord, error)
 	// AskNextDeadline returns the earliest deadline of a PENDING ask, or
 	// the zero time if there is none.
 	AskNextDeadline(ctx context.Context) (time.Time, error)
-	// AnswerInsert stores the answer to a PENDING ask, marks the ask with
-	// the answer's status and appends the "answer" event; then, if the job
-	// is active, a non-ANSWERED status fails it (REJECTED → POLICY,
-	// TIMEOUT → TIMEOUT, ERROR → EXECUTOR_ERROR) and an ANSWERED one
-	// returns a WAITING_ON_ANSWER job with no other pending ask to
-	// RUNNING, all in one transaction. A second answer with the same
-	// PayloadHash returns the stored one with created=false; with another
-	// payload it fails with relaytype.ErrAnswerConflict. The answer's
-	// token usage is added to the job's in the same transaction.
+	// AnswerInsert stores the answer to a PENDING ask of the current
+	// attempt of an active job, marks the ask with the answer's status
+	// and appends the "answer" event; then a non-ANSWERED status fails
+	// the job (REJECTED → POLICY, TIMEOUT → TIMEOUT, ERROR →
+	// EXECUTOR_ERROR) and an ANSWERED one returns a WAITING_ON_ANSWER job
+	// with no other pending ask of its current attempt to RUNNING, all in
+	// one transaction. A second answer with the same PayloadHash returns
+	// the stored one with created=false. Any other answer to an ask whose
+	// attempt is over (the job ended, went STALE or QUEUED, or started
+	// another attempt) fails with an *AttemptOverError, which wraps
+	// ErrAttemptOver and relaytype.ErrAnswerConflict and changes no job;
+	// another answer to an answered ask of the current attempt fails with
+	// relaytype.ErrAnswerConflict. The answer's token usage is added to
+	// the job's in the same transaction.
 	AnswerInsert(ctx context.Context, p *AnswerInsertParams) (answer *relaytype.AnswerRecord, created bool, job *relaytype.Job, err error)
 	// AnswerGet returns the answer to an ask, nil if it has none yet, or
 	// an error wrapping relaytype.ErrAskNotFound.
@@ -113,6 +136,69 @@ type Store interface {
 
 	// Close releases the store's resources.
 	Close() error
+}
+
+// Attempts and asks
+//
+// Every ask belongs to the attempt of its job that posted it (the job's
+// Attempt when AskInsert stored it). An attempt ends when its job goes to
+// STALE (release, lapsed lease, dead relay), to a terminal state, or,
+// defensively, when the job starts a new attempt; the transaction that
+// ends it answers each of the attempt's PENDING asks with ERROR, an error
+// text naming the attempt and why it ended, and the ask's "answer" event.
+// So no ask of an attempt that is over is ever PENDING, a
+// WAITING_ON_ANSWER job always has a PENDING ask of its current attempt
+// when it got there through AskInsert, and an ask's deadline can only
+// fail the attempt that asked it.
+
+// ErrAttemptOver is wrapped by errors about an ask whose attempt of its
+// job is over.
+var ErrAttemptOver = errors.New("the job attempt that posted the ask is over")
+
+// AttemptOverError refuses an answer to, or a repeat of, an ask whose
+// attempt is over. Its code is relaytype.CodeConflict; it matches
+// ErrAttemptOver and relaytype.ErrAnswerConflict (AnswerInsert) or
+// relaytype.ErrAskConflict (AskInsert, Repost).
+type AttemptOverError struct {
+	AskID string
+	JobID string
+	// Attempt is the attempt that posted the ask.
+	Attempt int
+	// JobAttempt and JobState are the job's now.
+	JobAttempt int
+	JobState   relaytype.JobState
+	// Repost is true when a later attempt posted the ask id again.
+	Repost bool
+}
+
+func (e *AttemptOverError) Error() string {
+	now := "the job is " + string(e.JobState)
+	if e.JobAttempt != e.Attempt {
+		now += fmt.Sprintf(" on attempt %d", e.JobAttempt)
+	}
+	what := "its answer is refused"
+	if e.Repost {
+		what = "a new attempt must post a new ask id"
+	}
+	return fmt.Sprintf("ask %s belongs to attempt %d of job %s, which is over (%s): %s",
+		e.AskID, e.Attempt, e.JobID, now, what)
+}
+
+// Code returns relaytype.CodeConflict.
+func (e *AttemptOverError) Code() relaytype.ErrorCode { return relaytype.CodeConflict }
+
+// Is makes errors.Is match ErrAttemptOver, and relaytype.ErrAskConflict
+// for a repost or relaytype.ErrAnswerConflict for an answer.
+func (e *AttemptOverError) Is(target error) bool {
+	switch target {
+	case ErrAttemptOver:
+		return true
+	case relaytype.ErrAskConflict:
+		return e.Repost
+	case relaytype.ErrAnswerConflict:
+		return !e.Repost
+	}
+	return false
 }
 
 // JobInsertParams are the inputs of Store.JobInsert.
@@ -180,6 +266,17 @@ type JobTransitionParams struct {
 	Usage *relaytype.Usage
 	// SessionID, when set, records the executor's agent session.
 	SessionID string
+}
+
+// JobReleaseParams are the inputs of Store.JobRelease.
+type JobReleaseParams struct {
+	ID string
+	// Owner, when set, must hold the job's lease.
+	Owner string
+	Now   time.Time
+	// Summary says why the job is released; it is the transitions'
+	// summary and part of the closed asks' error text.
+	Summary string
 }
 
 // JobRescueParams are the inputs of Store.JobRescue.

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,12 @@ func (w *Workspace) SourceDir() string { return w.repoPath }
 // paths, and adds them to Exclude so that they stay out of the patch. It
 // returns the copied paths. Only local workspaces have a source to copy
 // from.
+//
+// Symbolic links lead nowhere outside either tree: a match that is a link,
+// or that a linked directory leads out of the source repository, is not
+// copied (as anything else that is not a regular file), and a destination
+// that a link in the checkout (committed to the repository) would lead out
+// of the workspace is an error, never written.
 func (w *Workspace) CopyFiles(globs []string) ([]string, error) {
 	if len(globs) == 0 {
 		return nil, nil
@@ -26,6 +33,16 @@ func (w *Workspace) CopyFiles(globs []string) ([]string, error) {
 	if w.repoPath == "" {
 		return nil, fmt.Errorf("workspace.copyFiles: only local repositories have files to copy")
 	}
+	srcRoot, err := os.OpenRoot(w.repoPath)
+	if err != nil {
+		return nil, fmt.Errorf("workspace.copyFiles: %w", err)
+	}
+	defer srcRoot.Close()
+	dstRoot, err := os.OpenRoot(w.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("workspace.copyFiles: %w", err)
+	}
+	defer dstRoot.Close()
 	seen := map[string]bool{}
 	var copied []string
 	for _, g := range globs {
@@ -46,7 +63,16 @@ func (w *Workspace) CopyFiles(globs []string) ([]string, error) {
 			if err != nil || !fi.Mode().IsRegular() {
 				continue
 			}
-			if err := copyRegular(src, filepath.Join(w.Dir, rel), fi.Mode().Perm()); err != nil {
+			in, err := srcRoot.Open(rel)
+			if err != nil {
+				continue // through a linked directory out of the repository
+			}
+			err = copyRegular(in, dstRoot, rel, fi.Mode().Perm())
+			_ = in.Close()
+			if errors.Is(err, errNotRegular) {
+				continue
+			}
+			if err != nil {
 				return nil, fmt.Errorf("workspace.copyFiles: %s: %w", rel, err)
 			}
 			seen[rel] = true
@@ -57,16 +83,19 @@ func (w *Workspace) CopyFiles(globs []string) ([]string, error) {
 	return copied, nil
 }
 
-func copyRegular(src, dst string, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+// errNotRegular is a copy source that turned out not to be a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// copyRegular copies the regular file in to rel inside dst, creating its
+// directories; nothing is created or written outside dst.
+func copyRegular(in *os.File, dst *os.Root, rel string, perm os.FileMode) error {
+	if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return errNotRegular
+	}
+	if err := dst.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
 		return err
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
+	out, err := dst.OpenFile(rel, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package workspace
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -66,4 +68,41 @@ func TestApplyPatchSnapshotAndDiffFrom(t *testing.T) {
 
 	bad := []byte("diff --git a/nope.txt b/nope.txt\n--- a/nope.txt\n+++ b/nope.txt\n@@ -1 +1 @@\n-x\n+y\n")
 	require.ErrorIs(t, child.ApplyPatch(ctx, bad), ErrConflict)
+}
+
+// TestCopyFilesNeverLeaveTheTrees checks that symbolic links committed to
+// the repository lead CopyFiles neither to read outside the source
+// repository nor to write outside the workspace.
+func TestCopyFilesNeverLeaveTheTrees(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	repo := newRepo(t)
+	outside := t.TempDir()
+	writeFile(t, outside, "a.yaml", []byte("precious\n"))
+
+	// At the baseline, conf is a link to a directory outside; in the
+	// user's checkout it has since become a directory with a local file.
+	require.NoError(t, os.Symlink(outside, filepath.Join(repo.dir, "conf")))
+	require.NoError(t, os.Symlink(outside, filepath.Join(repo.dir, "linked")))
+	testGit(t, repo.dir, nil, "add", "conf", "linked")
+	testGit(t, repo.dir, nil, "commit", "-q", "-m", "links")
+	baseline := testGit(t, repo.dir, nil, "rev-parse", "HEAD")
+	require.NoError(t, os.Remove(filepath.Join(repo.dir, "conf")))
+	writeFile(t, repo.dir, "conf/a.yaml", []byte("local settings\n"))
+
+	ws, err := newManager(t).Prepare(ctx, "job_links", relaytype.Repo{Type: "local", Path: repo.dir}, baseline)
+	require.NoError(t, err)
+
+	// linked/a.yaml reads outside the source repository: not copied (and
+	// its destination, the same file, not truncated).
+	copied, err := ws.CopyFiles([]string{"linked/*.yaml"})
+	require.NoError(t, err)
+	require.Empty(t, copied)
+	require.Equal(t, "precious\n", readFile(t, outside, "a.yaml"))
+
+	// conf/a.yaml would be written through the workspace's conf link.
+	_, err = ws.CopyFiles([]string{"conf/*.yaml"})
+	require.Error(t, err)
+	require.Equal(t, "precious\n", readFile(t, outside, "a.yaml"), "nothing written outside the workspace")
+	require.NoError(t, ws.Remove(ctx))
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -78,17 +79,22 @@ func (w *Workspace) Snapshot(ctx context.Context) (string, error) {
 
 // staged stages the whole workspace (minus Exclude, which keeps its
 // baseline state) into a temporary index and calls fn with a git bound to
-// it.
+// it. Every git runs confined (see Workspace.git): whatever the executor
+// wrote in the checkout, its .git file included, runs no program.
 func (w *Workspace) staged(ctx context.Context, fn func(g gitRun) error) error {
+	g, err := w.git(ctx)
+	if err != nil {
+		return err
+	}
 	idx, cleanup, err := w.tempIndex()
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	if err := w.seedIndex(ctx, idx); err != nil {
+	if err := w.seedIndex(ctx, g, idx); err != nil {
 		return err
 	}
-	g := gitRun{git: w.m.git, dir: w.Dir, env: []string{"GIT_INDEX_FILE=" + idx}}
+	g.env = []string{"GIT_INDEX_FILE=" + idx}
 	if _, err := g.run(ctx, "add", "--all"); err != nil {
 		return err
 	}
@@ -107,7 +113,11 @@ func (w *Workspace) ApplyPatch(ctx context.Context, patch []byte) error {
 	if len(bytes.TrimSpace(patch)) == 0 {
 		return nil
 	}
-	g := gitRun{git: w.m.git, dir: w.Dir, stdin: patch}
+	g, err := w.git(ctx)
+	if err != nil {
+		return fmt.Errorf("apply patch: %w", err)
+	}
+	g.stdin = patch
 	if _, err := g.run(ctx, "apply", "--binary", "--whitespace=nowarn", "-"); err != nil {
 		if ctx.Err() == nil && exitedNonZero(err) {
 			return fmt.Errorf("%w: %s", ErrConflict, err.Error())
@@ -118,17 +128,12 @@ func (w *Workspace) ApplyPatch(ctx context.Context, patch []byte) error {
 }
 
 // seedIndex starts the temporary index at idx as a copy of the workspace's
-// index. Staging is then quick (unchanged files keep their cached stat
-// data) and files that are tracked yet match an ignore rule stay tracked.
-// Without an index to copy it starts from HEAD.
-func (w *Workspace) seedIndex(ctx context.Context, idx string) error {
-	g := gitRun{git: w.m.git, dir: w.Dir}
-	out, err := g.run(ctx, "rev-parse", "--path-format=absolute", "--git-path", "index")
-	if err != nil {
-		return err
-	}
-	src := strings.TrimSpace(string(out))
-	err = copyFile(src, idx)
+// index (in its recorded git directory). Staging is then quick (unchanged
+// files keep their cached stat data) and files that are tracked yet match
+// an ignore rule stay tracked. Without an index to copy it starts from
+// HEAD. g is the workspace's confined git.
+func (w *Workspace) seedIndex(ctx context.Context, g gitRun, idx string) error {
+	err := copyFile(filepath.Join(w.gitDir, "index"), idx)
 	if err == nil {
 		return nil
 	}
@@ -149,12 +154,16 @@ func (w *Workspace) CheckApplies(ctx context.Context, patch []byte) error {
 	if len(bytes.TrimSpace(patch)) == 0 {
 		return nil
 	}
+	g, err := w.git(ctx)
+	if err != nil {
+		return fmt.Errorf("check patch: %w", err)
+	}
 	idx, cleanup, err := w.tempIndex()
 	if err != nil {
 		return fmt.Errorf("check patch: %w", err)
 	}
 	defer cleanup()
-	g := gitRun{git: w.m.git, dir: w.Dir, env: []string{"GIT_INDEX_FILE=" + idx}}
+	g.env = []string{"GIT_INDEX_FILE=" + idx}
 	if _, err := g.run(ctx, "read-tree", w.Baseline); err != nil {
 		return fmt.Errorf("check patch: %w", err)
 	}

@@ -142,23 +142,52 @@ func (m *Manager) unregisterJob(ctx context.Context, commonDir, id string) (int,
 // Unlike `git worktree prune`, this touches no other registration. The
 // caller holds the repository's lock exclusively.
 func (m *Manager) unregister(ctx context.Context, commonDir string, r registration) error {
-	g := gitRun{git: m.git}
-	gitDir := "--git-dir=" + commonDir
+	// Confined: commonDir may have been found through a checkout's .git
+	// file, which an executor can point at a git directory of its own.
+	g := gitRun{git: m.git, environ: m.environ, conf: &confined{gitDir: commonDir}}
 	if r.locked {
-		if _, err := g.run(ctx, gitDir, "worktree", "unlock", r.path); err != nil {
+		if _, err := g.run(ctx, "worktree", "unlock", r.path); err != nil {
 			return fmt.Errorf("unlock stale worktree %s: %w", r.path, err)
 		}
 	}
-	if _, err := g.run(ctx, gitDir, "worktree", "remove", "--force", r.path); err == nil {
+	if _, err := g.run(ctx, "worktree", "remove", "--force", r.path); err == nil {
 		return nil
 	}
 	if err := removeAll(r.path); err != nil {
 		return fmt.Errorf("remove stale worktree %s: %w", r.path, err)
 	}
-	if _, err := g.run(ctx, gitDir, "worktree", "remove", "--force", r.path); err != nil {
+	if _, err := g.run(ctx, "worktree", "remove", "--force", r.path); err != nil {
+		// git no longer recognises the entry (a killed add left it
+		// inconsistent): delete its administrative directory, which is
+		// ours since its checkout lies in one of Root's job directories.
+		if m.dropAdmin(commonDir, r.path) {
+			return nil
+		}
 		return fmt.Errorf("remove stale worktree %s: %w", r.path, err)
 	}
 	return nil
+}
+
+// dropAdmin deletes the administrative directory (commonDir/worktrees/NAME)
+// of the registration whose checkout is path, and reports whether it found
+// one.
+func (m *Manager) dropAdmin(commonDir, path string) bool {
+	admins, err := os.ReadDir(filepath.Join(commonDir, "worktrees"))
+	if err != nil {
+		return false
+	}
+	for _, e := range admins {
+		admin := filepath.Join(commonDir, "worktrees", e.Name())
+		b, err := os.ReadFile(filepath.Join(admin, "gitdir"))
+		if err != nil {
+			continue
+		}
+		checkout := filepath.Dir(strings.TrimSpace(string(b)))
+		if filepath.Clean(checkout) == filepath.Clean(path) && m.ownJob(checkout) != "" {
+			return os.RemoveAll(admin) == nil
+		}
+	}
+	return false
 }
 
 // registrations lists the linked worktrees registered in the repository
@@ -167,7 +196,7 @@ func (m *Manager) unregister(ctx context.Context, commonDir string, r registrati
 // stop a path from being added again.
 func (m *Manager) registrations(ctx context.Context, commonDir string) ([]registration, error) {
 	m.dropHalfMade(commonDir)
-	out, err := (gitRun{git: m.git}).run(ctx, "--git-dir="+commonDir, "worktree", "list", "--porcelain")
+	out, err := (gitRun{git: m.git, environ: m.environ, conf: &confined{gitDir: commonDir}}).run(ctx, "worktree", "list", "--porcelain")
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,7 @@ func (k *killable) killedAdd(t *testing.T, m *Manager, id string) string {
 	require.NoError(t, m.writeSourceRecord(jobDir, common))
 	writeFile(t, filepath.Dir(k.armFile), filepath.Base(k.armFile), nil)
 	cmd := exec.Command(DefaultGit, "-C", k.dir, "worktree", "add", "--detach", "--quiet", filepath.Join(jobDir, checkoutName), k.baseline)
-	cmd.Env = gitEnv("GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+	cmd.Env = gitEnv(nil, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
 	// Its own process group: the filter kills that group, not the test.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.CombinedOutput()

@@ -69,6 +69,7 @@ type Manager struct {
 	rootReal string // root with symbolic links resolved, as git records worktree paths
 	keep     bool
 	git      string
+	environ  []string // the environment git starts from; nil: the relay's
 
 	mu sync.Mutex
 	// repoLocks holds one lock per source repository (by git common
@@ -123,6 +124,16 @@ type Workspace struct {
 	m         *Manager
 	repoPath  string // absolute path of the source repository, for type local
 	commonDir string // its git common directory, for type local
+	// gitDir is the checkout's git directory, recorded at Prepare before
+	// any executor ran: the worktree's administrative directory in the
+	// source repository, or a clone's git directory in MetaDir. Every git
+	// command on the checkout names it (and the checkout as work tree)
+	// explicitly: the .git file in the checkout is the executor's to
+	// rewrite, and is never read again.
+	gitDir string
+	// excludesFile is the core.excludesFile of the user's configuration,
+	// which confined git does not read.
+	excludesFile string
 }
 
 // Prepare creates the workspace of job jobID: a checkout of repo at the
@@ -193,11 +204,28 @@ func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
 		if err := w.m.writeSourceRecord(w.MetaDir, w.commonDir); err != nil {
 			return fmt.Errorf("record source repository: %w", err)
 		}
-		return w.addWorktree(ctx)
+		if err := w.addWorktree(ctx); err != nil {
+			return err
+		}
+		admin, err := adminDirOf(w.Dir, w.commonDir)
+		if err != nil {
+			return err
+		}
+		w.gitDir = admin
+	} else {
+		// A clone is left cancelable: it writes nothing outside Root, and
+		// a relay shutting down should not wait for a large fetch.
+		if err := w.clone(ctx, repo.URL); err != nil {
+			return err
+		}
+		w.gitDir = filepath.Join(w.MetaDir, cloneGitDir)
 	}
-	// A clone is left cancelable: it writes nothing outside Root, and a
-	// relay shutting down should not wait for a large fetch.
-	return w.clone(ctx, repo.URL)
+	excludes, err := excludesFileOf(ctx, gitRun{git: w.m.git, dir: w.Dir, environ: w.m.environ})
+	if err != nil {
+		return fmt.Errorf("read core.excludesFile: %w", err)
+	}
+	w.excludesFile = excludes
+	return nil
 }
 
 // addWorktree creates Dir as a detached linked worktree of the local
@@ -258,7 +286,7 @@ func (w *Workspace) addOnce(ctx context.Context) error {
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), addTimeout)
 	defer cancel()
-	_, err := (gitRun{git: w.m.git, dir: w.repoPath}).run(actx, "worktree", "add", "--detach", "--quiet", w.Dir, w.Baseline)
+	_, err := (gitRun{git: w.m.git, dir: w.repoPath, environ: w.m.environ}).run(actx, "worktree", "add", "--detach", "--quiet", w.Dir, w.Baseline)
 	return err
 }
 
@@ -299,13 +327,15 @@ func isContention(err error) bool {
 }
 
 // clone creates Dir as a clone of url with the baseline checked out. A
-// baseline no branch or tag reaches is fetched by id.
+// baseline no branch or tag reaches is fetched by id. The clone's git
+// directory is MetaDir/clone.git, outside the checkout.
 func (w *Workspace) clone(ctx context.Context, url string) error {
-	if _, err := (gitRun{git: w.m.git}).run(ctx,
-		"clone", "--no-checkout", "--quiet", "--", url, w.Dir); err != nil {
+	if _, err := (gitRun{git: w.m.git, environ: w.m.environ}).run(ctx,
+		"clone", "--no-checkout", "--quiet", "--separate-git-dir="+filepath.Join(w.MetaDir, cloneGitDir),
+		"--", url, w.Dir); err != nil {
 		return err
 	}
-	g := gitRun{git: w.m.git, dir: w.Dir}
+	g := gitRun{git: w.m.git, dir: w.Dir, environ: w.m.environ}
 	if _, err := g.run(ctx, "cat-file", "-e", w.Baseline+"^{commit}"); err != nil {
 		if _, ferr := g.run(ctx, "fetch", "--quiet", "--no-tags", "--", url, w.Baseline); ferr != nil {
 			return fmt.Errorf("baseline %s not found in %s: %w", w.Baseline, url, ferr)

@@ -42,7 +42,7 @@ func binaryData(n int, seed byte) []byte {
 func testGit(t *testing.T, dir string, stdin []byte, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(DefaultGit, append([]string{"-C", dir}, args...)...)
-	cmd.Env = gitEnv(
+	cmd.Env = gitEnv(nil,
 		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
 		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.com",
 		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.com",
@@ -515,7 +515,7 @@ func TestResolveBaseline(t *testing.T) {
 
 func TestGitEnvDropsRepositoryVariables(t *testing.T) {
 	t.Parallel()
-	env := strings.Join(gitEnv("EXTRA=1"), "\n") + "\n"
+	env := strings.Join(gitEnv(nil, "EXTRA=1"), "\n") + "\n"
 	require.Contains(t, env, "GIT_TERMINAL_PROMPT=0\n")
 	require.Contains(t, env, "LC_ALL=C\n")
 	require.Contains(t, env, "EXTRA=1\n")

@@ -1,34 +1,63 @@
 package codex
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
-	"unicode/utf8"
+	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 )
 
-// Codex drives the OpenAI Codex CLI in its non-interactive mode,
+// Adapter drives the OpenAI Codex CLI in its non-interactive mode,
 // `codex exec --json`, and reads the JSONL events it prints on stdout.
 type Adapter struct{}
 
-var _ executor.Adapter = Adapter{}
+var (
+	_ executor.Adapter = Adapter{}
+	_ executor.Resumer = Adapter{}
+	_ executor.Checker = Adapter{}
+)
 
 // Codex command-line settings.
 const (
 	// CodexLastMessageFile is the name, in executor.Request.MetaDir, of the file
 	// codex writes its final message to (-o).
 	CodexLastMessageFile = "codex-last-message.txt"
+	// CodexUsageBaselineFile is the name, in executor.Request.MetaDir, of
+	// the file PrepareResume records the resumed thread's token usage in
+	// (see Parse).
+	CodexUsageBaselineFile = "codex-usage-baseline.json"
+	// CodexMCPServer is the name the relay's executor MCP endpoint gets in
+	// codex's mcp_servers for a run. It is not "task-relay", the name the
+	// README suggests for registering the relay itself (`serve`, stdio) in
+	// ~/.codex/config.toml: codex refuses a url on a stdio server, so the
+	// same name would break every run of a user who did.
+	CodexMCPServer = "task-relay-job"
+	// codexTokenEnv is the variable the run's job token is in; codex reads
+	// the bearer token of the MCP endpoint from it (bearer_token_env_var),
+	// so that the token is never on the command line.
+	codexTokenEnv = "TASK_RELAY_TOKEN"
 	// codexNetworkAccess lets commands in the workspace-write sandbox reach
 	// the network, so that `mcp-task-relay ask` can reach the relay on
-	// loopback. The read-only sandbox keeps codex's default (no network).
+	// loopback. The read-only sandbox keeps codex's default (no network);
+	// there the agent asks through the MCP endpoint, which codex itself
+	// calls, outside the sandbox.
 	codexNetworkAccess = "sandbox_workspace_write.network_access=true"
+	// codexDefaultAskTimeout is the ask deadline assumed when the request
+	// names none: the relay's default (askAnswer.askTimeoutSec).
+	codexDefaultAskTimeout = 10 * time.Minute
+	// codexAskTimeoutMargin is added to the ask deadline for codex's MCP
+	// tool-call timeout: the relay answers an ask that times out itself
+	// (status TIMEOUT) a few seconds after its deadline, and codex should
+	// get that answer rather than give up first.
+	codexAskTimeoutMargin = 30 * time.Second
 	// codexMaxPrompt is the longest prompt codex can take: the prompt is one
 	// argument, and Linux limits each argument to 128 KiB (MAX_ARG_STRLEN)
 	// including its terminating NUL.
@@ -52,8 +81,25 @@ func (Adapter) DefaultBinary() string { return "codex" }
 // Argv returns
 //
 //	codex exec --json --skip-git-repo-check -C WORKDIR --sandbox MODE
-//	  [-c sandbox_workspace_write.network_access=true] [-o META/codex-last-message.txt]
-//	  [-m MODEL] [EXTRA...] [resume SESSION_ID] -- PROMPT
+//	  [-c sandbox_workspace_write.network_access=true]
+//	  -c approval_policy="never"
+//	  [-c mcp_servers.task-relay-job.url="RELAY_MCP_URL"
+//	   -c mcp_servers.task-relay-job.bearer_token_env_var="TASK_RELAY_TOKEN"
+//	   -c mcp_servers.task-relay-job.tool_timeout_sec=SECONDS
+//	   -c mcp_servers.task-relay-job.default_tools_approval_mode="approve"]
+//	  [-o META/codex-last-message.txt] [-m MODEL] [EXTRA...]
+//	  [resume SESSION_ID] -- PROMPT
+//
+// The sandbox is the job's execution.sandbox (workspace-write when
+// unset). The approval policy comes from its execution.askPolicy (see
+// codexApprovalPolicy). When the request names the relay's executor MCP
+// endpoint and a job token, the endpoint is configured for this run only
+// (nothing is written to the workspace or to CODEX_HOME): codex reads the
+// bearer token from TASK_RELAY_TOKEN, which the relay sets; the tool-call
+// timeout is the ask deadline (AskTimeout) plus a margin, so that an ask
+// answered after minutes still reaches the agent; and its tools need no
+// approval (codex would otherwise refuse them under approval "never"),
+// which is safe: relay_ask is how the agent asks.
 //
 // A follow-up job resumes with `codex exec [OPTIONS] resume SESSION_ID
 // PROMPT`. The options stay in front of `resume` on purpose: --json,
@@ -67,10 +113,10 @@ func (Adapter) DefaultBinary() string { return "codex" }
 // The prompt is executor.Request.Prompt, else the contents of executor.Request.PromptFile.
 // Stdin is /dev/null: codex would append piped stdin to the prompt.
 //
-// Argv removes a final-message file left in MetaDir by an earlier run, so
-// that a run which ends without writing one is not credited with the old
-// message. Without MetaDir there is no -o; the final message then comes from
-// the JSONL events alone.
+// Argv removes the side files an earlier run left in MetaDir (the final
+// message, a usage baseline), so that a run which ends without writing one
+// is not credited with the old one. Without MetaDir there is no -o; the
+// final message then comes from the JSONL events alone.
 func (Adapter) Argv(cfg *executor.AgentConfig, req *executor.Request) ([]string, error) {
 	sandbox := req.Sandbox
 	switch sandbox {
@@ -79,6 +125,10 @@ func (Adapter) Argv(cfg *executor.AgentConfig, req *executor.Request) ([]string,
 	case codexReadOnly, codexWorkspaceWrite:
 	default:
 		return nil, fmt.Errorf("codex: sandbox %q: want %s or %s", req.Sandbox, codexReadOnly, codexWorkspaceWrite)
+	}
+	approval, err := codexApprovalPolicy(req.AskPolicy)
+	if err != nil {
+		return nil, err
 	}
 	prompt := req.Prompt
 	if prompt == "" && req.PromptFile != "" {
@@ -99,12 +149,17 @@ func (Adapter) Argv(cfg *executor.AgentConfig, req *executor.Request) ([]string,
 	if sandbox == codexWorkspaceWrite {
 		argv = append(argv, "-c", codexNetworkAccess)
 	}
+	argv = append(argv, "-c", "approval_policy="+codexTOMLString(approval))
+	if req.RelayMCPURL != "" && req.RelayToken != "" {
+		argv = append(argv, codexMCPArgs(req.RelayMCPURL, req.AskTimeout)...)
+	}
 	if req.MetaDir != "" {
-		last := filepath.Join(req.MetaDir, CodexLastMessageFile)
-		if err := os.Remove(last); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("codex: remove old final message: %w", err)
+		for _, name := range []string{CodexLastMessageFile, CodexUsageBaselineFile} {
+			if err := os.Remove(filepath.Join(req.MetaDir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("codex: remove the %s of an earlier run: %w", name, err)
+			}
 		}
-		argv = append(argv, "-o", last)
+		argv = append(argv, "-o", filepath.Join(req.MetaDir, CodexLastMessageFile))
 	}
 	model := req.Model
 	if model == "" {
@@ -120,214 +175,56 @@ func (Adapter) Argv(cfg *executor.AgentConfig, req *executor.Request) ([]string,
 	return append(argv, "--", prompt), nil
 }
 
-// codexEvent is one line of `codex exec --json` output. Only the fields
-// the adapter reads are declared.
-type codexEvent struct {
-	// Type is thread.started, turn.started, turn.completed, turn.failed,
-	// item.started, item.updated, item.completed or error.
-	Type     string `json:"type"`
-	ThreadID string `json:"thread_id"`
-	// Message is set on error events.
-	Message string      `json:"message"`
-	Usage   *codexUsage `json:"usage"`
-	// Error is set on turn.failed events.
-	Error *codexError `json:"error"`
-	Item  *codexItem  `json:"item"`
-}
-
-type codexUsage struct {
-	InputTokens       int `json:"input_tokens"`
-	CachedInputTokens int `json:"cached_input_tokens"`
-	OutputTokens      int `json:"output_tokens"`
-}
-
-type codexError struct {
-	Message string `json:"message"`
-}
-
-// codexItem is a thread item: agent_message, reasoning, command_execution,
-// file_change, mcp_tool_call, web_search, todo_list or error.
-type codexItem struct {
-	Type string `json:"type"`
-	// Text is the text of agent_message and reasoning items.
-	Text     string `json:"text"`
-	Command  string `json:"command"`
-	ExitCode *int   `json:"exit_code"`
-	// Status is in_progress, completed, failed or declined.
-	Status  string `json:"status"`
-	Changes []struct {
-		Path string `json:"path"`
-		Kind string `json:"kind"` // add, delete or update
-	} `json:"changes"`
-	Server string      `json:"server"`
-	Tool   string      `json:"tool"`
-	Query  string      `json:"query"`
-	Error  *codexError `json:"error"`
-	// Message is the text of error items (non-fatal warnings).
-	Message string `json:"message"`
-}
-
-// Parse reads codex's JSONL events; lines that are not JSON objects are
-// skipped. The final-message file (-o) wins over the last agent_message.
-// The run failed when a turn failed, when an error event was not followed
-// by a completed turn (codex also reports errors it retries past), or when
-// codex exited non-zero.
-func (Adapter) Parse(_ *executor.AgentConfig, req *executor.Request, stdout []byte, exitCode int) executor.AgentOutput {
-	var (
-		out        executor.AgentOutput
-		log        []string
-		turnFailed string
-		lastError  string
-	)
-	for line := range bytes.SplitSeq(stdout, []byte("\n")) {
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		var ev codexEvent
-		if json.Unmarshal(line, &ev) != nil {
-			continue
-		}
-		switch ev.Type {
-		case "thread.started":
-			if ev.ThreadID != "" {
-				out.SessionID = ev.ThreadID
-			}
-		case "turn.completed":
-			if ev.Usage != nil {
-				out.Usage.InputTokens += ev.Usage.InputTokens
-				out.Usage.CachedInputTokens += ev.Usage.CachedInputTokens
-				out.Usage.OutputTokens += ev.Usage.OutputTokens
-			}
-			lastError = ""
-		case "turn.failed":
-			msg := "turn failed"
-			if ev.Error != nil && ev.Error.Message != "" {
-				msg = ev.Error.Message
-			}
-			turnFailed = msg
-			log = append(log, "turn failed: "+codexOneLine(msg))
-		case "error":
-			lastError = ev.Message
-			log = append(log, "error: "+codexOneLine(ev.Message))
-		case "item.completed":
-			if ev.Item == nil {
-				continue
-			}
-			if ev.Item.Type == "agent_message" {
-				out.FinalMessage = ev.Item.Text
-			}
-			if l := codexItemLine(ev.Item, req.Workdir); l != "" {
-				log = append(log, l)
-			}
-		}
+// codexApprovalPolicy maps a job's execution.askPolicy to codex's
+// approval_policy. `codex exec` cannot stop for an approval: whatever
+// approval_policy says, codex 0.171 runs exec turns with approval "never"
+// (an escalation the sandbox does not allow is refused, and the model is
+// told so), and it refuses "untrusted" outright ("no longer supported").
+// So every ask policy maps to "never", given explicitly so that a
+// user's config.toml cannot make runs fail; the agent asks for approvals
+// and decisions through the relay instead (relay_ask, or the relay's ask
+// command), where the job's policy and answerers decide. An unknown
+// policy is an error.
+func codexApprovalPolicy(askPolicy string) (string, error) {
+	switch askPolicy {
+	case "", "never", "on-request", "on-failure", "untrusted":
+		return "never", nil
 	}
-
-	if req.MetaDir != "" {
-		if b, err := os.ReadFile(filepath.Join(req.MetaDir, CodexLastMessageFile)); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			out.FinalMessage = strings.TrimSpace(string(b))
-		}
-	}
-	switch {
-	case turnFailed != "":
-		out.Failed, out.FailureSummary = true, codexOneLine(turnFailed)
-	case lastError != "":
-		out.Failed, out.FailureSummary = true, codexOneLine(lastError)
-	case exitCode != 0:
-		out.Failed, out.FailureSummary = true, fmt.Sprintf("codex exited with code %d", exitCode)
-	}
-	out.Log = strings.Join(log, "\n")
-	return out
+	return "", fmt.Errorf("codex: askPolicy %q: want untrusted, on-request, on-failure or never", askPolicy)
 }
 
-// codexItemLine condenses a completed item into one line of log, or ""
-// for items not worth one (reasoning, to-do lists).
-func codexItemLine(it *codexItem, workdir string) string {
-	switch it.Type {
-	case "agent_message":
-		return "message: " + codexOneLine(it.Text)
-	case "command_execution":
-		var result string
+// codexMCPArgs returns the -c options that configure the relay's
+// executor MCP endpoint as CodexMCPServer for one run.
+func codexMCPArgs(url string, askTimeout time.Duration) []string {
+	if askTimeout <= 0 {
+		askTimeout = codexDefaultAskTimeout
+	}
+	secs := int64(math.Ceil((askTimeout + codexAskTimeoutMargin).Seconds()))
+	key := "mcp_servers." + CodexMCPServer + "."
+	return []string{
+		"-c", key + "url=" + codexTOMLString(url),
+		"-c", key + "bearer_token_env_var=" + codexTOMLString(codexTokenEnv),
+		"-c", key + "tool_timeout_sec=" + strconv.FormatInt(secs, 10),
+		"-c", key + "default_tools_approval_mode=" + codexTOMLString("approve"),
+	}
+}
+
+// codexTOMLString quotes s as a TOML basic string, the form -c values
+// are parsed in.
+func codexTOMLString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
 		switch {
-		case it.ExitCode != nil:
-			result = fmt.Sprintf("exit %d", *it.ExitCode)
-		case it.Status != "":
-			result = it.Status
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
 		default:
-			result = "no exit code"
+			b.WriteRune(r)
 		}
-		return codexOneLine(fmt.Sprintf("$ %s (%s)", codexUnwrapShell(it.Command), result))
-	case "file_change":
-		parts := make([]string, 0, len(it.Changes))
-		for _, c := range it.Changes {
-			parts = append(parts, c.Kind+" "+codexRelPath(workdir, c.Path))
-		}
-		line := "changed: " + strings.Join(parts, ", ")
-		if it.Status == "failed" {
-			line += " (failed)"
-		}
-		return codexOneLine(line)
-	case "mcp_tool_call":
-		line := fmt.Sprintf("mcp: %s/%s (%s)", it.Server, it.Tool, it.Status)
-		if it.Error != nil && it.Error.Message != "" {
-			line += ": " + it.Error.Message
-		}
-		return codexOneLine(line)
-	case "web_search":
-		return codexOneLine("search: " + it.Query)
-	case "error":
-		return "warning: " + codexOneLine(it.Message)
 	}
-	return ""
-}
-
-// codexUnwrapShell turns `/bin/bash -lc 'go test ./...'`, the form codex
-// reports its commands in, into `go test ./...`; other commands are
-// returned unchanged.
-func codexUnwrapShell(cmd string) string {
-	prog, rest, ok := strings.Cut(cmd, " ")
-	if !ok {
-		return cmd
-	}
-	switch filepath.Base(prog) {
-	case "bash", "zsh", "sh":
-	default:
-		return cmd
-	}
-	flag, script, ok := strings.Cut(rest, " ")
-	if !ok || (flag != "-lc" && flag != "-c") || len(script) < 2 {
-		return cmd
-	}
-	switch q := script[0]; {
-	case q == '\'' && script[len(script)-1] == q && !strings.ContainsRune(script[1:len(script)-1], '\''):
-		return script[1 : len(script)-1]
-	case q == '"' && script[len(script)-1] == q && !strings.ContainsAny(script[1:len(script)-1], "\"\\$`"):
-		return script[1 : len(script)-1]
-	}
-	return script
-}
-
-// codexRelPath shows path relative to the workspace when it is inside it.
-func codexRelPath(workdir, path string) string {
-	if workdir == "" || !filepath.IsAbs(path) {
-		return path
-	}
-	if rel, err := filepath.Rel(workdir, path); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-		return rel
-	}
-	return path
-}
-
-// codexOneLine returns the first non-empty line of s, cut to
-// codexLogLineMax runes.
-func codexOneLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = strings.TrimSpace(s[:i]) + " …"
-	}
-	if utf8.RuneCountInString(s) <= codexLogLineMax {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:codexLogLineMax-1]) + "…"
+	b.WriteByte('"')
+	return b.String()
 }

@@ -97,6 +97,7 @@ func TestCodexRun(t *testing.T) {
 			"-C", b.workdir,
 			"--sandbox", "workspace-write",
 			"-c", "sandbox_workspace_write.network_access=true",
+			"-c", `approval_policy="never"`,
 			"-o", filepath.Join(b.metaDir, CodexLastMessageFile),
 			"--", "fix the failing test",
 		}, b.args(t))
@@ -178,6 +179,7 @@ func TestCodexRunArgv(t *testing.T) {
 			if tt.network {
 				want = append(want, "-c", "sandbox_workspace_write.network_access=true")
 			}
+			want = append(want, "-c", `approval_policy="never"`)
 			want = append(want, "-o", filepath.Join(b.metaDir, CodexLastMessageFile))
 			want = append(want, tt.want...)
 			want = append(want, "--", "fix the failing test")
@@ -302,31 +304,84 @@ func TestCodexArgv(t *testing.T) {
 	promptFile := filepath.Join(t.TempDir(), "prompt.md")
 	require.NoError(t, os.WriteFile(promptFile, []byte("from the file"), 0o600))
 	cfg := &executor.AgentConfig{Binary: "/opt/codex"}
+	// Side files of an earlier run are removed.
+	for _, name := range []string{CodexLastMessageFile, CodexUsageBaselineFile} {
+		require.NoError(t, os.WriteFile(filepath.Join(meta, name), []byte("old"), 0o600))
+	}
 
 	argv, err := Adapter{}.Argv(cfg, &executor.Request{Workdir: "/ws", MetaDir: meta, PromptFile: promptFile, Model: "m1"})
 	require.NoError(t, err)
 	require.Equal(t, []string{
 		"/opt/codex", "exec", "--json", "--skip-git-repo-check", "-C", "/ws", "--sandbox", "workspace-write",
-		"-c", "sandbox_workspace_write.network_access=true", "-o", filepath.Join(meta, CodexLastMessageFile),
-		"-m", "m1", "--", "from the file",
+		"-c", "sandbox_workspace_write.network_access=true", "-c", `approval_policy="never"`,
+		"-o", filepath.Join(meta, CodexLastMessageFile), "-m", "m1", "--", "from the file",
 	}, argv)
+	require.NoFileExists(t, filepath.Join(meta, CodexLastMessageFile))
+	require.NoFileExists(t, filepath.Join(meta, CodexUsageBaselineFile))
 
 	// Without a meta directory codex gets no -o.
 	argv, err = Adapter{}.Argv(cfg, &executor.Request{Workdir: "/ws", Sandbox: "read-only", Prompt: "-v is a prompt too"})
 	require.NoError(t, err)
 	require.Equal(t, []string{
 		"/opt/codex", "exec", "--json", "--skip-git-repo-check", "-C", "/ws", "--sandbox", "read-only",
-		"--", "-v is a prompt too",
+		"-c", `approval_policy="never"`, "--", "-v is a prompt too",
 	}, argv)
 
+	// The relay's executor MCP endpoint, for this run only: the token by
+	// the name of its variable, the tool timeout past the ask deadline.
+	for name, tc := range map[string]struct {
+		askTimeout time.Duration
+		want       string
+	}{
+		"ask timeout": {askTimeout: 90*time.Second + 500*time.Millisecond, want: "121"},
+		"default":     {want: "630"},
+	} {
+		argv, err = Adapter{}.Argv(cfg, &executor.Request{Workdir: "/ws", Sandbox: "read-only", Prompt: "p", AskPolicy: "on-request",
+			RelayMCPURL: "http://127.0.0.1:4100/mcp", RelayToken: "tok-secret", AskTimeout: tc.askTimeout})
+		require.NoError(t, err, name)
+		require.Equal(t, []string{
+			"/opt/codex", "exec", "--json", "--skip-git-repo-check", "-C", "/ws", "--sandbox", "read-only",
+			"-c", `approval_policy="never"`,
+			"-c", `mcp_servers.task-relay-job.url="http://127.0.0.1:4100/mcp"`,
+			"-c", `mcp_servers.task-relay-job.bearer_token_env_var="TASK_RELAY_TOKEN"`,
+			"-c", "mcp_servers.task-relay-job.tool_timeout_sec=" + tc.want,
+			"-c", `mcp_servers.task-relay-job.default_tools_approval_mode="approve"`,
+			"--", "p",
+		}, argv, name)
+		require.NotContains(t, strings.Join(argv, " "), "tok-secret", "the token is not on the command line")
+	}
+	// Without a token there is nothing to authenticate with.
+	argv, err = Adapter{}.Argv(cfg, &executor.Request{Workdir: "/ws", Prompt: "p", RelayMCPURL: "http://127.0.0.1:4100/mcp"})
+	require.NoError(t, err)
+	require.NotContains(t, strings.Join(argv, " "), "mcp_servers")
+
+	for _, policy := range []string{"", "never", "on-request", "on-failure", "untrusted"} {
+		argv, err := Adapter{}.Argv(cfg, &executor.Request{Workdir: "/ws", Prompt: "p", AskPolicy: policy})
+		require.NoError(t, err, policy)
+		require.Contains(t, argv, `approval_policy="never"`, "codex exec cannot wait for approvals (askPolicy %q)", policy)
+	}
+
 	for name, req := range map[string]*executor.Request{
-		"unknown sandbox":  {Workdir: "/ws", Sandbox: "danger-full-access", Prompt: "p"},
-		"empty prompt":     {Workdir: "/ws", Prompt: " \n"},
-		"no prompt file":   {Workdir: "/ws", PromptFile: filepath.Join(meta, "missing.md")},
-		"prompt too large": {Workdir: "/ws", Prompt: strings.Repeat("x", 128<<10)},
+		"unknown sandbox":    {Workdir: "/ws", Sandbox: "danger-full-access", Prompt: "p"},
+		"unknown ask policy": {Workdir: "/ws", AskPolicy: "sometimes", Prompt: "p"},
+		"empty prompt":       {Workdir: "/ws", Prompt: " \n"},
+		"no prompt file":     {Workdir: "/ws", PromptFile: filepath.Join(meta, "missing.md")},
+		"prompt too large":   {Workdir: "/ws", Prompt: strings.Repeat("x", 128<<10)},
 	} {
 		_, err := Adapter{}.Argv(cfg, req)
 		require.Error(t, err, name)
+	}
+}
+
+func TestCodexTOMLString(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"http://127.0.0.1:1/mcp?project=/a b": `"http://127.0.0.1:1/mcp?project=/a b"`,
+		`say "hi" \ bye`:                      `"say \"hi\" \\ bye"`,
+		"tab\tnew\nline\x7f":                  `"tab\u0009new\u000Aline\u007F"`,
+		"é":                                   `"é"`,
+	} {
+		require.Equal(t, want, codexTOMLString(in), in)
 	}
 }
 
@@ -344,7 +399,9 @@ func TestCodexParse(t *testing.T) {
 		exitCode int
 		// lastMessage, when not nil, is the content of the -o file.
 		lastMessage *string
-		want        executor.AgentOutput
+		// baseline, when set, is the content of the usage baseline file.
+		baseline string
+		want     executor.AgentOutput
 	}{
 		{
 			name: "a run among garbage",
@@ -381,7 +438,9 @@ func TestCodexParse(t *testing.T) {
 			},
 		},
 		{
-			name: "usage summed over turns",
+			// codex states the thread's running total in turn.completed:
+			// the last one counts, not their sum.
+			name: "usage is the last running total",
 			stdout: lines(
 				threadStarted,
 				turnStarted,
@@ -389,13 +448,56 @@ func TestCodexParse(t *testing.T) {
 				turnCompleted,
 				turnStarted,
 				`{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"two"}}`,
-				`{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":2}}`,
+				`{"type":"turn.completed","usage":{"input_tokens":101,"cached_input_tokens":40,"output_tokens":9}}`,
 			),
 			want: executor.AgentOutput{
 				SessionID:    "th-1",
 				FinalMessage: "two",
 				Usage:        executor.AgentUsage{InputTokens: 101, CachedInputTokens: 40, OutputTokens: 9},
 				Log:          "message: one\nmessage: two",
+			},
+		},
+		{
+			name:     "usage less the resumed thread's baseline",
+			stdout:   lines(threadStarted, turnStarted, turnCompleted),
+			baseline: `{"input_tokens":60,"cached_input_tokens":40,"output_tokens":2}`,
+			want: executor.AgentOutput{
+				SessionID: "th-1",
+				Usage:     executor.AgentUsage{InputTokens: 40, CachedInputTokens: 0, OutputTokens: 5},
+			},
+		},
+		{
+			name:     "a baseline over the total is not subtracted",
+			stdout:   lines(threadStarted, turnStarted, turnCompleted),
+			baseline: `{"input_tokens":60,"cached_input_tokens":41,"output_tokens":2}`,
+			want: executor.AgentOutput{
+				SessionID: "th-1",
+				Usage:     executor.AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
+			},
+		},
+		{
+			name:     "a broken baseline is ignored",
+			stdout:   lines(threadStarted, turnStarted, turnCompleted),
+			baseline: `{"input_tokens":`,
+			want: executor.AgentOutput{
+				SessionID: "th-1",
+				Usage:     executor.AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
+			},
+		},
+		{
+			name: "refused tool calls from stderr",
+			stdout: lines(
+				"WARNING: proceeding, even though we could not create PATH aliases",
+				threadStarted,
+				"2026-11-27T15:03:53.190068Z ERROR codex_core::tools::router: error=approval policy is Never; reject command — you cannot ask for escalated permissions",
+				"2026-11-27T15:03:53.190068Z ERROR codex_core::tools::router: error=",
+				"2026-11-27T15:05:54.521031Z ERROR codex_api::endpoint::responses_websocket: failed to connect",
+				turnCompleted,
+			),
+			want: executor.AgentOutput{
+				SessionID: "th-1",
+				Usage:     executor.AgentUsage{InputTokens: 100, CachedInputTokens: 40, OutputTokens: 7},
+				Log:       "refused: approval policy is Never; reject command — you cannot ask for escalated permissions",
 			},
 		},
 		{
@@ -451,9 +553,9 @@ func TestCodexParse(t *testing.T) {
 		},
 		{
 			name:     "non-zero exit without a failure event",
-			stdout:   lines("Error: unexpected argument '--bogus' found"),
+			stdout:   lines("WARNING: proceeding", "Error: unexpected argument '--bogus' found", "", "Usage: codex exec [OPTIONS]", "Error: second"),
 			exitCode: 2,
-			want:     executor.AgentOutput{Failed: true, FailureSummary: "codex exited with code 2"},
+			want:     executor.AgentOutput{Failed: true, FailureSummary: "codex exited with code 2: Error: unexpected argument '--bogus' found"},
 		},
 		{
 			name:     "killed",
@@ -519,6 +621,9 @@ func TestCodexParse(t *testing.T) {
 			req := &executor.Request{Workdir: "/ws", MetaDir: t.TempDir()}
 			if tt.lastMessage != nil {
 				require.NoError(t, os.WriteFile(filepath.Join(req.MetaDir, CodexLastMessageFile), []byte(*tt.lastMessage), 0o600))
+			}
+			if tt.baseline != "" {
+				require.NoError(t, os.WriteFile(filepath.Join(req.MetaDir, CodexUsageBaselineFile), []byte(tt.baseline), 0o600))
 			}
 			got := Adapter{}.Parse(&executor.AgentConfig{}, req, tt.stdout, tt.exitCode)
 			require.Equal(t, tt.want, got)

@@ -13,7 +13,15 @@ import (
 )
 
 const askColumns = `ask_id, job_id, step_id, ask_type, prompt, context_hash, context_envelope, constraints,
-	role_id, meta, status, route, created_at, deadline_at, answered_at, payload_hash`
+	role_id, meta, status, route, created_at, deadline_at, answered_at, payload_hash, attempt`
+
+// askRow is what the store keeps of an ask beyond its record.
+type askRow struct {
+	// payloadHash identifies the posted payload for idempotency.
+	payloadHash string
+	// attempt is the attempt of the job that posted the ask.
+	attempt int
+}
 
 type querier interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
@@ -53,46 +61,53 @@ func jsonArg(v any) (any, error) {
 	return string(b), nil
 }
 
-func scanAsk(row scanner) (*relaytype.AskRecord, string, error) {
+func scanAsk(row scanner) (*relaytype.AskRecord, askRow, error) {
 	var (
 		a                       relaytype.AskRecord
 		envelope                string
 		constraints, role, meta sql.NullString
 		created, deadline       int64
 		answered                sql.NullInt64
-		payloadHash             string
+		extra                   askRow
 	)
 	if err := row.Scan(&a.AskID, &a.JobID, &a.StepID, &a.AskType, &a.Prompt, &a.ContextHash, &envelope,
-		&constraints, &role, &meta, &a.Status, &a.Route, &created, &deadline, &answered, &payloadHash); err != nil {
-		return nil, "", err
+		&constraints, &role, &meta, &a.Status, &a.Route, &created, &deadline, &answered, &extra.payloadHash,
+		&extra.attempt); err != nil {
+		return nil, askRow{}, err
 	}
 	a.ContextEnvelope = json.RawMessage(envelope)
 	if constraints.Valid {
 		a.Constraints = &relaytype.AskConstraints{}
 		if err := json.Unmarshal([]byte(constraints.String), a.Constraints); err != nil {
-			return nil, "", fmt.Errorf("decode constraints of ask %s: %w", a.AskID, err)
+			return nil, askRow{}, fmt.Errorf("decode constraints of ask %s: %w", a.AskID, err)
 		}
 	}
 	if meta.Valid {
 		a.Meta = &relaytype.AskMeta{}
 		if err := json.Unmarshal([]byte(meta.String), a.Meta); err != nil {
-			return nil, "", fmt.Errorf("decode meta of ask %s: %w", a.AskID, err)
+			return nil, askRow{}, fmt.Errorf("decode meta of ask %s: %w", a.AskID, err)
 		}
 	}
 	a.RoleID = role.String
 	a.CreatedAt, a.DeadlineAt, a.AnsweredAt = fromMS(created), fromMS(deadline), optTime(answered)
-	return &a, payloadHash, nil
+	return &a, extra, nil
 }
 
-func getAsk(ctx context.Context, q querier, id string) (*relaytype.AskRecord, string, error) {
-	a, h, err := scanAsk(q.QueryRowContext(ctx, `SELECT `+askColumns+` FROM asks WHERE ask_id = ?`, id))
+func getAsk(ctx context.Context, q querier, id string) (*relaytype.AskRecord, askRow, error) {
+	a, extra, err := scanAsk(q.QueryRowContext(ctx, `SELECT `+askColumns+` FROM asks WHERE ask_id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, "", fmt.Errorf("ask %s: %w", id, relaytype.ErrAskNotFound)
+		return nil, askRow{}, fmt.Errorf("ask %s: %w", id, relaytype.ErrAskNotFound)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("get ask %s: %w", id, err)
+		return nil, askRow{}, fmt.Errorf("get ask %s: %w", id, err)
 	}
-	return a, h, nil
+	return a, extra, nil
+}
+
+// attemptOver reports whether the attempt that posted an ask is over: its
+// job is no longer active or runs another attempt.
+func attemptOver(job *relaytype.Job, askAttempt int) bool {
+	return !job.State.Active() || job.Attempt != askAttempt
 }
 
 // AskInsert implements store.Store.
@@ -104,15 +119,27 @@ func (s *Store) AskInsert(ctx context.Context, p *store.AskInsertParams) (*relay
 	)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		a := p.Ask
-		existing, hash, err := getAsk(ctx, tx, a.AskID)
+		existing, row, err := getAsk(ctx, tx, a.AskID)
 		switch {
 		case err == nil:
-			if hash != p.PayloadHash || existing.JobID != a.JobID {
+			if existing.JobID != a.JobID {
+				return fmt.Errorf("ask %s: %w", a.AskID, relaytype.ErrAskConflict)
+			}
+			job, err = getJob(ctx, tx, a.JobID)
+			if err != nil {
+				return err
+			}
+			if job.Attempt != row.attempt {
+				// Another attempt's executor (or a leftover of the dead
+				// one) must not take over the dead attempt's ask.
+				return &store.AttemptOverError{AskID: a.AskID, JobID: job.ID, Attempt: row.attempt,
+					JobAttempt: job.Attempt, JobState: job.State, Repost: true}
+			}
+			if row.payloadHash != p.PayloadHash {
 				return fmt.Errorf("ask %s: %w", a.AskID, relaytype.ErrAskConflict)
 			}
 			out = existing
-			job, err = getJob(ctx, tx, a.JobID)
-			return err
+			return nil
 		case !errors.Is(err, relaytype.ErrAskNotFound):
 			return err
 		}
@@ -132,14 +159,14 @@ func (s *Store) AskInsert(ctx context.Context, p *store.AskInsertParams) (*relay
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO asks (ask_id, job_id, step_id, ask_type, prompt, context_hash,
-			context_envelope, constraints, role_id, meta, status, route, created_at, deadline_at, payload_hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?)`,
+			context_envelope, constraints, role_id, meta, status, route, created_at, deadline_at, payload_hash, attempt)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)`,
 			a.AskID, a.JobID, a.StepID, string(a.AskType), a.Prompt, a.ContextHash, string(a.ContextEnvelope),
-			constraints, nullString(a.RoleID), meta, a.Route, ms(p.Now), ms(a.DeadlineAt), p.PayloadHash); err != nil {
+			constraints, nullString(a.RoleID), meta, a.Route, ms(p.Now), ms(a.DeadlineAt), p.PayloadHash, job.Attempt); err != nil {
 			return fmt.Errorf("insert ask: %w", err)
 		}
 		if _, err := appendEvent(ctx, tx, a.JobID, relaytype.EventAsk, map[string]any{
-			"askId": a.AskID, "askType": a.AskType, "stepId": a.StepID, "roleId": a.RoleID,
+			"askId": a.AskID, "askType": a.AskType, "stepId": a.StepID, "attempt": job.Attempt, "roleId": a.RoleID,
 			"route": a.Route, "contextHash": a.ContextHash, "deadlineAt": a.DeadlineAt,
 		}, p.Now); err != nil {
 			return err
@@ -326,48 +353,68 @@ func (s *Store) AnswerInsert(ctx context.Context, p *store.AnswerInsertParams) (
 		out     *relaytype.AnswerRecord
 		created bool
 		job     *relaytype.Job
+		over    *store.AttemptOverError
 	)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		a := p.Answer
-		ask, _, err := getAsk(ctx, tx, a.AskID)
+		ask, row, err := getAsk(ctx, tx, a.AskID)
 		if err != nil {
 			return err
 		}
 		if a.JobID != ask.JobID {
 			return &relaytype.RequestError{Field: "job_id", Message: fmt.Sprintf("ask %s belongs to job %s, not %s", ask.AskID, ask.JobID, a.JobID)}
 		}
-		existing, hash, err := scanAnswer(tx.QueryRowContext(ctx, `SELECT `+answerColumns+` FROM answers WHERE ask_id = ?`, a.AskID))
-		switch {
-		case err == nil:
-			if hash != p.PayloadHash {
-				return fmt.Errorf("ask %s was answered %s: %w", a.AskID, existing.Status, relaytype.ErrAnswerConflict)
-			}
-			out = existing
-			job, err = getJob(ctx, tx, a.JobID)
-			return err
-		case !errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("get answer: %w", err)
-		}
-		if err := insertAnswer(ctx, tx, a, p.PayloadHash, p.Now); err != nil {
-			return err
-		}
 		job, err = getJob(ctx, tx, a.JobID)
 		if err != nil {
 			return err
 		}
-		if job.State.Active() {
-			if reason := a.Status.FailReason(); reason != "" {
-				msg := fmt.Sprintf("ask %s was answered %s", a.AskID, a.Status)
-				if a.Error != "" {
-					msg += ": " + a.Error
-				}
-				job, err = transition(ctx, tx, job, &store.JobTransitionParams{ID: job.ID, To: relaytype.StateFailed, Now: p.Now, Reason: reason, Summary: msg})
-				if err != nil {
-					return err
-				}
-			} else if job.State == relaytype.StateWaitingOnAnswer {
+		existing, hash, err := scanAnswer(tx.QueryRowContext(ctx, `SELECT `+answerColumns+` FROM answers WHERE ask_id = ?`, a.AskID))
+		switch {
+		case err == nil && hash == p.PayloadHash:
+			out = existing
+			return nil
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("get answer: %w", err)
+		}
+		answered := err == nil
+		if attemptOver(job, row.attempt) {
+			over = &store.AttemptOverError{AskID: ask.AskID, JobID: job.ID, Attempt: row.attempt,
+				JobAttempt: job.Attempt, JobState: job.State}
+			if answered {
+				return nil
+			}
+			// Only an ask stored before asks were bound to attempts can
+			// still be pending here: close it as its attempt's end would
+			// have, and refuse the answer all the same.
+			return closeAsks(ctx, tx, []attemptAsk{{rec: ask, attempt: row.attempt}}, func(int) string {
+				return fmt.Sprintf("closed: attempt %d of the job ended before the ask was answered", row.attempt)
+			}, p.Now)
+		}
+		if answered {
+			return fmt.Errorf("ask %s was answered %s: %w", a.AskID, existing.Status, relaytype.ErrAnswerConflict)
+		}
+		if err := insertAnswer(ctx, tx, a, p.PayloadHash, p.Now); err != nil {
+			return err
+		}
+		if reason := a.Status.FailReason(); reason != "" {
+			msg := fmt.Sprintf("ask %s was answered %s", a.AskID, a.Status)
+			if a.Error != "" {
+				msg += ": " + a.Error
+			}
+			job, err = transition(ctx, tx, job, &store.JobTransitionParams{ID: job.ID, To: relaytype.StateFailed, Now: p.Now, Reason: reason, Summary: msg})
+			if err != nil {
+				return err
+			}
+		} else {
+			// insertAnswer may have added the answer's usage to the job.
+			job, err = getJob(ctx, tx, a.JobID)
+			if err != nil {
+				return err
+			}
+			if job.State == relaytype.StateWaitingOnAnswer {
 				var pending int
-				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM asks WHERE job_id = ? AND status = 'PENDING'`, job.ID).Scan(&pending); err != nil {
+				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM asks WHERE job_id = ? AND status = 'PENDING' AND attempt = ?`,
+					job.ID, job.Attempt).Scan(&pending); err != nil {
 					return fmt.Errorf("count pending asks: %w", err)
 				}
 				if pending == 0 {
@@ -384,6 +431,9 @@ func (s *Store) AnswerInsert(ctx context.Context, p *store.AnswerInsertParams) (
 	})
 	if err != nil {
 		return nil, false, nil, err
+	}
+	if over != nil {
+		return nil, false, nil, over
 	}
 	return out, created, job, nil
 }
@@ -403,26 +453,87 @@ func (s *Store) AnswerGet(ctx context.Context, p *store.AnswerGetParams) (*relay
 	return nil, nil
 }
 
-// closePendingAsks answers the pending asks of a job that just ended, so
-// that no ask waits on a job that will never read its answer.
-func closePendingAsks(ctx context.Context, tx *sql.Tx, j *relaytype.Job, to relaytype.JobState, now time.Time) error {
-	rows, err := tx.QueryContext(ctx, `SELECT `+askColumns+` FROM asks WHERE job_id = ? AND status = 'PENDING'`, j.ID)
+// attemptAsk is an ask with the attempt that posted it.
+type attemptAsk struct {
+	rec     *relaytype.AskRecord
+	attempt int
+}
+
+// pendingAsks returns the PENDING asks of a job, oldest first.
+func pendingAsks(ctx context.Context, tx *sql.Tx, jobID string) ([]attemptAsk, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+askColumns+` FROM asks WHERE job_id = ? AND status = 'PENDING'
+		ORDER BY created_at, rowid`, jobID)
 	if err != nil {
-		return fmt.Errorf("pending asks: %w", err)
+		return nil, fmt.Errorf("pending asks: %w", err)
 	}
-	asks, err := collectAsks(rows)
-	if err != nil {
-		return err
+	defer rows.Close()
+	var out []attemptAsk
+	for rows.Next() {
+		a, x, err := scanAsk(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan ask: %w", err)
+		}
+		out = append(out, attemptAsk{rec: a, attempt: x.attempt})
 	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read asks: %w", err)
+	}
+	return out, nil
+}
+
+// closeAsks answers asks ERROR with the text why returns for each ask's
+// attempt, appending their "answer" events, so that no ask waits on an
+// attempt that will never read its answer.
+func closeAsks(ctx context.Context, tx *sql.Tx, asks []attemptAsk, why func(attempt int) string, now time.Time) error {
 	for _, a := range asks {
 		if err := insertAnswer(ctx, tx, &relaytype.AnswerRecord{
-			AskID: a.AskID, JobID: a.JobID, StepID: a.StepID, Status: relaytype.StatusError,
-			Error: fmt.Sprintf("job ended %s before the ask was answered", to),
+			AskID: a.rec.AskID, JobID: a.rec.JobID, StepID: a.rec.StepID, Status: relaytype.StatusError, Error: why(a.attempt),
 		}, "", now); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// closePendingAsks closes the PENDING asks of job j (as it was before the
+// transition p, just applied) that p ends: all of them when the job ends
+// or its attempt ends (STALE), and those of earlier attempts when p starts
+// attempt started (0 when p is no start).
+func closePendingAsks(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobTransitionParams, started int, now time.Time) error {
+	var why func(attempt int) string
+	switch {
+	case p.To.Terminal():
+		why = func(int) string { return fmt.Sprintf("job ended %s before the ask was answered", p.To) }
+	case p.To == relaytype.StateStale:
+		cause := p.Summary
+		if cause == "" {
+			cause = "its worker stopped"
+		}
+		next := fmt.Sprintf("the job goes back to the queue for attempt %d", j.Attempt+1)
+		if j.Attempt >= j.MaxAttempts {
+			next = fmt.Sprintf("the job has used all %d attempts", j.MaxAttempts)
+		}
+		why = func(attempt int) string {
+			return fmt.Sprintf("closed: attempt %d of the job ended (%s) before the ask was answered; %s", attempt, cause, next)
+		}
+	case started > 0:
+		why = func(attempt int) string {
+			return fmt.Sprintf("closed: attempt %d of the job ended before the ask was answered; the job was retried as attempt %d", attempt, started)
+		}
+	default:
+		return nil
+	}
+	asks, err := pendingAsks(ctx, tx, j.ID)
+	if err != nil {
+		return err
+	}
+	closing := asks[:0]
+	for _, a := range asks {
+		if started == 0 || a.attempt < started {
+			closing = append(closing, a)
+		}
+	}
+	return closeAsks(ctx, tx, closing, why, now)
 }
 
 // DecisionGet implements store.Store.

@@ -276,10 +276,12 @@ func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobT
 	}, p.Now); err != nil {
 		return nil, err
 	}
-	if p.To.Terminal() {
-		if err := closePendingAsks(ctx, tx, j, p.To, p.Now); err != nil {
-			return nil, err
-		}
+	started := 0
+	if claim {
+		started = attempt
+	}
+	if err := closePendingAsks(ctx, tx, j, p, started, p.Now); err != nil {
+		return nil, err
 	}
 	return getJob(ctx, tx, j.ID)
 }
@@ -300,6 +302,38 @@ func (s *Store) JobTransition(ctx context.Context, p *store.JobTransitionParams)
 			return err
 		}
 		out, err = transition(ctx, tx, j, p)
+		return err
+	})
+	return out, err
+}
+
+// JobRelease implements store.Store.
+func (s *Store) JobRelease(ctx context.Context, p *store.JobReleaseParams) (*relaytype.Job, error) {
+	var out *relaytype.Job
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		j, err := getJob(ctx, tx, p.ID)
+		if err != nil {
+			return err
+		}
+		if !j.State.Active() {
+			return &relaytype.TransitionError{JobID: j.ID, From: j.State, To: relaytype.StateStale}
+		}
+		if p.Owner != "" && j.LeaseOwner != p.Owner {
+			return fmt.Errorf("job %s is held by %q, not %q: %w", j.ID, j.LeaseOwner, p.Owner, relaytype.ErrLeaseLost)
+		}
+		// WAITING_ON_ANSWER has no edge to STALE: the job is running
+		// again for an instant, in this transaction only.
+		if j.State == relaytype.StateWaitingOnAnswer {
+			j, err = transition(ctx, tx, j, &store.JobTransitionParams{
+				ID: j.ID, To: relaytype.StateRunning, Owner: p.Owner, Now: p.Now, Summary: p.Summary,
+			})
+			if err != nil {
+				return err
+			}
+		}
+		out, err = transition(ctx, tx, j, &store.JobTransitionParams{
+			ID: j.ID, To: relaytype.StateStale, Owner: p.Owner, Now: p.Now, Summary: p.Summary,
+		})
 		return err
 	})
 	return out, err

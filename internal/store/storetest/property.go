@@ -48,6 +48,10 @@ type modelJob struct {
 	leaseExp    time.Time
 	finishedAt  time.Time
 	reason      relaytype.FailReason
+	// staleAt is when the job last went STALE.
+	staleAt time.Time
+	// asked says whether the job has asks.
+	asked bool
 
 	// terminal is the JSON of the job when first seen terminal.
 	terminal string
@@ -66,12 +70,20 @@ type machine struct {
 	seq   int
 	// touched holds the jobs the last action read or changed.
 	touched map[string]bool
+	asks    []*modelAsk
+	askByID map[string]*modelAsk
+	// allAsks makes the next check read every ask.
+	allAsks bool
 }
 
 // exerciseProperty runs random sequences of submits, claims, heartbeats,
-// clock moves, rescues, expiries, cancels, completions and ask waits
-// against a fresh store per check, comparing it with a model and checking
-// the invariants of SPEC §4 after every action.
+// clock moves, rescues, expiries, cancels, completions, releases, asks,
+// answers and ask deadline sweeps against a fresh store per check,
+// comparing it with a model and checking the invariants of SPEC §4 after
+// every action, and those that bind asks to attempts: no ask of an
+// attempt that is over is PENDING, a WAITING_ON_ANSWER job has a PENDING
+// ask of its current attempt, and answers to an attempt that is over are
+// refused.
 func exerciseProperty(t *testing.T, newStore func(t *testing.T) store.Store) {
 	rapid.Check(t, func(rt *rapid.T) {
 		m := &machine{
@@ -79,6 +91,7 @@ func exerciseProperty(t *testing.T, newStore func(t *testing.T) store.Store) {
 			clock:   baseTime,
 			byID:    map[string]*modelJob{},
 			touched: map[string]bool{},
+			askByID: map[string]*modelAsk{},
 		}
 		// Actions listed twice are drawn twice as often: jobs should get
 		// claimed and finished, not mostly canceled while queued.
@@ -95,7 +108,12 @@ func exerciseProperty(t *testing.T, newStore func(t *testing.T) store.Store) {
 			"cancel":    m.cancel,
 			"complete":  m.complete,
 			"complete2": m.complete,
-			"wait":      m.wait,
+			"ask":       m.ask,
+			"answer":    m.answer,
+			"answer2":   m.answer,
+			"repost":    m.repost,
+			"sweepAsks": m.sweepAsks,
+			"release":   m.release,
 			"unwait":    m.unwait,
 			"":          m.check,
 		})
@@ -190,6 +208,7 @@ func (m *machine) claim(t *rapid.T) {
 		j.attempt++
 		j.owner = owner
 		j.leaseExp = m.clock.Add(propLeaseTTL)
+		m.endAsks(j, j.attempt)
 	}
 	for _, job := range got {
 		require.Equal(t, relaytype.StateRunning, job.State)
@@ -271,7 +290,7 @@ func (m *machine) advance(t *rapid.T) {
 func (m *machine) rescue(t *rapid.T) {
 	var want []string
 	for _, j := range m.jobs {
-		if j.state.Active() && j.leaseExp.Before(m.clock) {
+		if (j.state.Active() && j.leaseExp.Before(m.clock)) || j.state == relaytype.StateStale {
 			want = append(want, j.id)
 		}
 	}
@@ -281,13 +300,21 @@ func (m *machine) rescue(t *rapid.T) {
 	for _, job := range got {
 		j := m.byID[job.ID]
 		m.touched[j.id] = true
+		steps := int64(1) // STALE → QUEUED or FAILED
+		switch j.state {
+		case relaytype.StateRunning:
+			steps = 2
+		case relaytype.StateWaitingOnAnswer:
+			steps = 3
+		}
+		m.endAsks(j, 0)
 		if j.attempt >= j.maxAttempts {
 			j.state, j.reason, j.finishedAt = relaytype.StateFailed, relaytype.ReasonInternalError, m.clock
 		} else {
 			j.state = relaytype.StateQueued
 		}
 		require.Equal(t, j.state, job.State, "rescued %s (attempt %d of %d)", j.id, j.attempt, j.maxAttempts)
-		require.GreaterOrEqual(t, job.StateVersion, j.version+2, "rescue goes through STALE")
+		require.Equal(t, j.version+steps, job.StateVersion, "rescue goes through STALE")
 		j.version = job.StateVersion
 		j.owner, j.leaseExp = "", time.Time{}
 		if j.state == relaytype.StateQueued {
@@ -346,13 +373,8 @@ func (m *machine) complete(t *rapid.T) {
 	m.transition(t, j, relaytype.StateFailed, owner, reason)
 }
 
-// wait moves a random job to WAITING_ON_ANSWER.
-func (m *machine) wait(t *rapid.T) {
-	j := m.pick(t)
-	m.transition(t, j, relaytype.StateWaitingOnAnswer, m.drawOwner(t, j), "")
-}
-
-// unwait moves a random job back to RUNNING.
+// unwait moves a random job back to RUNNING, as a worker whose executor
+// finished with asks pending does (or starts a queued or STALE one).
 func (m *machine) unwait(t *rapid.T) {
 	j := m.pick(t)
 	m.transition(t, j, relaytype.StateRunning, m.drawOwner(t, j), "")
@@ -363,6 +385,10 @@ func (m *machine) unwait(t *rapid.T) {
 // accepted: the contract does not order the two checks.
 func (m *machine) transition(t *rapid.T, j *modelJob, to relaytype.JobState, owner string, reason relaytype.FailReason) {
 	legal := relaytype.CanTransition(j.state, to)
+	start := to.Active() && !j.state.Active()
+	if start && j.attempt >= j.maxAttempts {
+		legal = false // a job that has used its attempts is not started again
+	}
 	ok, lost := m.ownerOutcome(j, owner, to)
 	m.touched[j.id] = true
 	before := m.b.snap(t, j.id)
@@ -385,7 +411,6 @@ func (m *machine) transition(t *rapid.T, j *modelJob, to relaytype.JobState, own
 	}
 	require.True(t, legal, "%s succeeded; want ErrIllegalTransition", what)
 	require.True(t, ok, "%s succeeded; want ErrLeaseLost", what)
-	start := to.Active() && !j.state.Active()
 	j.state = to
 	j.version++
 	require.Equal(t, to, job.State, what)
@@ -395,8 +420,13 @@ func (m *machine) transition(t *rapid.T, j *modelJob, to relaytype.JobState, own
 		// Whether a start outside JobClaim counts an attempt is left open.
 		require.Contains(t, []int{j.attempt, j.attempt + 1}, job.Attempt, what)
 		j.attempt, j.owner, j.leaseExp = job.Attempt, owner, m.clock.Add(propLeaseTTL)
+		m.endAsks(j, j.attempt)
 	case to.Terminal():
 		j.owner, j.leaseExp, j.finishedAt, j.reason = "", time.Time{}, m.clock, reason
+		m.endAsks(j, 0)
+	case to == relaytype.StateStale:
+		j.owner, j.leaseExp, j.staleAt = "", time.Time{}, m.clock
+		m.endAsks(j, 0)
 	case to.Active():
 		j.leaseExp = m.clock.Add(propLeaseTTL)
 	}
@@ -405,7 +435,8 @@ func (m *machine) transition(t *rapid.T, j *modelJob, to relaytype.JobState, own
 // check compares the store with the model and checks the invariants. To
 // keep the property fast it reads every job through one JobList, and reads
 // JobGet and the event log only of jobs the last action touched or whose
-// version moved; checkAll, run at the end, reads everything.
+// version moved, and the asks only after an action touched a job that has
+// asks; checkAll, run at the end, reads everything.
 func (m *machine) check(t *rapid.T) {
 	listed, total, err := m.b.store.JobList(m.b.ctx, &store.JobListParams{Limit: 1000})
 	require.NoError(t, err)
@@ -434,12 +465,23 @@ func (m *machine) check(t *rapid.T) {
 			due = j.expiresAt
 		case j.state.Active():
 			due = j.leaseExp
+		case j.state == relaytype.StateStale:
+			due = j.staleAt
 		}
 		if !due.IsZero() && (wake.IsZero() || due.Before(wake)) {
 			wake = due
 		}
 	}
+	asks := m.allAsks
+	for id := range m.touched {
+		if j := m.byID[id]; j != nil && j.asked {
+			asks = true
+		}
+	}
 	clear(m.touched)
+	if asks {
+		m.checkAsks(t, byID)
+	}
 
 	got, err := m.b.store.JobNextWake(m.b.ctx)
 	require.NoError(t, err)
@@ -452,12 +494,14 @@ func (m *machine) check(t *rapid.T) {
 
 // checkAll reads every job with JobGet and checks its whole event log.
 func (m *machine) checkAll(t *rapid.T) {
+	m.allAsks = true
 	m.check(t)
 	for _, j := range m.jobs {
 		m.checkJob(t, j, m.b.get(t, j.id))
 		j.lastEventID, j.chainState, j.chainVersion = 0, relaytype.StateQueued, 1
 		m.checkEvents(t, j)
 	}
+	m.checkAllAsks(t)
 }
 
 // requireSameJob checks that two reads of a job agree.
@@ -482,7 +526,9 @@ func (m *machine) checkJob(t *rapid.T, j *modelJob, job *relaytype.Job) {
 	if job.State.Active() {
 		require.Equal(t, j.owner, job.LeaseOwner, "%s: an active job has its owner's lease", j.id)
 		requireTime(t, j.leaseExp, job.LeaseExpiresAt, j.id, " LeaseExpiresAt")
-	} else {
+	} else if job.State != relaytype.StateStale {
+		// A STALE job may name the owner whose attempt ended; it holds
+		// no lease either way (no heartbeat or owner check passes).
 		require.Empty(t, job.LeaseOwner, "%s: a %s job holds no lease", j.id, job.State)
 	}
 	if !job.State.Terminal() {

@@ -46,6 +46,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Events", func(t *testing.T) { t.Parallel(); exerciseEvents(t, newStore) })
 	t.Run("Artifacts", func(t *testing.T) { t.Parallel(); exerciseArtifacts(t, newStore) })
 	t.Run("Asks", func(t *testing.T) { t.Parallel(); exerciseAsks(t, newStore) })
+	t.Run("AskAttempts", func(t *testing.T) { t.Parallel(); exerciseAskAttempts(t, newStore) })
 	t.Run("UsageAndCache", func(t *testing.T) { t.Parallel(); exerciseUsageAndCache(t, newStore) })
 	t.Run("StateMachineProperty", func(t *testing.T) { t.Parallel(); exerciseProperty(t, newStore) })
 }

@@ -1,0 +1,17 @@
+//go:build unix && !linux
+
+package executor
+
+import "fmt"
+
+// LandlockSupport reports that there is no Landlock: it is a Linux
+// security module. The error wraps ErrLandlockUnsupported.
+func LandlockSupport() (abi int, err error) {
+	return 0, fmt.Errorf("%w: Landlock is a Linux feature", ErrLandlockUnsupported)
+}
+
+// applySandbox refuses: there is no Landlock here.
+func applySandbox(*sandboxSpec) error {
+	_, err := LandlockSupport()
+	return err
+}

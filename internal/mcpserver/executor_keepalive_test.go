@@ -1,0 +1,80 @@
+package mcpserver
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// TestExecutorAskKeepsTheResponseAlive: a relay_ask call waiting for its
+// answer sends progress notifications, so that an agent's MCP client that
+// gives up on a silent response keeps waiting; the answer then arrives.
+func TestExecutorAskKeepsTheResponseAlive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	st, err := sqlite.Open(ctx, sqlite.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	h := &blockingHandler{started: make(chan string, 1), release: make(chan struct{})}
+	r, err := relay.New(relay.Config{Store: st, Handler: h, Artifacts: relay.ArtifactDir{Root: t.TempDir()}, Logger: quiet})
+	require.NoError(t, err)
+	require.NoError(t, r.Start(ctx))
+	t.Cleanup(r.Stop)
+	svc, err := ask.New(ask.Config{Store: st, Logger: quiet, OnChange: func(j *relaytype.Job) { r.Notify(j, true) }})
+	require.NoError(t, err)
+	job, _, err := r.Submit(ctx, &relaytype.JobSpec{Repo: relaytype.Repo{Type: "local", Path: "/tmp"},
+		Task: relaytype.Task{Title: "t", Description: "d"}, IdempotencyKey: "keepalive"})
+	require.NoError(t, err)
+	select {
+	case <-h.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job did not start")
+	}
+	handler, err := NewExecutorHandler(ExecutorConfig{Asks: svc, Jobs: r, Logger: quiet, KeepAlive: 30 * time.Millisecond,
+		JobOf: func(http.Header) (string, error) { return job.ID, nil }})
+	require.NoError(t, err)
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+
+	var progress atomic.Int32
+	client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "0"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) { progress.Add(1) },
+	})
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: srv.URL}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = session.Close() })
+
+	// Answer once a few keep-alives have gone out.
+	go func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for progress.Load() < 3 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		asks, err := svc.List(ctx, job.ID, relaytype.StatusPending)
+		if err != nil || len(asks) != 1 {
+			return
+		}
+		_, _, _ = svc.Answer(ctx, &relaytype.Answer{AskID: asks[0].AskID, JobID: job.ID, Status: relaytype.StatusAnswered, AnswerText: "use main"})
+	}()
+	params := &mcp.CallToolParams{Name: "relay_ask", Arguments: map[string]any{"type": "CLARIFICATION", "prompt": "Which branch?"}}
+	params.SetProgressToken("p1")
+	res, err := session.CallTool(ctx, params)
+	require.NoError(t, err)
+	require.False(t, res.IsError, "%v", res.Content)
+	require.Contains(t, res.Content[0].(*mcp.TextContent).Text, "use main")
+	require.GreaterOrEqual(t, progress.Load(), int32(3), "keep-alive progress notifications while waiting")
+	close(h.release)
+}
