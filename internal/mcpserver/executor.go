@@ -245,6 +245,9 @@ func (e *execServer) approve(ctx context.Context, req *mcp.CallToolRequest) (*mc
 		input = json.RawMessage("{}")
 	}
 	prompt := fmt.Sprintf("The coding agent asks to run the tool %s with this input:\n%s\nApprove?", in.ToolName, string(input))
+	if e.readOnly(ctx, req) {
+		prompt = "This job is read-only (execution.sandbox): approving a tool that changes files fails the job (POLICY).\n" + prompt
+	}
 	ans, err := e.askAndWait(ctx, req, relaytype.AskApproval, prompt, "", nil)
 	if err != nil {
 		return deny("no approval: " + err.Error())
@@ -260,6 +263,20 @@ func (e *execServer) approve(ctx context.Context, req *mcp.CallToolRequest) (*mc
 		return deny(msg)
 	}
 	return textResult(map[string]any{"behavior": "allow", "updatedInput": input}, false), nil
+}
+
+// readOnly reports whether the job of the request is read-only.
+func (e *execServer) readOnly(ctx context.Context, req *mcp.CallToolRequest) bool {
+	var h http.Header
+	if req.Extra != nil {
+		h = req.Extra.Header
+	}
+	jobID, err := e.cfg.JobOf(h)
+	if err != nil {
+		return false
+	}
+	job, err := e.cfg.Jobs.Get(ctx, jobID)
+	return err == nil && job.Spec.Execution.Sandbox == "read-only"
 }
 
 // declined reports whether an ANSWERED approval still says no: a JSON

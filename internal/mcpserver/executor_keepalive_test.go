@@ -78,3 +78,55 @@ func TestExecutorAskKeepsTheResponseAlive(t *testing.T) {
 	require.GreaterOrEqual(t, progress.Load(), int32(3), "keep-alive progress notifications while waiting")
 	close(h.release)
 }
+
+// TestApproveSaysReadOnly: an approval asked by an agent of a read-only job
+// tells the answerer that approving a change fails the job.
+func TestApproveSaysReadOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	st, err := sqlite.Open(ctx, sqlite.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	h := &blockingHandler{started: make(chan string, 1), release: make(chan struct{})}
+	r, err := relay.New(relay.Config{Store: st, Handler: h, Artifacts: relay.ArtifactDir{Root: t.TempDir()}, Logger: quiet})
+	require.NoError(t, err)
+	require.NoError(t, r.Start(ctx))
+	t.Cleanup(r.Stop)
+	t.Cleanup(func() { close(h.release) })
+	svc, err := ask.New(ask.Config{Store: st, Logger: quiet, OnChange: func(j *relaytype.Job) { r.Notify(j, true) }})
+	require.NoError(t, err)
+	job, _, err := r.Submit(ctx, &relaytype.JobSpec{Repo: relaytype.Repo{Type: "local", Path: "/tmp"},
+		Task: relaytype.Task{Title: "t", Description: "d"}, IdempotencyKey: "ro", Execution: relaytype.Execution{Sandbox: "read-only"}})
+	require.NoError(t, err)
+	<-h.started
+	handler, err := NewExecutorHandler(ExecutorConfig{Asks: svc, Jobs: r, Logger: quiet,
+		JobOf: func(http.Header) (string, error) { return job.ID, nil }})
+	require.NoError(t, err)
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	session, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "0"}, nil).
+		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: srv.URL}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = session.Close() })
+	go func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			asks, err := svc.List(ctx, job.ID, relaytype.StatusPending)
+			if err == nil && len(asks) == 1 {
+				_, _, _ = svc.Answer(ctx, &relaytype.Answer{AskID: asks[0].AskID, JobID: job.ID, Status: relaytype.StatusAnswered,
+					AnswerText: "no", AnswerJSON: []byte(`{"approved":false}`)})
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "relay_approve",
+		Arguments: map[string]any{"tool_name": "Write", "input": map[string]any{"file_path": "x"}, "tool_use_id": "t1"}})
+	require.NoError(t, err)
+	require.Contains(t, res.Content[0].(*mcp.TextContent).Text, `"deny"`)
+	asks, err := svc.List(ctx, job.ID, "")
+	require.NoError(t, err)
+	require.Len(t, asks, 1)
+	require.Contains(t, asks[0].Prompt, "This job is read-only")
+}

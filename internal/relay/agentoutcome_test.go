@@ -58,6 +58,9 @@ func TestReadOnlyJobWithChangesFailsPolicy(t *testing.T) {
 	require.Equal(t, relaytype.StateFailed, out.State)
 	require.Equal(t, relaytype.ReasonPolicy, out.Reason)
 	require.Contains(t, out.Summary, "read-only")
+	for _, art := range out.Artifacts {
+		require.NotEqual(t, relaytype.ArtifactPatch, art.Kind, "a read-only job returns no patch")
+	}
 	require.True(t, a.got.ReadOnly())
 	require.Contains(t, a.got.Prompt, "This job is read-only")
 

@@ -414,6 +414,22 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		}
 		return withArts(fail(relaytype.ReasonBadArtifacts, "compute patch: %v", err))
 	}
+	own := patch // what this run changed
+	if start != "" {
+		inc, err := ws.DiffFrom(ctx, start)
+		if err != nil {
+			return withArts(fail(relaytype.ReasonBadArtifacts, "compute incremental patch: %v", err))
+		}
+		own = inc
+	}
+	// Coding agents are run in the job's sandbox mode; a plain command gets
+	// no sandbox, so the mode is not held against it. A read-only job that
+	// changed files returns no patch at all.
+	if res.Agent != nil && job.Spec.Execution.Sandbox == "read-only" && len(bytes.TrimSpace(own)) > 0 {
+		_ = save(relaytype.ArtifactOut, out)
+		return withArts(fail(relaytype.ReasonPolicy, "the job is read-only (execution.sandbox) but the executor changed files: %s",
+			strings.TrimPrefix(patchSummary(own), "executor finished; ")))
+	}
 	if err := save(relaytype.ArtifactPatch, patch); err != nil {
 		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
 	}
@@ -427,25 +443,13 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		}
 		return withArts(fail(reason, "patch does not apply to baseline %s: %v", short(job.BaselineCommit), err))
 	}
-	own := patch // what this run changed
 	if start != "" {
-		inc, err := ws.DiffFrom(ctx, start)
-		if err == nil {
-			err = save(relaytype.ArtifactIncremental, inc)
+		if err := save(relaytype.ArtifactIncremental, own); err != nil {
+			return withArts(fail(relaytype.ReasonInternalError, "%v", err))
 		}
-		if err != nil {
-			return withArts(fail(relaytype.ReasonBadArtifacts, "compute incremental patch: %v", err))
-		}
-		own = inc
 	}
 	if err := save(relaytype.ArtifactOut, out); err != nil {
 		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
-	}
-	// Coding agents are run in the job's sandbox mode; a plain command gets
-	// no sandbox, so the mode is not held against it.
-	if res.Agent != nil && job.Spec.Execution.Sandbox == "read-only" && len(bytes.TrimSpace(own)) > 0 {
-		return withArts(fail(relaytype.ReasonPolicy, "the job is read-only (execution.sandbox) but the executor changed files: %s",
-			strings.TrimPrefix(patchSummary(own), "executor finished; ")))
 	}
 	return withArts(Outcome{State: relaytype.StateSucceeded, Summary: patchSummary(patch)})
 }

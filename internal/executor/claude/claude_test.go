@@ -3,14 +3,16 @@ package claude
 import (
 	"context"
 	"encoding/json"
-	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 )
 
 // claudeStub is the path of the stand-in claude script.
@@ -28,6 +30,7 @@ type claudeRun struct {
 	argv    []string // what Argv returns for the run, binary first
 	recArgs string   // the stub's argv file: one argument per line
 	mcp     string   // the stub's copy of the --mcp-config file, if any
+	env     string   // the timeouts the stub saw in its environment
 	workdir string
 	metaDir string
 }
@@ -51,9 +54,12 @@ func runClaude(t *testing.T, cfg executor.AgentConfig, req executor.Request, env
 	if req.Prompt == "" {
 		req.Prompt = "Fix the failing test."
 	}
-	argsFile, mcpFile := filepath.Join(dir, "args"), filepath.Join(dir, "mcp.json")
+	argsFile, mcpFile, envFile := filepath.Join(dir, "args"), filepath.Join(dir, "mcp.json"), filepath.Join(dir, "env")
 	cfg.Name, cfg.Binary = "claude", claudeStub(t)
-	cfg.Env = map[string]string{"CLAUDE_STUB_ARGS_FILE": argsFile, "CLAUDE_STUB_MCP_FILE": mcpFile}
+	if cfg.Env == nil {
+		cfg.Env = map[string]string{}
+	}
+	cfg.Env["CLAUDE_STUB_ARGS_FILE"], cfg.Env["CLAUDE_STUB_MCP_FILE"], cfg.Env["CLAUDE_STUB_ENV_FILE"] = argsFile, mcpFile, envFile
 	for k, v := range env {
 		cfg.Env[k] = v
 	}
@@ -73,6 +79,9 @@ func runClaude(t *testing.T, cfg executor.AgentConfig, req executor.Request, env
 	}
 	if b, err := os.ReadFile(mcpFile); err == nil {
 		r.mcp = string(b)
+	}
+	if b, err := os.ReadFile(envFile); err == nil {
+		r.env = string(b)
 	}
 	return r
 }
@@ -129,18 +138,22 @@ func TestClaudeRun(t *testing.T) {
 	requireFlag(t, argv, "--max-turns", "50")
 	tools := allowedTools(t, argv)
 	require.Contains(t, tools, ClaudeAskRule)
-	require.Contains(t, tools, "Edit")
 	require.Contains(t, tools, "Bash(go test:*)")
+	for _, w := range claudeWriteTools {
+		require.NotContains(t, tools, w, "acceptEdits accepts edits in the workspace; an allow rule would accept them anywhere")
+	}
 	require.NotContains(t, tools, ClaudeAskTool)
 	sys, _ := flagValue(argv, "--append-system-prompt")
 	require.Contains(t, sys, `mcp-task-relay ask --type TYPE "your question"`)
 	require.Contains(t, sys, "### TEST_PLAN")
 	require.NotContains(t, sys, "relay_ask")
-	for _, f := range []string{"--mcp-config", "--permission-prompt-tool", "--resume", "--model", "--max-budget-usd"} {
+	for _, f := range []string{"--mcp-config", "--permission-prompt-tool", "--resume", "--model", "--max-budget-usd", "--disallowedTools"} {
 		require.NotContains(t, argv, f)
 	}
 	require.NoFileExists(t, filepath.Join(r.metaDir, ClaudeMCPConfigFile))
 	require.Empty(t, r.mcp)
+	require.Equal(t, "BASH_DEFAULT_TIMEOUT_MS=660000\nCLAUDE_CODE_MCP_TOOL_IDLE_TIMEOUT=\n", r.env,
+		"the ask command may wait the relay's default ask deadline plus a minute")
 }
 
 func TestClaudeRunRelayMCP(t *testing.T) {
@@ -151,6 +164,8 @@ func TestClaudeRunRelayMCP(t *testing.T) {
 		ResumeSessionID: "prev-session",
 		Model:           "claude-job-model",
 		MaxBudgetUSD:    2.5,
+		AskTimeout:      90 * time.Second,
+		RelayBinary:     "/opt/relay/bin/mcp-task-relay",
 	}
 	r := runClaude(t, executor.AgentConfig{Model: "claude-config-model"}, req, map[string]string{"CLAUDE_STUB_EXPECT_RESUME": "prev-session"})
 
@@ -167,9 +182,14 @@ func TestClaudeRunRelayMCP(t *testing.T) {
 	requireFlag(t, argv, "--resume", "prev-session")
 	requireFlag(t, argv, "--model", "claude-job-model")
 	requireFlag(t, argv, "--max-budget-usd", "2.5")
+	requireFlag(t, argv, "--permission-mode", "acceptEdits")
 	require.Contains(t, allowedTools(t, argv), ClaudeAskTool)
+	require.Contains(t, allowedTools(t, argv), "Bash(/opt/relay/bin/mcp-task-relay ask:*)", "the ask command by the path the prompt gives")
 	sys, _ := flagValue(argv, "--append-system-prompt")
 	require.Contains(t, sys, "relay_ask tool of the task-relay MCP server")
+	require.Contains(t, sys, `/opt/relay/bin/mcp-task-relay ask --type TYPE "your question"`)
+	require.Equal(t, "BASH_DEFAULT_TIMEOUT_MS=150000\nCLAUDE_CODE_MCP_TOOL_IDLE_TIMEOUT=150000\n", r.env,
+		"the ask's deadline plus a minute")
 	for _, a := range argv {
 		require.NotContains(t, a, "tok-secret", "the token stays out of argv")
 	}
@@ -177,9 +197,11 @@ func TestClaudeRunRelayMCP(t *testing.T) {
 	var cfg map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.mcp), &cfg), r.mcp)
 	require.Equal(t, map[string]any{"mcpServers": map[string]any{"task-relay": map[string]any{
-		"type":    "http",
-		"url":     "http://127.0.0.1:7777/mcp/executor",
-		"headers": map[string]any{"Authorization": "Bearer tok-secret"},
+		"type":       "http",
+		"url":        "http://127.0.0.1:7777/mcp/executor",
+		"headers":    map[string]any{"Authorization": "Bearer tok-secret"},
+		"timeout":    float64(150000),
+		"alwaysLoad": true,
 	}}}, cfg)
 	fi, err := os.Stat(mcpPath)
 	require.NoError(t, err)
@@ -188,26 +210,30 @@ func TestClaudeRunRelayMCP(t *testing.T) {
 
 func TestClaudeRunReadOnly(t *testing.T) {
 	t.Parallel()
-	t.Run("plan", func(t *testing.T) {
+	t.Run("dontAsk", func(t *testing.T) {
 		t.Parallel()
-		r := runClaude(t, executor.AgentConfig{}, executor.Request{Sandbox: "read-only"}, nil)
+		r := runClaude(t, executor.AgentConfig{PermissionMode: "bypassPermissions"},
+			executor.Request{Sandbox: "read-only", AskPolicy: "on-request", RelayMCPURL: "http://relay/mcp"}, nil)
 		require.False(t, r.out.Failed, r.out.FailureSummary)
-		requireFlag(t, r.argv, "--permission-mode", "plan")
+		requireFlag(t, r.argv, "--permission-mode", "dontAsk")
+		requireFlag(t, r.argv, "--disallowedTools", "Write,Edit,NotebookEdit")
+		require.NotContains(t, r.argv, "--permission-prompt-tool", "nothing is put to relay_approve")
 		tools := allowedTools(t, r.argv)
 		require.Contains(t, tools, ClaudeAskRule)
+		require.Contains(t, tools, ClaudeAskTool)
 		require.Contains(t, tools, "Read")
-		for _, edit := range claudeEditTools {
-			require.NotContains(t, tools, edit)
-		}
+		require.NotContains(t, tools, "Bash(gofmt:*)", "gofmt -w writes")
 		sys, _ := flagValue(r.argv, "--append-system-prompt")
 		require.Contains(t, sys, "read-only")
 		require.NoFileExists(t, filepath.Join(r.workdir, "claude-was-here.txt"))
 	})
-	t.Run("configured mode wins", func(t *testing.T) {
+	t.Run("configured mode that writes nothing wins", func(t *testing.T) {
 		t.Parallel()
 		r := runClaude(t, executor.AgentConfig{PermissionMode: "default"}, executor.Request{Sandbox: "read-only"}, nil)
 		require.False(t, r.out.Failed, r.out.FailureSummary)
 		requireFlag(t, r.argv, "--permission-mode", "default")
+		requireFlag(t, r.argv, "--disallowedTools", "Write,Edit,NotebookEdit")
+		require.NoFileExists(t, filepath.Join(r.workdir, "claude-was-here.txt"))
 	})
 }
 
@@ -250,8 +276,8 @@ func TestClaudeArgv(t *testing.T) {
 		return []string{"claude", "-p", prompt, "--output-format", "stream-json", "--verbose",
 			"--permission-mode", mode, "--allowedTools", tools, "--append-system-prompt", sys, "--max-turns", turns}
 	}
-	defaultTools := strings.Join(append(append(slices.Clone(claudeReadTools), claudeEditTools...), ClaudeAskRule), ",")
-	sys := claudeSystemPrompt(false, false)
+	defaultTools := strings.Join(append(append(slices.Clone(claudeReadTools), claudeBuildTools...), ClaudeAskRule), ",")
+	sys := claudeSystemPrompt(false, false, "")
 
 	promptFile := filepath.Join(t.TempDir(), "prompt.md")
 	require.NoError(t, os.WriteFile(promptFile, []byte("Prompt from a file."), 0o600))
@@ -273,7 +299,8 @@ func TestClaudeArgv(t *testing.T) {
 			cfg: executor.AgentConfig{PermissionMode: "bypassPermissions", AllowedTools: []string{"Read", " Bash(make:*) ", ClaudeAskRule, "Read", ""},
 				MaxTurns: 12, Model: "sonnet", ExtraArgs: []string{"--add-dir", "/shared"}},
 			req: executor.Request{Prompt: "Do it.", Sandbox: "read-only"},
-			want: append(base("Do it.", "bypassPermissions", "Read,Bash(make:*),"+ClaudeAskRule, claudeSystemPrompt(true, false), "12"),
+			want: append(slices.Insert(base("Do it.", "dontAsk", "Read,Bash(make:*),"+ClaudeAskRule, claudeSystemPrompt(true, false, ""), "12"),
+				10, "--disallowedTools", "Write,Edit,NotebookEdit"),
 				"--model", "sonnet", "--add-dir", "/shared"),
 		},
 		{
@@ -282,6 +309,18 @@ func TestClaudeArgv(t *testing.T) {
 			req:  executor.Request{Prompt: "Do it.", Model: "opus", ResumeSessionID: "s-1", MaxBudgetUSD: 0.25},
 			want: append(base("Do it.", "acceptEdits", defaultTools, sys, "50"),
 				"--model", "opus", "--resume", "s-1", "--max-budget-usd", "0.25"),
+		},
+		{
+			name: "configured mode without askPolicy",
+			cfg:  executor.AgentConfig{PermissionMode: "plan"},
+			req:  executor.Request{Prompt: "Do it."},
+			want: base("Do it.", "plan", defaultTools, sys, "50"),
+		},
+		{
+			name: "askPolicy wins over the configured mode",
+			cfg:  executor.AgentConfig{PermissionMode: "plan"},
+			req:  executor.Request{Prompt: "Do it.", AskPolicy: "untrusted"},
+			want: base("Do it.", "default", defaultTools, sys, "50"),
 		},
 		{
 			name: "prompt file",
@@ -344,7 +383,7 @@ func TestClaudeArgvMCPConfig(t *testing.T) {
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "a stale file's mode is not kept")
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
-	require.JSONEq(t, `{"mcpServers":{"task-relay":{"type":"http","url":"http://relay/mcp"}}}`, string(b),
+	require.JSONEq(t, `{"mcpServers":{"task-relay":{"type":"http","url":"http://relay/mcp","timeout":660000,"alwaysLoad":true}}}`, string(b),
 		"no Authorization header without a token")
 	entries, err := os.ReadDir(meta)
 	require.NoError(t, err)
@@ -414,17 +453,33 @@ func TestClaudeParse(t *testing.T) {
 				Log: "result: success after 2 turns, $0.0200\n"},
 		},
 		{
-			name:   "budget stop is a failure though not is_error",
-			stdout: lines(`{"type":"result","subtype":"error_max_budget_usd","is_error":false,"num_turns":6,"session_id":"s","total_cost_usd":1.07}`),
-			want: executor.AgentOutput{SessionID: "s", CostUSD: 1.07, Failed: true, FailureSummary: "error_max_budget_usd after 6 turns",
-				Log: "result: error_max_budget_usd after 6 turns, $1.0700\n"},
+			name: "budget stop is over budget",
+			stdout: lines(`{"type":"result","subtype":"error_max_budget_usd","is_error":true,"num_turns":6,"session_id":"s","total_cost_usd":1.07,` +
+				`"usage":{"input_tokens":10,"output_tokens":1},"errors":["Reached maximum budget ($1)"],` +
+				`"modelUsage":{"claude-sonnet-4-5":{"inputTokens":200000,"outputTokens":30000,"cacheReadInputTokens":100000,"cacheCreationInputTokens":5000,"costUSD":1.0},` +
+				`"claude-haiku-4-5":{"inputTokens":1000,"outputTokens":100,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"costUSD":0.07}}}`),
+			exitCode: 1,
+			want: executor.AgentOutput{SessionID: "s", CostUSD: 1.07, OverBudget: true, Failed: true,
+				FailureSummary: "error_max_budget_usd after 6 turns: Reached maximum budget ($1)",
+				Usage:          executor.AgentUsage{InputTokens: 206000, CachedInputTokens: 100000, OutputTokens: 30100},
+				Log:            "result: error_max_budget_usd after 6 turns, $1.0700\n"},
 		},
 		{
-			name:     "error during execution",
-			stdout:   lines(initLine, `{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":0,"session_id":"s-init","total_cost_usd":0}`),
+			name: "error during execution",
+			stdout: lines(initLine, `{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":0,"session_id":"s-init","total_cost_usd":0,`+
+				`"errors":["No conversation found with session ID: s-init"," ","No conversation found with session ID: s-init"]}`),
 			exitCode: 1,
-			want: executor.AgentOutput{SessionID: "s-init", Failed: true, FailureSummary: "error_during_execution",
+			want: executor.AgentOutput{SessionID: "s-init", Failed: true, FailureSummary: "error_during_execution: No conversation found with session ID: s-init",
 				Log: "session: s-init model claude-x mode acceptEdits\nresult: error_during_execution after 0 turns, $0.0000\n"},
+		},
+		{
+			name: "API error and permission denials",
+			stdout: lines(`{"type":"result","subtype":"success","is_error":true,"api_error_status":400,"num_turns":1,"result":"API Error: 400 bad","session_id":"s",` +
+				`"permission_denials":[{"tool_name":"Bash","tool_use_id":"t1","tool_input":{"command":"make deploy"}},{"tool_name":"Write","tool_use_id":"t2","tool_input":{"file_path":"/ws/a.go"}}]}`),
+			exitCode: 1,
+			want: executor.AgentOutput{SessionID: "s", FinalMessage: "API Error: 400 bad", Failed: true,
+				FailureSummary: "error after 1 turns (API status 400): API Error: 400 bad",
+				Log:            "denied: Bash make deploy\ndenied: Write a.go\nresult: success after 1 turns, $0.0000\n"},
 		},
 		{
 			name:   "old cost field",
@@ -481,4 +536,45 @@ func TestClaudeToolSummary(t *testing.T) {
 	for _, tt := range tests {
 		require.Equal(t, tt.want, claudeToolSummary(tt.name, json.RawMessage(tt.input), "/ws"), tt.input)
 	}
+}
+
+func TestClaudePermissions(t *testing.T) {
+	t.Parallel()
+	mcp := "http://relay/mcp"
+	for _, tt := range []struct {
+		name       string
+		cfgMode    string
+		req        executor.Request
+		mode       string
+		prompt     bool
+		disallowed bool
+	}{
+		{name: "defaults", req: executor.Request{RelayMCPURL: mcp}, mode: "acceptEdits", prompt: true},
+		{name: "no relay MCP, no prompt tool", req: executor.Request{}, mode: "acceptEdits"},
+		{name: "configured mode", cfgMode: "default", req: executor.Request{RelayMCPURL: mcp}, mode: "default", prompt: true},
+		{name: "untrusted", cfgMode: "bypassPermissions", req: executor.Request{RelayMCPURL: mcp, AskPolicy: "untrusted"}, mode: "default", prompt: true},
+		{name: "on-request", cfgMode: "plan", req: executor.Request{RelayMCPURL: mcp, AskPolicy: "on-request"}, mode: "acceptEdits", prompt: true},
+		{name: "on-failure", req: executor.Request{RelayMCPURL: mcp, AskPolicy: "on-failure"}, mode: "acceptEdits", prompt: true},
+		{name: "never", req: executor.Request{RelayMCPURL: mcp, AskPolicy: "never"}, mode: "acceptEdits"},
+		{name: "read-only", req: executor.Request{RelayMCPURL: mcp, Sandbox: "read-only", AskPolicy: "untrusted"}, mode: "dontAsk", disallowed: true},
+		{name: "read-only, configured plan", cfgMode: "plan", req: executor.Request{RelayMCPURL: mcp, Sandbox: "read-only"}, mode: "plan", disallowed: true},
+		{name: "read-only, configured acceptEdits", cfgMode: "acceptEdits", req: executor.Request{RelayMCPURL: mcp, Sandbox: "read-only"}, mode: "dontAsk", disallowed: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := permissionsFor(&executor.AgentConfig{PermissionMode: tt.cfgMode}, &tt.req)
+			require.Equal(t, tt.mode, p.mode)
+			require.Equal(t, tt.prompt, p.prompt)
+			require.Equal(t, tt.disallowed, len(p.disallowed) > 0)
+		})
+	}
+}
+
+func TestClaudeArgvKeepsConfiguredTimeouts(t *testing.T) {
+	t.Parallel()
+	cfg := executor.AgentConfig{Binary: "claude", Env: map[string]string{ClaudeBashTimeoutEnv: "5000"}}
+	req := executor.Request{Prompt: "Do it.", MetaDir: t.TempDir(), RelayMCPURL: "http://relay/mcp", AskTimeout: 30 * time.Second}
+	_, err := Adapter{}.Argv(&cfg, &req)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{ClaudeIdleTimeoutEnv: "90000"}, req.Env, "the executor's own setting stays")
 }
