@@ -381,30 +381,8 @@ func writeClaudeMCPConfig(req *executor.Request, timeout time.Duration) (string,
 		return "", fmt.Errorf("claude mcp config: %w", err)
 	}
 	path := filepath.Join(req.MetaDir, ClaudeMCPConfigFile)
-	if err := claudeWriteFile(path, append(data, '\n')); err != nil {
+	if err := executor.WritePrivate(path, append(data, '\n')); err != nil {
 		return "", fmt.Errorf("claude mcp config: %w", err)
 	}
 	return path, nil
-}
-
-// claudeWriteFile replaces path with data atomically: a new temporary
-// file (mode 0600, whatever an earlier file at the path had), renamed
-// over it.
-func claudeWriteFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	return nil
 }

@@ -84,7 +84,7 @@ func (Adapter) PrepareResume(ctx context.Context, _ *executor.AgentConfig, req *
 			return fmt.Errorf("claude: copy session files: %w", err)
 		}
 	}
-	if err := claudeWriteFile(dst, data); err != nil {
+	if err := executor.WritePrivate(dst, data); err != nil {
 		return fmt.Errorf("claude: write session: %w", err)
 	}
 	return nil

@@ -142,7 +142,7 @@ func writeRunHome(cfg *executor.AgentConfig, req *executor.Request, mode string)
 		return "", err
 	}
 	policy := filepath.Join(home, PolicyFile)
-	if err := writePrivate(policy, []byte(runPolicy(req, mode))); err != nil {
+	if err := executor.WritePrivate(policy, []byte(runPolicy(req, mode))); err != nil {
 		return "", fmt.Errorf("run policy: %w", err)
 	}
 	addRunSettings(settings, req, userDir, policy)
@@ -150,7 +150,7 @@ func writeRunHome(cfg *executor.AgentConfig, req *executor.Request, mode string)
 	if err != nil {
 		return "", fmt.Errorf("run settings: %w", err)
 	}
-	if err := writePrivate(filepath.Join(runDir, settingsFile), append(data, '\n')); err != nil {
+	if err := executor.WritePrivate(filepath.Join(runDir, settingsFile), append(data, '\n')); err != nil {
 		return "", fmt.Errorf("run settings: %w", err)
 	}
 	return home, nil
@@ -373,25 +373,6 @@ func stringList(v any) []string {
 		}
 	}
 	return out
-}
-
-// writePrivate writes data to path, readable by its owner only.
-func writePrivate(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-	}
-	return err
 }
 
 // stripJSONComments blanks // and /* */ comments outside strings, as

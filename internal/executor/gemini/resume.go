@@ -289,5 +289,5 @@ func copyFile(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
-	return writePrivate(dst, data)
+	return executor.WritePrivate(dst, data)
 }
