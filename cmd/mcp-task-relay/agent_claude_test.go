@@ -354,7 +354,10 @@ func TestClaudeReadOnly(t *testing.T) {
 		jobID, job := r.claudeRun(t, claudeSpec(r, "claude-ro-write", "read-only", ""))
 		r.claudeRequireEnded(t, jobID, job, "FAILED", "POLICY")
 		require.Contains(t, job["summary"], "read-only")
-		require.Contains(t, r.claudeArtifact(t, jobID, "patch.diff"), "touched.txt")
+		require.Contains(t, job["summary"], "1 file")
+		for _, a := range job["artifacts"].([]any) {
+			require.NotEqual(t, "patch.diff", a.(map[string]any)["kind"], "a read-only job returns no patch")
+		}
 	})
 }
 

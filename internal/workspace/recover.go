@@ -172,6 +172,7 @@ func (m *Manager) unregister(ctx context.Context, commonDir string, r registrati
 // of the registration whose checkout is path, and reports whether it found
 // one.
 func (m *Manager) dropAdmin(commonDir, path string) bool {
+	commonDir = mainGitDir(commonDir)
 	admins, err := os.ReadDir(filepath.Join(commonDir, "worktrees"))
 	if err != nil {
 		return false
@@ -344,6 +345,7 @@ func pathExists(path string) bool {
 // Entries of other checkouts are never touched. The caller holds the
 // repository's lock exclusively.
 func (m *Manager) dropHalfMade(commonDir string) {
+	commonDir = mainGitDir(commonDir)
 	admins, err := os.ReadDir(filepath.Join(commonDir, "worktrees"))
 	if err != nil {
 		return
@@ -372,4 +374,22 @@ func (m *Manager) dropHalfMade(commonDir string) {
 func nonEmptyFile(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
+}
+
+// mainGitDir returns the repository's main git directory for dir, which
+// may be a linked worktree's administrative directory (it then names the
+// main one in its commondir file).
+func mainGitDir(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "commondir"))
+	if err != nil {
+		return dir
+	}
+	c := strings.TrimSpace(string(b))
+	if c == "" {
+		return dir
+	}
+	if !filepath.IsAbs(c) {
+		c = filepath.Join(dir, c)
+	}
+	return filepath.Clean(c)
 }

@@ -380,3 +380,45 @@ func TestHalfWrittenRegistration(t *testing.T) {
 	require.NoError(t, m.Sweep(ctx, nil))
 	require.DirExists(t, theirs)
 }
+
+// TestPrepareOverBrokenRegistration: a retry's Prepare replaces a
+// registration git itself no longer accepts (`git worktree remove` says
+// "is not a working tree"): its checkout is gone or broken, its
+// administrative files are incomplete.
+func TestPrepareOverBrokenRegistration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	for name, breakIt := range map[string]func(t *testing.T, admin, checkout string){
+		"no HEAD, checkout gone": func(t *testing.T, admin, checkout string) {
+			require.NoError(t, os.Remove(filepath.Join(admin, "HEAD")))
+			require.NoError(t, removeAll(checkout))
+		},
+		"no HEAD, checkout left": func(t *testing.T, admin, _ string) {
+			require.NoError(t, os.WriteFile(filepath.Join(admin, "HEAD"), nil, 0o644))
+		},
+		"checkout .git gone": func(t *testing.T, _, checkout string) {
+			require.NoError(t, os.Remove(filepath.Join(checkout, ".git")))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := newRepo(t)
+			m := newManager(t)
+			local := relaytype.Repo{Type: "local", Path: r.dir}
+			w, err := m.Prepare(ctx, "job_broken", local, r.base)
+			require.NoError(t, err)
+			admin := filepath.Join(r.dir, ".git", "worktrees", filepath.Base(w.Dir))
+			require.DirExists(t, admin)
+			require.NoError(t, os.WriteFile(filepath.Join(admin, "locked"), []byte("initializing"), 0o644))
+			breakIt(t, admin, w.Dir)
+
+			w2, err := m.Prepare(ctx, "job_broken", local, r.base)
+			require.NoError(t, err)
+			require.Equal(t, r.base, testGit(t, w2.Dir, nil, "rev-parse", "HEAD"))
+			require.NoError(t, w2.Remove(ctx))
+			list := worktreePaths(t, r.dir)
+			require.NotContains(t, list, "locked")
+			require.NotContains(t, list, "job_broken")
+		})
+	}
+}
