@@ -193,7 +193,7 @@ func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
 		return fmt.Errorf("repo.type must be local or git, not %q", repo.Type)
 	}
 	if _, err := os.Lstat(w.MetaDir); err == nil {
-		if err := w.m.removeJobDir(ctx, w.MetaDir, w.commonDir); err != nil {
+		if err := w.removeLeftover(ctx); err != nil {
 			return fmt.Errorf("remove leftover workspace: %w", err)
 		}
 	}
@@ -226,6 +226,34 @@ func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
 	}
 	w.excludesFile = excludes
 	return nil
+}
+
+// leftoverAttempts and leftoverBackoff bound the removal of a workspace an
+// earlier attempt left: a git of a killed relay (the checkout `git
+// worktree add` runs in a child of its own, which the relay's death does
+// not stop) may still be writing there for a moment.
+const (
+	leftoverAttempts = 8
+	leftoverBackoff  = 250 * time.Millisecond
+)
+
+// removeLeftover removes the job directory an earlier attempt left,
+// trying again while a dead relay's git may still be at work in it.
+func (w *Workspace) removeLeftover(ctx context.Context) error {
+	var err error
+	for attempt := 1; attempt <= leftoverAttempts; attempt++ {
+		if err = w.m.removeJobDir(ctx, w.MetaDir, w.commonDir); err == nil {
+			return nil
+		}
+		t := time.NewTimer(time.Duration(attempt) * leftoverBackoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (after %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+	return err
 }
 
 // addWorktree creates Dir as a detached linked worktree of the local
