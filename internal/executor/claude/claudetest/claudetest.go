@@ -22,6 +22,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor/executortest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -249,12 +250,10 @@ func (r Request) Result(name string) (string, bool) {
 // use.
 type Server struct {
 	srv *httptest.Server
+	executortest.Recorder[Turn, Request]
 
-	mu       sync.Mutex
-	queue    []Turn
-	requests []Request
-	problems []string
-	ids      int
+	mu  sync.Mutex
+	ids int
 }
 
 // New starts a fake Anthropic API on 127.0.0.1 that is closed when tb
@@ -289,27 +288,6 @@ func (s *Server) Env() map[string]string {
 	}
 }
 
-// Script queues turns for the main loop's next requests.
-func (s *Server) Script(turns ...Turn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.queue = append(s.queue, turns...)
-}
-
-// Pending returns the number of scripted turns not yet taken.
-func (s *Server) Pending() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queue)
-}
-
-// Requests returns the requests received so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
 // Scripted returns the requests of the main loop received so far.
 func (s *Server) Scripted() []Request {
 	var out []Request
@@ -330,46 +308,15 @@ func (s *Server) Usage(from int) Usage {
 	return u
 }
 
-// Problems returns what went wrong on the server's side: a request
-// without the key, a main-loop request with no turn left, a request for
-// another host.
-func (s *Server) Problems() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.problems...)
-}
-
-func (s *Server) problem(format string, a ...any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.problems = append(s.problems, fmt.Sprintf(format, a...))
-}
-
 // record appends r and returns its index.
-func (s *Server) record(r Request) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests = append(s.requests, r)
-	return len(s.requests) - 1
-}
+func (s *Server) record(r Request) int { return s.Record(r) }
 
-func (s *Server) setUsage(i int, u Usage) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests[i].Usage = u
-}
+func (s *Server) setUsage(i int, u Usage) { s.Update(i, func(r *Request) { r.Usage = u }) }
+
+func (s *Server) problem(format string, a ...any) { s.Problem(format, a...) }
 
 // next takes the next turn, if any.
-func (s *Server) next() (Turn, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.queue) == 0 {
-		return Turn{}, false
-	}
-	t := s.queue[0]
-	s.queue = s.queue[1:]
-	return t, true
-}
+func (s *Server) next() (Turn, bool) { return s.Next() }
 
 func (s *Server) newID(prefix string) string {
 	s.mu.Lock()

@@ -19,13 +19,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor/executortest"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -188,11 +188,8 @@ type Server struct {
 	// URL is the base URL (GOOGLE_GEMINI_BASE_URL).
 	URL string
 
-	srv      *httptest.Server
-	mu       sync.Mutex
-	turns    []Turn
-	requests []Request
-	problems []string
+	srv *httptest.Server
+	executortest.Recorder[Turn, Request]
 }
 
 // New starts a fake Gemini API on 127.0.0.1 that is closed when tb ends.
@@ -203,27 +200,6 @@ func New(tb testing.TB) *Server {
 	s.URL = s.srv.URL
 	tb.Cleanup(s.srv.Close)
 	return s
-}
-
-// Script queues turns for the main loop's next requests.
-func (s *Server) Script(turns ...Turn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.turns = append(s.turns, turns...)
-}
-
-// Pending returns the number of scripted turns not yet taken.
-func (s *Server) Pending() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.turns)
-}
-
-// Requests returns the requests received so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
 }
 
 // Scripted returns the requests of the main loop received so far.
@@ -244,14 +220,6 @@ func (s *Server) Usage(from int) Usage {
 		u = u.Add(r.Usage)
 	}
 	return u
-}
-
-// Problems returns what went wrong on the server's side: a main-loop
-// request with no turn left, a missing API key, an unknown path.
-func (s *Server) Problems() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.problems...)
 }
 
 // Env returns the environment that points the Gemini CLI at the server:
@@ -286,11 +254,7 @@ func WriteHome(tb testing.TB, home string) string {
 	return home
 }
 
-func (s *Server) problem(format string, a ...any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.problems = append(s.problems, fmt.Sprintf(format, a...))
-}
+func (s *Server) problem(format string, a ...any) { s.Problem(format, a...) }
 
 // request is the part of a GenerateContentRequest the server reads.
 type request struct {
@@ -375,22 +339,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) record(rec Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests = append(s.requests, rec)
-}
+func (s *Server) record(rec Request) { s.Record(rec) }
 
 // next takes the next scripted turn.
 func (s *Server) next(model string) Turn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.turns) == 0 {
-		s.problems = append(s.problems, "a main-loop request to "+model+" found no scripted turn")
+	t, ok := s.Next()
+	if !ok {
+		s.Problem("a main-loop request to %s found no scripted turn", model)
 		return Turn{Text: "(geminitest: no scripted turn left)", Usage: DefaultUsage}
 	}
-	t := s.turns[0]
-	s.turns = s.turns[1:]
 	if t.Usage == (Usage{}) && t.Error == nil {
 		t.Usage = DefaultUsage
 	}
