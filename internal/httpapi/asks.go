@@ -159,15 +159,23 @@ func (s *Server) listAsks(w http.ResponseWriter, r *http.Request) {
 	if !s.operatorOnly(w, r) {
 		return
 	}
-	jobID := r.PathValue("jobId")
-	status := relaytype.AnswerStatus(strings.ToUpper(strings.TrimSpace(r.URL.Query().Get("status"))))
+	s.writeAsks(w, r, r.PathValue("jobId"), r.URL.Query().Get("status"))
+}
+
+// writeAsks answers a list of asks: of jobID (which must exist) or of
+// every job when it is empty, in status (any case; empty: every status).
+// A bad status is 400 naming "status".
+func (s *Server) writeAsks(w http.ResponseWriter, r *http.Request, jobID, rawStatus string) {
+	status := relaytype.AnswerStatus(strings.ToUpper(strings.TrimSpace(rawStatus)))
 	if status != "" && status != relaytype.StatusPending && !status.ValidAnswer() {
-		writeError(w, badRequest("status", "must be PENDING, ANSWERED, REJECTED, TIMEOUT or ERROR, not %q", status))
+		writeError(w, badRequest("status", "must be PENDING, ANSWERED, REJECTED, TIMEOUT or ERROR, not %q", rawStatus))
 		return
 	}
-	if _, err := s.cfg.Jobs.Get(r.Context(), jobID); err != nil {
-		s.fail(w, r, err)
-		return
+	if jobID != "" {
+		if _, err := s.cfg.Jobs.Get(r.Context(), jobID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	items, err := s.cfg.Asks.List(r.Context(), jobID, status)
 	if err != nil {

@@ -316,25 +316,5 @@ func (s *Server) listAllAsks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	status := relaytype.AnswerStatus(strings.ToUpper(strings.TrimSpace(q.Get("status"))))
-	if status != "" && status != relaytype.StatusPending && !status.ValidAnswer() {
-		writeError(w, badRequest("status", "must be PENDING, ANSWERED, REJECTED, TIMEOUT or ERROR, not %q", q.Get("status")))
-		return
-	}
-	jobID := strings.TrimSpace(q.Get("jobId"))
-	if jobID != "" {
-		if _, err := s.cfg.Jobs.Get(r.Context(), jobID); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
-	items, err := s.cfg.Asks.List(r.Context(), jobID, status)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if items == nil {
-		items = []*relaytype.AskRecord{}
-	}
-	writeJSON(w, http.StatusOK, askList{Items: items})
+	s.writeAsks(w, r, strings.TrimSpace(q.Get("jobId")), q.Get("status"))
 }
