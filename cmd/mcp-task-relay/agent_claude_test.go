@@ -494,10 +494,7 @@ func TestClaudeRunServerWinsOverUsersTaskRelay(t *testing.T) {
 // timeouts (the server's request and tool timeouts, 60 s by default, and
 // the idle timeout) are above the ask deadline.
 func TestClaudeLongRelayAskAnsweredAfter90s(t *testing.T) {
-	if !longTests() {
-		// The one allowed skip: the Long tests run with TASK_RELAY_E2E_LONG=1.
-		t.Skip("set TASK_RELAY_E2E_LONG=1")
-	}
+	longTest(t)
 	t.Parallel()
 	claudeRelayAsk(t, 90*time.Second)
 }
@@ -505,10 +502,7 @@ func TestClaudeLongRelayAskAnsweredAfter90s(t *testing.T) {
 // As TestClaudeLongRelayAskAnsweredAfter90s, for a permission prompt:
 // the approval comes after 90 s and the command runs.
 func TestClaudeLongRelayApproveAnsweredAfter90s(t *testing.T) {
-	if !longTests() {
-		// The one allowed skip: the Long tests run with TASK_RELAY_E2E_LONG=1.
-		t.Skip("set TASK_RELAY_E2E_LONG=1")
-	}
+	longTest(t)
 	t.Parallel()
 	claudeRelayApprove(t, 90*time.Second)
 }
@@ -546,10 +540,7 @@ func TestClaudeAskCommand(t *testing.T) {
 // model: claude would kill a Bash command after 2 min; the run's default
 // Bash timeout is above the ask deadline.
 func TestClaudeLongAskCommandAnsweredAfter150s(t *testing.T) {
-	if !longTests() {
-		// The one allowed skip: the Long tests run with TASK_RELAY_E2E_LONG=1.
-		t.Skip("set TASK_RELAY_E2E_LONG=1")
-	}
+	longTest(t)
 	t.Parallel()
 	claudeAskCommand(t, 150*time.Second)
 }

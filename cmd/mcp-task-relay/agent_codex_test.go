@@ -380,11 +380,7 @@ func TestCodexAskOverMCP(t *testing.T) {
 // the ask deadline.
 func TestCodexLongAskAnsweredAfter90s(t *testing.T) {
 	t.Parallel()
-	if !longTests() {
-		// The one allowed skip: Go cannot register a test conditionally,
-		// and this one takes over 90 s (TASK_RELAY_E2E_LONG=1 runs it).
-		t.Skip("set TASK_RELAY_E2E_LONG=1")
-	}
+	longTest(t)
 	codexAsk(t, 95*time.Second)
 }
 

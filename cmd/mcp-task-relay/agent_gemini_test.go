@@ -342,20 +342,14 @@ func TestGeminiRelayToolsOverMCP(t *testing.T) {
 // An answer that comes after 90 s still reaches the model: the run's MCP
 // timeout is above the ask deadline.
 func TestGeminiLongRelayAskAnsweredAfter90s(t *testing.T) {
-	if !longTests() {
-		// The one allowed skip: the Long tests run with TASK_RELAY_E2E_LONG=1.
-		t.Skip("set TASK_RELAY_E2E_LONG=1")
-	}
+	longTest(t)
 	t.Parallel()
 	geminiRelayAsk(t, 90*time.Second)
 }
 
 // As TestGeminiLongRelayAskAnsweredAfter90s, for relay_approve.
 func TestGeminiLongRelayApproveAnsweredAfter90s(t *testing.T) {
-	if !longTests() {
-		// The one allowed skip: the Long tests run with TASK_RELAY_E2E_LONG=1.
-		t.Skip("set TASK_RELAY_E2E_LONG=1")
-	}
+	longTest(t)
 	t.Parallel()
 	geminiRelayApprove(t, 90*time.Second)
 }

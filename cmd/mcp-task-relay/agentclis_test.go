@@ -44,6 +44,15 @@ func agentCLI(t *testing.T, name string) string {
 // of its own.
 func longTests() bool { return os.Getenv("TASK_RELAY_E2E_LONG") == "1" }
 
+// longTest skips a slow real-agent test unless longTests: the one allowed
+// skip, since CI runs these in their own step with TASK_RELAY_E2E_LONG=1.
+func longTest(t *testing.T) {
+	t.Helper()
+	if !longTests() {
+		t.Skip("set TASK_RELAY_E2E_LONG=1")
+	}
+}
+
 // TestAgentCLIsArePinned: the installed agent CLIs are the versions the
 // README names and the real-agent tests were written against.
 func TestAgentCLIsArePinned(t *testing.T) {
