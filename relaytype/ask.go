@@ -14,7 +14,7 @@ import (
 // AskType classifies what an executor asks for.
 type AskType string
 
-// Ask types, as in SPEC §3.
+// Ask types: what kind of answer an executor is waiting for.
 const (
 	AskClarification  AskType = "CLARIFICATION"
 	AskResourceFetch  AskType = "RESOURCE_FETCH"
@@ -328,6 +328,19 @@ type AnswerRecord struct {
 const (
 	EventAsk    = "ask"
 	EventAnswer = "answer"
+	// EventAskDeferred records that an ask's answerer could not answer it
+	// (the runner's provider failed) and left it to the orchestrator, with
+	// the route and deadline it has from then on.
+	EventAskDeferred = "ask_deferred"
+)
+
+// Values of Attestation.AnsweredBy.
+const (
+	AnsweredByRunner       = "runner"
+	AnsweredByOrchestrator = "orchestrator"
+	AnsweredByHuman        = "human"
+	AnsweredByPolicy       = "policy"
+	AnsweredByRelay        = "relay"
 )
 
 // CheckEnvelopeKeys returns an error naming the first object key in the

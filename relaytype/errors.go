@@ -29,6 +29,9 @@ const (
 	CodeNotFound          ErrorCode = "NOT_FOUND"
 	CodeMethodNotAllowed  ErrorCode = "METHOD_NOT_ALLOWED"
 	CodeJobNotActive      ErrorCode = "JOB_NOT_ACTIVE"
+	// CodeAskPolicy refuses an ask of a job whose execution.askPolicy is
+	// never.
+	CodeAskPolicy ErrorCode = "E_ASK_POLICY"
 )
 
 // Sentinel errors. Store implementations and the relay wrap these so that
@@ -46,6 +49,9 @@ var (
 	ErrJobNotActive      = errors.New("job is not running")
 	ErrContextMismatch   = errors.New("context hash does not match the envelope")
 	ErrNoContextEnvelope = errors.New("context envelope missing")
+	// ErrAskPolicy: the job's execution.askPolicy is never, so it may not
+	// ask.
+	ErrAskPolicy = errors.New("ask refused by the job's execution.askPolicy")
 )
 
 // SpecError is a validation failure of a JobSpec; Field is the dotted JSON
@@ -94,6 +100,8 @@ func CodeOf(err error) ErrorCode {
 		return CodeContextMismatch
 	case errors.Is(err, ErrNoContextEnvelope):
 		return CodeNoContextEnvelope
+	case errors.Is(err, ErrAskPolicy):
+		return CodeAskPolicy
 	}
 	return ""
 }

@@ -3,89 +3,134 @@ package relaytype
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
 
 // JobSpec is what a client submits: the repository and baseline to work on,
 // the task, its scope and how to execute it. JSON names follow the seed.
+//
+// Repo, Task and IdempotencyKey are required; the rest is optional. The
+// jsonschema tags are the descriptions of the jobs_submit input schema.
 type JobSpec struct {
-	Repo           Repo         `json:"repo"`
-	Task           Task         `json:"task"`
-	Scope          Scope        `json:"scope"`
-	Context        *TaskContext `json:"context,omitempty"`
-	OutputContract []string     `json:"outputContract,omitempty"`
-	Execution      Execution    `json:"execution"`
-	IdempotencyKey string       `json:"idempotencyKey"`
-	Notify         *Notify      `json:"notify,omitempty"`
+	Repo           Repo         `json:"repo" jsonschema:"where the code is and the commit the job starts from"`
+	Task           Task         `json:"task" jsonschema:"the work to do"`
+	Scope          Scope        `json:"scope" jsonschema:"what the executor should read and touch"`
+	Context        *TaskContext `json:"context,omitempty" jsonschema:"pre-computed context for the executor"`
+	OutputContract []string     `json:"outputContract,omitempty" jsonschema:"what the job must produce: DIFF (patch.diff), TEST_PLAN and NOTES (out.md); a part missing fails it OUTPUT_CONTRACT"`
+	Execution      Execution    `json:"execution" jsonschema:"how to run the job"`
+	IdempotencyKey string       `json:"idempotencyKey" jsonschema:"caller's key: resubmitting it returns the existing job unless that one FAILED, was CANCELED or EXPIRED"`
+	Notify         *Notify      `json:"notify,omitempty" jsonschema:"notification settings (accepted, not yet acted on)"`
 }
 
 // Repo says where the code lives and which commit the job starts from.
 type Repo struct {
 	// Type is "local" (a checkout on this machine) or "git" (a URL to clone).
-	Type string `json:"type"`
+	Type string `json:"type" jsonschema:"local: a checkout on the relay's machine at path; git: clone url"`
 	// URL is the clone URL for type git (file://, https://, ssh://, scp-like).
-	URL string `json:"url,omitempty"`
+	URL string `json:"url,omitempty" jsonschema:"clone URL, for type git"`
 	// Path is the directory of the local repository for type local.
-	Path string `json:"path,omitempty"`
+	Path string `json:"path,omitempty" jsonschema:"repository directory, for type local"`
 	// BaseBranch names the branch the baseline is resolved from when
 	// BaselineCommit is empty. Empty means HEAD.
-	BaseBranch string `json:"baseBranch,omitempty"`
+	BaseBranch string `json:"baseBranch,omitempty" jsonschema:"branch the baseline is resolved from when baselineCommit is absent; default HEAD"`
 	// BaselineCommit is the full 40-hex commit the job starts from; when
 	// absent it is resolved at submit time and recorded in the job.
-	BaselineCommit string `json:"baselineCommit,omitempty"`
+	BaselineCommit string `json:"baselineCommit,omitempty" jsonschema:"full 40-hex commit to start from; resolved at submit when absent"`
 }
 
 // Task describes the work.
 type Task struct {
-	Title       string   `json:"title"`
-	Description string   `json:"description"`
-	Acceptance  []string `json:"acceptance,omitempty"`
+	Title       string   `json:"title" jsonschema:"short title"`
+	Description string   `json:"description" jsonschema:"what to do, in full: the executor sees only the spec"`
+	Acceptance  []string `json:"acceptance,omitempty" jsonschema:"acceptance criteria, one per item"`
 }
 
 // Scope bounds what the executor should touch.
 type Scope struct {
-	ReadPaths            []string `json:"readPaths,omitempty"`
-	FileGlobs            []string `json:"fileGlobs,omitempty"`
-	DisallowReformatting bool     `json:"disallowReformatting,omitempty"`
+	ReadPaths            []string `json:"readPaths,omitempty" jsonschema:"paths to read, relative to the repository root"`
+	FileGlobs            []string `json:"fileGlobs,omitempty" jsonschema:"globs of the files the change may touch (*, **, ?, [a-z]); a patch touching another path fails POLICY"`
+	DisallowReformatting bool     `json:"disallowReformatting,omitempty" jsonschema:"do not reformat untouched code"`
 }
 
 // TaskContext is optional pre-computed context handed to the executor.
 type TaskContext struct {
-	DirTreeDigest string        `json:"dirTreeDigest,omitempty"`
-	KeySignatures []string      `json:"keySignatures,omitempty"`
-	CodeSnippets  []CodeSnippet `json:"codeSnippets,omitempty"`
+	DirTreeDigest string        `json:"dirTreeDigest,omitempty" jsonschema:"digest of the directory tree the context was taken from"`
+	KeySignatures []string      `json:"keySignatures,omitempty" jsonschema:"key function or type signatures"`
+	CodeSnippets  []CodeSnippet `json:"codeSnippets,omitempty" jsonschema:"relevant code excerpts"`
 }
 
 // CodeSnippet points at lines from..to (1-based, inclusive) of a file.
 type CodeSnippet struct {
-	Path string `json:"path"`
-	From int    `json:"from"`
-	To   int    `json:"to"`
+	Path string `json:"path" jsonschema:"file, relative to the repository root"`
+	From int    `json:"from" jsonschema:"first line"`
+	To   int    `json:"to" jsonschema:"last line, at least from"`
 }
 
 // Execution says how to run the job.
 type Execution struct {
-	PreferredModel string   `json:"preferredModel,omitempty"`
-	Sandbox        string   `json:"sandbox,omitempty"`
-	AskPolicy      string   `json:"askPolicy,omitempty"`
-	TimeoutS       int      `json:"timeoutS,omitempty"`
-	Priority       Priority `json:"priority,omitempty"`
-	TTLS           int      `json:"ttlS,omitempty"`
-	Executor       string   `json:"executor,omitempty"`
-	MaxAttempts    int      `json:"maxAttempts,omitempty"`
+	PreferredModel string   `json:"preferredModel,omitempty" jsonschema:"model for the executor"`
+	Sandbox        string   `json:"sandbox,omitempty" jsonschema:"sandbox mode passed to the executor: read-only or workspace-write"`
+	AskPolicy      string   `json:"askPolicy,omitempty" jsonschema:"approval policy passed to the executor; never: the relay refuses the job's asks"`
+	TimeoutS       int      `json:"timeoutS,omitempty" jsonschema:"seconds an attempt may run before it FAILED with TIMEOUT; 0 or absent: the executor's"`
+	Priority       Priority `json:"priority,omitempty" jsonschema:"queue priority, P0 first"`
+	TTLS           int      `json:"ttlS,omitempty" jsonschema:"seconds the job may stay queued before it is EXPIRED"`
+	Executor       string   `json:"executor,omitempty" jsonschema:"configured executor name; default: the relay's default"`
+	MaxAttempts    int      `json:"maxAttempts,omitempty" jsonschema:"attempts when a worker is lost mid-run"`
 	// MaxBudgetUSD caps what the executor may spend; agents that take a
 	// budget get it, and a run whose reported cost exceeds it fails with
 	// POLICY.
-	MaxBudgetUSD float64 `json:"maxBudgetUsd,omitempty"`
+	MaxBudgetUSD float64 `json:"maxBudgetUsd,omitempty" jsonschema:"spending cap in US dollars; a run that reports more cost FAILED with POLICY"`
 }
+
+// Values of Execution.AskPolicy (empty: the executor's default).
+const (
+	// AskPolicyUntrusted: agents ask before edits and commands.
+	AskPolicyUntrusted = "untrusted"
+	// AskPolicyOnRequest: agents edit the workspace and ask for more.
+	AskPolicyOnRequest = "on-request"
+	// AskPolicyOnFailure: agents ask when something fails.
+	AskPolicyOnFailure = "on-failure"
+	// AskPolicyNever: the job never asks; the relay refuses its asks.
+	AskPolicyNever = "never"
+)
+
+// AskPolicies lists the values of Execution.AskPolicy.
+var AskPolicies = []string{AskPolicyUntrusted, AskPolicyOnRequest, AskPolicyOnFailure, AskPolicyNever}
 
 // Notify holds optional notification settings (accepted, not yet acted on).
 type Notify struct {
-	Webhook  string `json:"webhook,omitempty"`
-	EnablePr bool   `json:"enablePr,omitempty"`
+	Webhook  string `json:"webhook,omitempty" jsonschema:"URL to call when the job ends"`
+	EnablePr bool   `json:"enablePr,omitempty" jsonschema:"open a pull request with the result"`
 }
+
+// Repository types: the values of Repo.Type.
+const (
+	RepoLocal = "local"
+	RepoGit   = "git"
+)
+
+// RepoTypes lists every repository type.
+var RepoTypes = []string{RepoLocal, RepoGit}
+
+// Output contract items: the values of JobSpec.OutputContract.
+const (
+	OutputDiff     = "DIFF"
+	OutputTestPlan = "TEST_PLAN"
+	OutputNotes    = "NOTES"
+)
+
+// OutputContractItems lists every output contract item.
+var OutputContractItems = []string{OutputDiff, OutputTestPlan, OutputNotes}
+
+// CommitPattern is the regular expression of a full 40-hex commit id.
+const CommitPattern = `^[0-9a-fA-F]{40}$`
+
+// DefaultPriority is the priority of a spec that sets none.
+const DefaultPriority = PriorityP1
 
 // Spec limits and defaults.
 const (
@@ -98,7 +143,7 @@ const (
 )
 
 var (
-	commitRE = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
+	commitRE = regexp.MustCompile(CommitPattern)
 	jobIDRE  = regexp.MustCompile(`^job_[0-9a-zA-Z_-]{1,64}$`)
 )
 
@@ -139,7 +184,7 @@ func jsonSpecError(err error) error {
 // ApplyDefaults fills zero fields with their defaults.
 func (s *JobSpec) ApplyDefaults() {
 	if s.Execution.Priority == "" {
-		s.Execution.Priority = PriorityP1
+		s.Execution.Priority = DefaultPriority
 	}
 	if s.Execution.TTLS == 0 {
 		s.Execution.TTLS = DefaultTTLS
@@ -147,7 +192,7 @@ func (s *JobSpec) ApplyDefaults() {
 	if s.Execution.MaxAttempts == 0 {
 		s.Execution.MaxAttempts = DefaultMaxAttempts
 	}
-	if s.Repo.Type == "local" && s.Repo.Path == "" && s.Repo.URL != "" && strings.HasPrefix(s.Repo.URL, "/") {
+	if s.Repo.Type == RepoLocal && s.Repo.Path == "" && s.Repo.URL != "" && strings.HasPrefix(s.Repo.URL, "/") {
 		s.Repo.Path = s.Repo.URL
 	}
 }
@@ -159,11 +204,11 @@ func (s *JobSpec) Validate() error {
 		return &SpecError{Field: field, Message: fmt.Sprintf(format, a...)}
 	}
 	switch s.Repo.Type {
-	case "local":
+	case RepoLocal:
 		if strings.TrimSpace(s.Repo.Path) == "" {
 			return bad("repo.path", "required when repo.type is local")
 		}
-	case "git":
+	case RepoGit:
 		if strings.TrimSpace(s.Repo.URL) == "" {
 			return bad("repo.url", "required when repo.type is git")
 		}
@@ -204,11 +249,12 @@ func (s *JobSpec) Validate() error {
 		}
 	}
 	for i, o := range s.OutputContract {
-		switch o {
-		case "DIFF", "TEST_PLAN", "NOTES":
-		default:
+		if !slices.Contains(OutputContractItems, o) {
 			return bad(fmt.Sprintf("outputContract[%d]", i), "must be DIFF, TEST_PLAN or NOTES, not %q", o)
 		}
+	}
+	if p := s.Execution.AskPolicy; p != "" && !slices.Contains(AskPolicies, p) {
+		return bad("execution.askPolicy", "must be untrusted, on-request, on-failure or never, not %q", s.Execution.AskPolicy)
 	}
 	if s.Execution.Priority.Rank() < 0 {
 		return bad("execution.priority", "must be P0, P1 or P2, not %q", s.Execution.Priority)
@@ -224,6 +270,13 @@ func (s *JobSpec) Validate() error {
 	}
 	if s.Execution.MaxAttempts < 0 || s.Execution.MaxAttempts > MaxMaxAttempts {
 		return bad("execution.maxAttempts", "must be between 1 and %d", MaxMaxAttempts)
+	}
+	if s.Notify != nil && s.Notify.Webhook != "" {
+		if u, err := url.Parse(s.Notify.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("notify.webhook", "must be an http or https URL")
+		} else if u.User != nil {
+			return bad("notify.webhook", "must not carry credentials (user:password@); the relay signs its webhooks instead")
+		}
 	}
 	if strings.TrimSpace(s.IdempotencyKey) == "" {
 		return bad("idempotencyKey", "required")

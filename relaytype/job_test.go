@@ -47,6 +47,7 @@ func TestParseSpecErrorsNameTheField(t *testing.T) {
 		{"task.title", `"title": "Test Task"`, `"title": "` + strings.Repeat("t", 201) + `"`},
 		{"task.description", `"description": "Test description"`, `"description": ""`},
 		{"execution.priority", `"priority": "P1"`, `"priority": "P9"`},
+		{"execution.askPolicy", `"askPolicy": "untrusted"`, `"askPolicy": "auto"`},
 		{"execution.ttlS", `"ttlS": 3600`, `"ttlS": "soon"`},
 		{"outputContract[1]", `"TEST_PLAN"`, `"PATCH"`},
 		{"idempotencyKey", `"idempotencyKey": "test-key-123"`, `"idempotencyKey": " "`},

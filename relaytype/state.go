@@ -5,7 +5,7 @@ import "fmt"
 // JobState is the lifecycle state of a job.
 type JobState string
 
-// Job states, as in SPEC §4.
+// Job states. See transitions for the allowed moves between them.
 const (
 	StateQueued          JobState = "QUEUED"
 	StateRunning         JobState = "RUNNING"
@@ -23,7 +23,7 @@ var AllStates = []JobState{
 	StateFailed, StateCanceled, StateExpired, StateStale,
 }
 
-// transitions is the allowed-transition table of SPEC §4.
+// transitions is the allowed-transition table of the job state machine.
 var transitions = map[JobState][]JobState{
 	StateQueued:          {StateRunning, StateCanceled, StateExpired},
 	StateRunning:         {StateSucceeded, StateFailed, StateCanceled, StateExpired, StateStale, StateWaitingOnAnswer},
@@ -120,7 +120,7 @@ func PriorityFromRank(r int) Priority {
 // FailReason says why a job ended FAILED.
 type FailReason string
 
-// Fail reasons, as in SPEC §4.
+// Fail reasons: why a job ended FAILED.
 const (
 	ReasonBadArtifacts  FailReason = "BAD_ARTIFACTS"
 	ReasonConflict      FailReason = "CONFLICT"
@@ -128,4 +128,7 @@ const (
 	ReasonExecutorError FailReason = "EXECUTOR_ERROR"
 	ReasonTimeout       FailReason = "TIMEOUT"
 	ReasonInternalError FailReason = "INTERNAL_ERROR"
+	// ReasonOutputContract: a part the spec's outputContract requires
+	// (DIFF, TEST_PLAN, NOTES) is missing; the summary names it.
+	ReasonOutputContract FailReason = "OUTPUT_CONTRACT"
 )

@@ -32,9 +32,19 @@ var (
 	// origin. Nothing was sent.
 	ErrInvalidAsk = errors.New("invalid ask")
 	// ErrBadSignature: the answer's attestation is signed, but the
-	// signature does not verify against the relay's key (or the answer
-	// was changed after signing). It is relaytype.ErrBadSignature.
+	// signature does not verify against the relay's key (another key, or
+	// the answer was changed after signing). It is
+	// relaytype.ErrBadSignature.
 	ErrBadSignature = relaytype.ErrBadSignature
+	// ErrUnsignedAnswer: an answer of the Answer Runner (answered_by
+	// "runner") carries no signature. The relay signs every runner
+	// answer, so it was altered on the way.
+	ErrUnsignedAnswer = errors.New("runner answer is not signed")
+	// ErrNoAnswerKey: a runner answer cannot be verified for want of the
+	// relay's key: the client has a job token (it runs under a relay) but
+	// neither Client.AnswerKey nor TASK_RELAY_ANSWER_PUBKEY, or the relay
+	// serves no key at GET /attestation-key.
+	ErrNoAnswerKey = errors.New("no attestation key to verify the runner answer")
 )
 
 // APIError is an error response of the relay's HTTP API: its status and

@@ -42,9 +42,13 @@ type fakeRelay struct {
 	pollPlan []step
 	hold     bool
 	// answer makes the answer to an ask. Defaults to an attested ANSWERED.
-	answer    func(relaytype.Ask) relaytype.AnswerRecord
-	asks      map[string]askEntry
-	pub       ed25519.PublicKey // served at GET /attestation-key when set
+	answer func(relaytype.Ask) relaytype.AnswerRecord
+	asks   map[string]askEntry
+	pub    ed25519.PublicKey // served at GET /attestation-key when set
+	// signer signs the runner answers the relay serves unsigned, as the
+	// real relay's runner does, unless unsigned is set.
+	signer    ed25519.PrivateKey
+	unsigned  bool
 	postBody  [][]byte
 	pollCount int
 }
@@ -64,12 +68,15 @@ type step struct {
 
 func newFakeRelay(t *testing.T) *fakeRelay {
 	t.Helper()
+	_, signer, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
 	f := &fakeRelay{
 		t:      t,
 		token:  "job-token-" + uuid.NewString(),
 		posted: make(chan relaytype.Ask, 16),
 		polled: make(chan struct{}, 256),
 		asks:   map[string]askEntry{},
+		signer: signer,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /asks", f.postAsk)
@@ -90,8 +97,8 @@ func newFakeRelay(t *testing.T) *fakeRelay {
 	return f
 }
 
-// client returns a client for f with env as its whole environment and
-// millisecond backoffs.
+// client returns a client for f with env as its whole environment,
+// f's attestation key and millisecond backoffs.
 func (f *fakeRelay) client(env map[string]string) *Client {
 	e := testEnv(env)
 	return &Client{
@@ -100,6 +107,7 @@ func (f *fakeRelay) client(env map[string]string) *Client {
 		HTTPClient:  f.srv.Client(),
 		Env:         e.lookup,
 		Environ:     e.environ,
+		AnswerKey:   f.signer.Public().(ed25519.PublicKey),
 		backoffBase: time.Millisecond,
 		backoffCap:  4 * time.Millisecond,
 	}
@@ -209,7 +217,7 @@ func (f *fakeRelay) getAnswer(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	entry, ok := f.asks[r.PathValue("id")]
 	f.pollCount++
-	answer := f.answer
+	answer, unsigned := f.answer, f.unsigned
 	f.mu.Unlock()
 	select {
 	case f.polled <- struct{}{}:
@@ -233,12 +241,17 @@ func (f *fakeRelay) getAnswer(w http.ResponseWriter, r *http.Request) {
 	} else {
 		rec = answered(entry.ask, "Use log/slog.")
 	}
+	if att := rec.Attestation; att != nil && att.AnsweredBy == relaytype.AnsweredByRunner && att.Signature == "" && !unsigned {
+		signed := *att
+		require.NoError(f.t, relaytype.SignAttestation(f.signer, rec.AskID, rec.Status, rec.AnswerText, rec.AnswerJSON, &signed))
+		rec.Attestation = &signed
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(rec)
 }
 
 func (f *fakeRelay) authorized(w http.ResponseWriter, r *http.Request) bool {
-	if r.Header.Get("Authorization") != "Bearer "+f.token {
+	if f.token != "" && r.Header.Get("Authorization") != "Bearer "+f.token {
 		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "bad or missing bearer token", "")
 		return false
 	}

@@ -2,12 +2,30 @@
 //
 // An executor the relay runs finds its job in the environment
 // (TASK_RELAY_JOB_ID, TASK_RELAY_STEP_ID, TASK_RELAY_REPO, TASK_RELAY_FACT_*,
-// ASK_ANSWER_ORIGIN, TASK_RELAY_TOKEN). Ask builds the context envelope
-// from it, posts the ask with the envelope's hash, long-polls for the
-// answer across reconnects, and checks that the answer is attested for the
-// context it sent:
+// ASK_ANSWER_ORIGIN, TASK_RELAY_TOKEN, TASK_RELAY_ANSWER_PUBKEY). Ask
+// builds the context envelope from it, posts the ask with the envelope's
+// hash, long-polls for the answer across reconnects, and checks that the
+// answer is attested for the context it sent:
 //
 //	ans, err := sdk.Ask(ctx, relaytype.AskClarification, "Which logger should new code use?", nil)
+//
+// # Verification of answers
+//
+// Every answer of the Answer Runner (attestation answered_by "runner") must
+// carry an Ed25519 signature that verifies against the relay's attestation
+// key and covers this answer (status, text, JSON) to this ask; otherwise
+// Ask returns ErrUnsignedAnswer or ErrBadSignature and no answer. The key
+// is Client.AnswerKey, else TASK_RELAY_ANSWER_PUBKEY, which the relay sets
+// for every executor it starts. Without either, a client with a job token
+// (running under a relay) refuses runner answers with ErrNoAnswerKey; a
+// client without one fetches the key from GET /attestation-key at Origin,
+// which proves only that the answer came through the same address, and
+// marks the answer KeyFetched.
+//
+// Answers of the policy, the orchestrator, a person or the relay itself
+// (TIMEOUT) are not signed: for them Ask checks that the answer is for the
+// ask it sent and, when the answer names a context hash, that it is the
+// one sent. A signature they do carry must verify too.
 //
 // POST /asks is idempotent for one ask ID, so transient failures (refused
 // or reset connections, 5xx, 408, 429) are retried with backoff; the long
@@ -46,6 +64,9 @@ const (
 	EnvCommitSHA     = "TASK_RELAY_COMMIT_SHA"
 	EnvProfile       = "TASK_RELAY_PROFILE"
 	EnvPolicyVersion = "TASK_RELAY_POLICY_VERSION"
+	// EnvAnswerKey holds the relay's attestation public key: the standard
+	// base64 of the 32-byte Ed25519 key, as GET /attestation-key serves it.
+	EnvAnswerKey = "TASK_RELAY_ANSWER_PUBKEY"
 	// EnvFactPrefix starts the name of a fact variable:
 	// TASK_RELAY_FACT_branch=main is the fact "branch" with value "main".
 	EnvFactPrefix = "TASK_RELAY_FACT_"
@@ -90,12 +111,36 @@ type Client struct {
 	// TASK_RELAY_FACT_* names; each fact's value is then read through Env.
 	// Defaults to os.Environ.
 	Environ func() []string
+	// AnswerKey is the relay's attestation public key, which every runner
+	// answer must be signed with. Defaults to TASK_RELAY_ANSWER_PUBKEY;
+	// see the package documentation for a client with neither.
+	AnswerKey ed25519.PublicKey
 
 	// Retry timing; zero means the default* constants.
 	backoffBase, backoffCap, giveUp time.Duration
 
 	keyMu sync.Mutex
 	key   ed25519.PublicKey // the relay's attestation key, once fetched
+}
+
+// answerKey returns the configured attestation key: AnswerKey, else
+// TASK_RELAY_ANSWER_PUBKEY, else nil.
+func (c *Client) answerKey() (ed25519.PublicKey, error) {
+	if c.AnswerKey != nil {
+		if len(c.AnswerKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: AnswerKey is %d bytes, not an Ed25519 public key", ErrInvalidAsk, len(c.AnswerKey))
+		}
+		return c.AnswerKey, nil
+	}
+	v, _ := c.lookup(EnvAnswerKey)
+	if v = strings.TrimSpace(v); v == "" {
+		return nil, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: %s is not the base64 of an Ed25519 public key", ErrInvalidAsk, EnvAnswerKey)
+	}
+	return ed25519.PublicKey(raw), nil
 }
 
 // NewFromEnv returns a client for the relay at ASK_ANSWER_ORIGIN (default
@@ -160,8 +205,14 @@ type Answer struct {
 	// Record is the answer as the relay stored it.
 	Record *relaytype.AnswerRecord
 	// Verified is set when the attestation carried a signature that
-	// verified against the relay's key.
+	// verified against the relay's key. It is always set for a runner
+	// answer that Ask returns.
 	Verified bool
+	// KeyFetched is set when the signature was checked against a key
+	// fetched from the relay's address, for want of AnswerKey and
+	// TASK_RELAY_ANSWER_PUBKEY: it shows the answer came from whoever
+	// answers at that address, not that it came from the relay.
+	KeyFetched bool
 }
 
 // Ask asks the relay at ASK_ANSWER_ORIGIN a question for the job in the
@@ -182,7 +233,10 @@ func Ask(ctx context.Context, typ relaytype.AskType, prompt string, opts *AskOpt
 // REJECTED, TIMEOUT and ERROR it returns the answer and an error wrapping
 // ErrRejected, ErrTimedOut or ErrAnswerError. An answer attested for
 // another context hash is returned with an error wrapping
-// ErrContextMismatch. Errors of the relay's API are *APIError.
+// ErrContextMismatch. A runner answer that does not verify (see the
+// package documentation) is not returned: the error wraps
+// ErrUnsignedAnswer, ErrBadSignature or ErrNoAnswerKey. Errors of the
+// relay's API are *APIError.
 func (c *Client) Ask(ctx context.Context, typ relaytype.AskType, prompt string, opts *AskOptions) (*Answer, error) {
 	var o AskOptions
 	if opts != nil {
@@ -192,13 +246,16 @@ func (c *Client) Ask(ctx context.Context, typ relaytype.AskType, prompt string, 
 	if err != nil {
 		return nil, err
 	}
+	if _, err := c.answerKey(); err != nil {
+		return nil, err
+	}
 	ask, err := c.newAsk(typ, prompt, &o)
 	if err != nil {
 		return nil, err
 	}
 	body, err := marshal(ask)
 	if err != nil {
-		return nil, fmt.Errorf("%w: encode ask: %v", ErrInvalidAsk, err)
+		return nil, fmt.Errorf("%w: encode ask: %w", ErrInvalidAsk, err)
 	}
 	answerURL, err := c.post(ctx, origin, ask.AskID, body)
 	if err != nil {
@@ -216,51 +273,80 @@ func (c *Client) Ask(ctx context.Context, typ relaytype.AskType, prompt string, 
 	if err != nil && !errors.Is(err, ErrRejected) && !errors.Is(err, ErrTimedOut) && !errors.Is(err, ErrAnswerError) {
 		return ans, err
 	}
-	if rec.Attestation != nil && rec.Attestation.Signature != "" {
-		if verr := c.verify(ctx, origin, rec); verr != nil {
-			return ans, verr
-		}
-		ans.Verified = true
+	if verr := c.verify(ctx, origin, rec, ans); verr != nil {
+		return nil, verr
 	}
 	return ans, err
 }
 
-// verify checks a signed attestation against the relay's public key,
-// fetched once from GET /attestation-key.
-func (c *Client) verify(ctx context.Context, origin *url.URL, rec *relaytype.AnswerRecord) error {
+// verify checks the signature of a runner answer, or of any answer that
+// carries one, and sets ans.Verified and ans.KeyFetched.
+func (c *Client) verify(ctx context.Context, origin *url.URL, rec *relaytype.AnswerRecord, ans *Answer) error {
+	att := rec.Attestation
+	runner := att != nil && att.AnsweredBy == relaytype.AnsweredByRunner
+	signed := att != nil && att.Signature != ""
+	switch {
+	case !runner && !signed:
+		return nil
+	case !signed:
+		return fmt.Errorf("%w: ask %s", ErrUnsignedAnswer, rec.AskID)
+	}
+	pub, err := c.answerKey()
+	if err != nil {
+		return err
+	}
+	if pub == nil {
+		if c.token() != "" {
+			return fmt.Errorf("%w: %s is not set", ErrNoAnswerKey, EnvAnswerKey)
+		}
+		if pub, err = c.fetchKey(ctx, origin); err != nil {
+			return err
+		}
+		ans.KeyFetched = true
+	}
+	if err := relaytype.VerifyAttestation(pub, rec); err != nil {
+		return fmt.Errorf("ask %s: %w", rec.AskID, err)
+	}
+	ans.Verified = true
+	return nil
+}
+
+// fetchKey returns the relay's public key, fetched once from GET
+// /attestation-key.
+func (c *Client) fetchKey(ctx context.Context, origin *url.URL) (ed25519.PublicKey, error) {
 	c.keyMu.Lock()
 	pub := c.key
 	c.keyMu.Unlock()
 	if pub == nil {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, origin.JoinPath("attestation-key").String(), nil)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrProtocol, err)
+			return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
 		resp, err := c.httpClient().Do(req)
 		if err != nil {
-			return fmt.Errorf("%w: fetch attestation key: %v", ErrProtocol, err)
+			return nil, fmt.Errorf("%w: fetch attestation key: %w", ErrProtocol, err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%w: fetch attestation key: HTTP %d", ErrBadSignature, resp.StatusCode)
+			return nil, fmt.Errorf("%w: fetch attestation key: HTTP %d", ErrNoAnswerKey, resp.StatusCode)
 		}
 		var k struct {
 			Alg       string `json:"alg"`
 			PublicKey string `json:"publicKey"`
 		}
 		if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&k); err != nil {
-			return fmt.Errorf("%w: attestation key: %v", ErrProtocol, err)
+			return nil, fmt.Errorf("%w: attestation key: %w", ErrProtocol, err)
 		}
 		raw, err := base64.StdEncoding.DecodeString(k.PublicKey)
 		if err != nil || k.Alg != "Ed25519" || len(raw) != ed25519.PublicKeySize {
-			return fmt.Errorf("%w: attestation key is not an Ed25519 public key", ErrProtocol)
+			return nil, fmt.Errorf("%w: attestation key is not an Ed25519 public key", ErrProtocol)
 		}
 		pub = ed25519.PublicKey(raw)
 		c.keyMu.Lock()
 		c.key = pub
 		c.keyMu.Unlock()
 	}
-	return relaytype.VerifyAttestation(pub, rec)
+	return pub, nil
 }
 
 // newAsk validates the ask and builds its wire form, envelope and hash
@@ -302,20 +388,20 @@ func (c *Client) newAsk(typ relaytype.AskType, prompt string, o *AskOptions) (*r
 	}
 	raw, err := marshal(env)
 	if err != nil {
-		return nil, fmt.Errorf("%w: encode envelope: %v", ErrInvalidAsk, err)
+		return nil, fmt.Errorf("%w: encode envelope: %w", ErrInvalidAsk, err)
 	}
 	if err := relaytype.CheckEnvelopeKeys(raw); err != nil {
-		return nil, fmt.Errorf("%w: context envelope: %v", ErrInvalidAsk, err)
+		return nil, fmt.Errorf("%w: context envelope: %w", ErrInvalidAsk, err)
 	}
 	// Send the canonical bytes themselves, so that the envelope on the wire
 	// is exactly what was hashed.
 	canonical, err := relaytype.CanonicalJSON(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidAsk, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidAsk, err)
 	}
 	hash, err := relaytype.ContextHash(canonical)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidAsk, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidAsk, err)
 	}
 
 	ask := &relaytype.Ask{
@@ -403,7 +489,7 @@ func (c *Client) post(ctx context.Context, origin *url.URL, askID string, body [
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidAsk, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidAsk, err)
 		}
 		req.Header.Set("Content-Type", "application/json")
 		c.authorize(req)
@@ -507,7 +593,7 @@ func (c *Client) pollOnce(ctx context.Context, target string, wait time.Duration
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, target, nil)
 	if err != nil {
-		return nil, false, &permanentError{fmt.Errorf("%w: %v", ErrProtocol, err)}
+		return nil, false, &permanentError{fmt.Errorf("%w: %w", ErrProtocol, err)}
 	}
 	req.Header.Set("Accept", "application/json")
 	c.authorize(req)

@@ -37,7 +37,7 @@ func TestInvalidSpecNamesField(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	repo, _ := newRepo(t)
-	cfg := writeConfig(t, dir, "server:\n  dataDir: "+filepath.Join(dir, "data")+"\nexecutors:\n  x: {argv: [/bin/true]}\n")
+	cfg := writeConfig(t, dir, "server:\n  dataDir: "+filepath.Join(dir, "data")+"\nexecutors:\n  x: {argv: [/bin/sh]}\n")
 	s := startServer(t, "--config-dir", cfg, "--storage", "memory")
 	for field, mutate := range map[string]func(map[string]any){
 		"repo.baselineCommit": func(m map[string]any) { m["repo"].(map[string]any)["baselineCommit"] = "xyz" },

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -185,7 +184,7 @@ type hold struct {
 func newHold(t *testing.T, dir string) *hold {
 	t.Helper()
 	h := &hold{pidfile: filepath.Join(dir, "pid"), fifo: filepath.Join(dir, "release")}
-	require.NoError(t, syscall.Mkfifo(h.fifo, 0o600))
+	require.NoError(t, mkfifo(h.fifo))
 	h.script = writeScript(t, dir, "hold.sh", fmt.Sprintf(holdScript, h.pidfile, h.fifo))
 	return h
 }

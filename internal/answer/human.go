@@ -16,7 +16,7 @@ import (
 )
 
 // AnsweredByHuman is the attestation's answered_by of a Human's answers.
-const AnsweredByHuman = "human"
+const AnsweredByHuman = relaytype.AnsweredByHuman
 
 // HumanConfig configures a Human.
 type HumanConfig struct {
@@ -87,7 +87,7 @@ func (h *Human) Answer(ctx context.Context, a *relaytype.AskRecord) (*relaytype.
 	action, content, err := h.elicitor.Elicit(ctx, humanMessage(a, form.instruction), form.schema)
 	switch {
 	case errors.Is(err, ErrNoElicitor):
-		return nil, fmt.Errorf("ask %s: %v: %w", a.AskID, err, ask.ErrDeferred)
+		return nil, fmt.Errorf("ask %s: %w: %w", a.AskID, err, ask.ErrDeferred)
 	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, fmt.Errorf("ask %s: no answer from a human before the deadline: %w", a.AskID, ask.ErrDeferred)
 	case err != nil:

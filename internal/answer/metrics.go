@@ -3,6 +3,8 @@ package answer
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/llm"
 )
 
 // Metrics counts what the Answer Runner does; the metrics endpoint
@@ -19,7 +21,7 @@ type Metrics struct {
 }
 
 // ObserveCall records one provider call.
-func (m *Metrics) ObserveCall(d time.Duration, u Usage, err error) {
+func (m *Metrics) ObserveCall(d time.Duration, u llm.Usage, err error) {
 	m.ProviderCalls.Add(1)
 	m.providerLatency.Add(int64(d))
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/llm"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -34,11 +36,11 @@ type Cache interface {
 // RunnerConfig configures the Answer Runner.
 type RunnerConfig struct {
 	// Provider is the LLM. Required.
-	Provider Provider
+	Provider llm.Provider
 	// Catalog holds the roles. Required.
-	Catalog *Catalog
+	Catalog *role.Catalog
 	// Schemata resolves named output schemas. Defaults to an empty set.
-	Schemata *Schemata
+	Schemata *role.Schemata
 	// Model is asked for by name. Defaults to the provider's own.
 	Model string
 	// MaxRetries is how often an answer that fails its output schema is
@@ -76,7 +78,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		return nil, errors.New("answer runner: Catalog is required")
 	}
 	if cfg.Schemata == nil {
-		s, err := LoadSchemata("")
+		s, err := role.LoadSchemata("")
 		if err != nil {
 			return nil, err
 		}
@@ -106,10 +108,13 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 // Metrics returns the runner's counters.
 func (r *Runner) Metrics() *Metrics { return r.cfg.Metrics }
 
-// Answer implements ask.Answerer. Provider failures defer the ask to the
-// orchestrator rather than fail the job.
+// Answer implements ask.Answerer. Provider failures (after the provider's
+// own retries, or when the provider is still busy shortly before the
+// ask's deadline) return an error wrapping ask.ErrDeferred: the ask then
+// waits for the orchestrator, with the orchestrator's deadline, rather
+// than fail the job.
 func (r *Runner) Answer(ctx context.Context, a *relaytype.AskRecord) (*relaytype.Answer, error) {
-	att := &relaytype.Attestation{ContextHash: a.ContextHash, PolicyVersion: r.cfg.PolicyVersion, AnsweredBy: "runner"}
+	att := &relaytype.Attestation{ContextHash: a.ContextHash, PolicyVersion: r.cfg.PolicyVersion, AnsweredBy: relaytype.AnsweredByRunner}
 	finish := func(ans *relaytype.Answer) (*relaytype.Answer, error) {
 		ans.AskID, ans.JobID, ans.StepID = a.AskID, a.JobID, a.StepID
 		ans.Attestation = att
@@ -130,22 +135,22 @@ func (r *Runner) Answer(ctx context.Context, a *relaytype.AskRecord) (*relaytype
 
 	roleRef := a.RoleID
 	if roleRef == "" {
-		roleRef = DefaultRole(a.AskType)
+		roleRef = role.DefaultRole(a.AskType)
 	}
-	role, err := r.cfg.Catalog.Resolve(roleRef)
+	rl, err := r.cfg.Catalog.Resolve(roleRef)
 	if err != nil {
 		return finish(&relaytype.Answer{Status: relaytype.StatusError, Error: fmt.Sprintf("role_id: %v", err)})
 	}
-	att.RoleID, att.RoleVersion = role.ID, role.Version
+	att.RoleID, att.RoleVersion = rl.ID, rl.Version
 	att.ToolsUsed = []string{}
 
-	if bad := capsViolations(a, role); len(bad) > 0 {
+	if bad := capsViolations(a, rl); len(bad) > 0 {
 		return finish(&relaytype.Answer{Status: relaytype.StatusRejected,
 			Error: fmt.Sprintf("%s: role %s does not allow %s (allowed: %s)", relaytype.CodeCapsViolation,
-				role.Ref(), strings.Join(bad, ", "), strings.Join(role.ToolWhitelist, ", "))})
+				rl.Ref(), strings.Join(bad, ", "), strings.Join(rl.ToolWhitelist, ", "))})
 	}
 
-	schemaRaw := role.OutputSchema
+	schemaRaw := rl.OutputSchema
 	if a.Meta != nil && a.Meta.PromptOverrides != nil && len(a.Meta.PromptOverrides.OutputSchema) > 0 {
 		schemaRaw = a.Meta.PromptOverrides.OutputSchema
 	}
@@ -158,7 +163,7 @@ func (r *Runner) Answer(ctx context.Context, a *relaytype.AskRecord) (*relaytype
 		}
 	}
 
-	key, err := decisionKey(a, role, schemaDoc)
+	key, err := decisionKey(a, rl, schemaDoc)
 	if err != nil {
 		return nil, err
 	}
@@ -171,32 +176,34 @@ func (r *Runner) Answer(ctx context.Context, a *relaytype.AskRecord) (*relaytype
 				att.Model, att.PromptFingerprint = hit.Attestation.Model, hit.Attestation.PromptFingerprint
 			}
 			att.CacheHit = true
-			r.log.Info("runner answered from cache", "ask_id", a.AskID, "role", role.Ref())
+			r.log.Info("runner answered from cache", "ask_id", a.AskID, "role", rl.Ref())
 			return finish(&relaytype.Answer{Status: relaytype.StatusAnswered, AnswerText: hit.AnswerText,
 				AnswerJSON: hit.AnswerJSON, AskBack: hit.AskBack, Cacheable: hit.Cacheable})
 		}
 		r.cfg.Metrics.CacheMisses.Add(1)
 	}
 
-	prompt := BuildPrompt(PromptInput{Role: role, Ask: a, OutputSchema: schemaDoc, PolicyVersion: r.cfg.PolicyVersion})
+	prompt := role.BuildPrompt(role.PromptInput{Role: rl, Ask: a, OutputSchema: schemaDoc, PolicyVersion: r.cfg.PolicyVersion})
 	att.PromptFingerprint = prompt.Fingerprint
 	maxTokens := DefaultMaxTokens
-	if role.Limits.MaxTokens > 0 {
-		maxTokens = role.Limits.MaxTokens
+	if rl.Limits.MaxTokens > 0 {
+		maxTokens = rl.Limits.MaxTokens
 	}
 	if a.Constraints != nil && a.Constraints.MaxTokens > 0 {
 		maxTokens = min(maxTokens, a.Constraints.MaxTokens)
 	}
-	req := &Request{Model: r.cfg.Model, System: prompt.System, Messages: []Message{{Role: "user", Content: prompt.User}}, MaxTokens: maxTokens}
+	req := &llm.Request{Model: r.cfg.Model, System: prompt.System, Messages: []llm.Message{{Role: "user", Content: prompt.User}}, MaxTokens: maxTokens}
 
+	pctx, cancel := providerContext(ctx)
+	defer cancel()
 	var usage relaytype.Usage
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
-		resp, err := r.cfg.Provider.Complete(ctx, req)
+		resp, err := r.cfg.Provider.Complete(pctx, req)
 		r.cfg.Metrics.ObserveCall(time.Since(t0), usageOf(resp), err)
 		if err != nil {
 			r.log.Warn("runner provider failed; the orchestrator will answer", "ask_id", a.AskID, "provider", r.cfg.Provider.Name(), "err", err)
-			return nil, fmt.Errorf("%w: %s: %v", ask.ErrDeferred, r.cfg.Provider.Name(), err)
+			return nil, fmt.Errorf("%w: %s: %w", ask.ErrDeferred, r.cfg.Provider.Name(), err)
 		}
 		usage.InputTokens += resp.Usage.InputTokens
 		usage.OutputTokens += resp.Usage.OutputTokens
@@ -204,7 +211,7 @@ func (r *Runner) Answer(ctx context.Context, a *relaytype.AskRecord) (*relaytype
 		if att.Model == "" {
 			att.Model = r.cfg.Model
 		}
-		reply, perr := ParseReply(resp.Text)
+		reply, perr := role.ParseReply(resp.Text)
 		problem := ""
 		switch {
 		case schema != nil && len(reply.AnswerJSON) == 0 && reply.AskBack == "":
@@ -233,7 +240,7 @@ func (r *Runner) Answer(ctx context.Context, a *relaytype.AskRecord) (*relaytype
 					r.log.Warn("decision cache put", "err", err)
 				}
 			}
-			r.log.Info("runner answered", "ask_id", a.AskID, "role", role.Ref(), "model", att.Model,
+			r.log.Info("runner answered", "ask_id", a.AskID, "role", rl.Ref(), "model", att.Model,
 				"attempts", attempt+1, "input_tokens", usage.InputTokens, "output_tokens", usage.OutputTokens)
 			return finish(ans)
 		}
@@ -244,22 +251,39 @@ func (r *Runner) Answer(ctx context.Context, a *relaytype.AskRecord) (*relaytype
 		r.cfg.Metrics.SchemaRetries.Add(1)
 		r.log.Info("runner reply failed its schema; asking again", "ask_id", a.AskID, "problem", problem)
 		req.Messages = append(req.Messages,
-			Message{Role: "assistant", Content: resp.Text},
-			Message{Role: "user", Content: "Your reply does not satisfy the output schema:\n" + problem +
+			llm.Message{Role: "assistant", Content: resp.Text},
+			llm.Message{Role: "user", Content: "Your reply does not satisfy the output schema:\n" + problem +
 				"\nReply again with one JSON object whose answer_json matches the schema exactly."})
 	}
 }
 
-func usageOf(r *Response) Usage {
+// deferMargin is the most time the runner keeps, before an ask's
+// deadline, to hand the ask to the orchestrator when its provider fails.
+const deferMargin = 2 * time.Second
+
+// providerContext bounds the provider calls of one ask: they end a tenth
+// of the time left (at most deferMargin) before ctx's deadline, so that a
+// provider still failing or hanging at the end is reported as a deferral
+// before the ask's deadline, not as a timeout at it.
+func providerContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	margin := min(time.Until(deadline)/10, deferMargin)
+	return context.WithDeadline(ctx, deadline.Add(-margin))
+}
+
+func usageOf(r *llm.Response) llm.Usage {
 	if r == nil {
-		return Usage{}
+		return llm.Usage{}
 	}
 	return r.Usage
 }
 
 // capsViolations lists the tools an ask requests (constraints.allowed_tools
 // and the envelope's tool_caps) that its role does not whitelist.
-func capsViolations(a *relaytype.AskRecord, role *Role) []string {
+func capsViolations(a *relaytype.AskRecord, rl *role.Role) []string {
 	requested := map[string]bool{}
 	if a.Constraints != nil {
 		for _, t := range a.Constraints.AllowedTools {
@@ -274,7 +298,7 @@ func capsViolations(a *relaytype.AskRecord, role *Role) []string {
 		requested[t] = true
 	}
 	allowed := map[string]bool{}
-	for _, t := range role.ToolWhitelist {
+	for _, t := range rl.ToolWhitelist {
 		allowed[t] = true
 	}
 	var bad []string
@@ -289,8 +313,8 @@ func capsViolations(a *relaytype.AskRecord, role *Role) []string {
 
 // decisionKey is the SHA-256 over (ask type, role@version, prompt,
 // context hash, output schema) in canonical JSON.
-func decisionKey(a *relaytype.AskRecord, role *Role, schema json.RawMessage) (string, error) {
-	doc := map[string]any{"ask_type": a.AskType, "role": role.Ref(), "prompt": a.Prompt, "context_hash": a.ContextHash}
+func decisionKey(a *relaytype.AskRecord, rl *role.Role, schema json.RawMessage) (string, error) {
+	doc := map[string]any{"ask_type": a.AskType, "role": rl.Ref(), "prompt": a.Prompt, "context_hash": a.ContextHash}
 	if len(schema) > 0 {
 		doc["output_schema"] = schema
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/llm"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -22,11 +24,11 @@ type scripted struct {
 	mu      sync.Mutex
 	replies []string
 	err     error
-	reqs    []*answer.Request
+	reqs    []*llm.Request
 }
 
-func (s *scripted) provider() answer.Provider {
-	return answer.ProviderFunc{ProviderName: "fake", Fn: func(_ context.Context, req *answer.Request) (*answer.Response, error) {
+func (s *scripted) provider() llm.Provider {
+	return llm.ProviderFunc{ProviderName: "fake", Fn: func(_ context.Context, req *llm.Request) (*llm.Response, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.reqs = append(s.reqs, req)
@@ -37,7 +39,7 @@ func (s *scripted) provider() answer.Provider {
 		if len(s.replies) > 1 {
 			s.replies = s.replies[1:]
 		}
-		return &answer.Response{Text: text, Model: "fake-1", Usage: answer.Usage{InputTokens: 10, OutputTokens: 3}}, nil
+		return &llm.Response{Text: text, Model: "fake-1", Usage: llm.Usage{InputTokens: 10, OutputTokens: 3}}, nil
 	}}
 }
 
@@ -67,7 +69,7 @@ func (c *mapCache) Put(_ context.Context, k string, a *relaytype.Answer, _ time.
 
 func newRunner(t *testing.T, p *scripted, mutate func(*answer.RunnerConfig)) (*answer.Runner, ed25519.PublicKey) {
 	t.Helper()
-	cat, err := answer.LoadCatalog()
+	cat, err := role.LoadCatalog()
 	require.NoError(t, err)
 	pub, priv, err := ed25519.GenerateKey(nil)
 	require.NoError(t, err)
@@ -203,47 +205,18 @@ func TestRunnerDefersOnProviderFailure(t *testing.T) {
 	require.ErrorIs(t, err, ask.ErrDeferred)
 }
 
-func TestPolicyDecider(t *testing.T) {
+func TestRunnerDefersBeforeDeadlineWhenProviderHangs(t *testing.T) {
 	t.Parallel()
-	pol, err := answer.ParsePolicy("policy.yaml", []byte(`policy_version: "4"
-rules:
-  - name: deny-prod
-    match: {facts: {env_profile: prod}, prompt: "(?i)drop"}
-    decision: DENY
-    reason: never in prod
-  - name: allow-reads
-    match: {prompt_glob: "*read*"}
-    decision: ALLOW
-  - name: escalate-approvals
-    match: {ask_type: [APPROVAL]}
-    decision: ESCALATE
-  - name: choices-to-humans
-    match: {ask_type: [CHOICE]}
-    route: human
-`))
-	require.NoError(t, err)
-	d := answer.PolicyDecider{Policy: pol}
-
-	ans, route := d.Decide(askOf(t, relaytype.AskPolicyDecision, "DROP the table", nil))
-	require.Equal(t, relaytype.StatusRejected, ans.Status)
-	require.Contains(t, ans.Error, "deny-prod")
-	require.Empty(t, route)
-	var trace map[string]any
-	require.NoError(t, json.Unmarshal(ans.PolicyTrace, &trace))
-	require.Equal(t, "deny-prod", trace["rule"])
-	require.Equal(t, "4", ans.Attestation.PolicyVersion)
-
-	ans, _ = d.Decide(askOf(t, relaytype.AskPolicyDecision, "may I read the logs", nil))
-	require.Equal(t, relaytype.StatusAnswered, ans.Status)
-	require.JSONEq(t, `{"decision":"ALLOW","rules":["allow-reads"],"reason":""}`, string(ans.AnswerJSON))
-
-	ans, route = d.Decide(askOf(t, relaytype.AskApproval, "ship it?", nil))
-	require.Nil(t, ans)
-	require.Equal(t, ask.RouteRunner, route)
-	ans, route = d.Decide(askOf(t, relaytype.AskChoice, "a or b?", nil))
-	require.Nil(t, ans)
-	require.Equal(t, ask.RouteHuman, route)
-	ans, route = d.Decide(askOf(t, relaytype.AskClarification, "what?", nil))
-	require.Nil(t, ans)
-	require.Empty(t, route)
+	hung := llm.ProviderFunc{ProviderName: "hung", Fn: func(ctx context.Context, _ *llm.Request) (*llm.Response, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	r, _ := newRunner(t, &scripted{}, func(c *answer.RunnerConfig) { c.Provider = hung })
+	deadline := time.Now().Add(500 * time.Millisecond)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	_, err := r.Answer(ctx, askOf(t, relaytype.AskPolicyDecision, "May I?", nil))
+	require.ErrorIs(t, err, ask.ErrDeferred)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.True(t, time.Now().Before(deadline), "deferred before the ask's deadline, leaving time to hand it over")
 }

@@ -12,7 +12,10 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/llm"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/policy"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
@@ -34,7 +37,7 @@ func (l clientMCP) Elicit(ctx context.Context, message string, schema json.RawMe
 }
 
 // sample implements the sampling provider through the MCP client.
-func (l clientMCP) sample(ctx context.Context, req *answer.Request) (*answer.Response, error) {
+func (l clientMCP) sample(ctx context.Context, req *llm.Request) (*llm.Response, error) {
 	srv := l.srv
 	msgs := make([]mcpserver.SampleMessage, len(req.Messages))
 	for i, m := range req.Messages {
@@ -44,8 +47,8 @@ func (l clientMCP) sample(ctx context.Context, req *answer.Request) (*answer.Res
 	if err != nil {
 		return nil, err
 	}
-	return &answer.Response{Text: res.Text, Model: res.Model,
-		Usage: answer.Usage{InputTokens: res.InputTokens, OutputTokens: res.OutputTokens}}, nil
+	return &llm.Response{Text: res.Text, Model: res.Model,
+		Usage: llm.Usage{InputTokens: res.InputTokens, OutputTokens: res.OutputTokens}}, nil
 }
 
 // storeCache adapts the store's decision cache to answer.Cache.
@@ -72,65 +75,65 @@ type answerers struct {
 // buildProvider returns the configured LLM provider, or nil with a
 // warning when it cannot be used (no key): asks routed to the runner then
 // go to the orchestrator.
-func buildProvider(cfg *config.Config, getenv func(string) (string, bool), mcp clientMCP, log *slog.Logger) (answer.Provider, error) {
+func buildProvider(cfg *config.Config, getenv func(string) (string, bool), mcp clientMCP, log *slog.Logger) (llm.Provider, error) {
 	r := cfg.AskAnswer.Runner
 	key := ""
 	if r.APIKeyEnv != "" {
 		key, _ = getenv(r.APIKeyEnv)
 	}
 	var (
-		p   answer.Provider
+		p   llm.Provider
 		err error
 	)
 	switch r.Provider {
 	case config.ProviderNone:
 		return nil, nil
 	case config.ProviderSampling:
-		return answer.ProviderFunc{ProviderName: "sampling", Fn: mcp.sample}, nil
+		return llm.ProviderFunc{ProviderName: "sampling", Fn: mcp.sample}, nil
 	case config.ProviderAnthropic:
 		if key == "" {
 			log.Warn("answer runner off: no API key", "provider", r.Provider, "env", r.APIKeyEnv,
 				"fix", "export "+r.APIKeyEnv+" or set askAnswer.runner.provider; asks go to the orchestrator meanwhile")
 			return nil, nil
 		}
-		p, err = answer.NewAnthropic(answer.AnthropicConfig{APIKey: key, BaseURL: r.BaseURL, Model: r.Model, Timeout: r.Timeout()})
+		p, err = llm.NewAnthropic(llm.AnthropicConfig{APIKey: key, BaseURL: r.BaseURL, Model: r.Model, Timeout: r.Timeout()})
 	case config.ProviderOpenAI:
 		if key == "" && r.BaseURL == "" {
 			log.Warn("answer runner off: no API key and no baseURL", "provider", r.Provider, "env", r.APIKeyEnv,
 				"fix", "export "+r.APIKeyEnv+" or set askAnswer.runner.baseURL to a local OpenAI-compatible server")
 			return nil, nil
 		}
-		p, err = answer.NewOpenAI(answer.OpenAIConfig{APIKey: key, BaseURL: r.BaseURL, Model: r.Model, Timeout: r.Timeout()})
+		p, err = llm.NewOpenAI(llm.OpenAIConfig{APIKey: key, BaseURL: r.BaseURL, Model: r.Model, Timeout: r.Timeout()})
 	default:
 		return nil, fmt.Errorf("askAnswer.runner.provider: unknown provider %q", r.Provider)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("askAnswer.runner: %w", err)
 	}
-	return answer.WithRetry(p, answer.RetryPolicy{MaxRetries: max(r.Retries(), 1)}), nil
+	return llm.WithRetry(p, llm.RetryPolicy{MaxRetries: max(r.Retries(), 1)}), nil
 }
 
 // buildAnswerers loads roles, schemata, the policy and the signing key,
 // and builds the runner (when enabled and usable), the policy decider and
 // the human answerer.
 func buildAnswerers(cfg *config.Config, getenv func(string) (string, bool), st store.Store, mcp clientMCP, log *slog.Logger) (*answerers, error) {
-	policy, err := answer.LoadPolicy(cfg.PolicyFile)
+	pol, err := policy.LoadPolicy(cfg.PolicyFile)
 	if err != nil {
 		return nil, err
 	}
 	out := &answerers{
 		byRoute:       map[ask.Route]ask.Answerer{ask.RouteHuman: answer.NewHuman(answer.HumanConfig{Elicitor: mcp, Logger: log})},
-		decider:       answer.PolicyDecider{Policy: policy},
-		policyVersion: policy.Version,
+		decider:       policy.Decider{Policy: pol},
+		policyVersion: pol.Version,
 	}
 	if !cfg.AskAnswer.Runner.IsEnabled() {
 		return out, nil
 	}
-	catalog, err := answer.LoadCatalog(cfg.PromptsDir)
+	catalog, err := role.LoadCatalog(cfg.PromptsDir)
 	if err != nil {
 		return nil, err
 	}
-	schemata, err := answer.LoadSchemata(cfg.SchemataDir)
+	schemata, err := role.LoadSchemata(cfg.SchemataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +160,7 @@ func buildAnswerers(cfg *config.Config, getenv func(string) (string, bool), st s
 		MaxRetries:    cfg.AskAnswer.Runner.MaxRetries,
 		Cache:         cache,
 		CacheTTL:      cfg.AskAnswer.Runner.CacheTTL(),
-		PolicyVersion: policy.Version,
+		PolicyVersion: pol.Version,
 		SigningKey:    priv,
 		Logger:        log,
 	})

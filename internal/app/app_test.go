@@ -154,7 +154,7 @@ func TestDaemonAndFront(t *testing.T) {
 
 	// A front of the same version, on pipes, with an MCP client on the
 	// other end.
-	proj := projectDir(t, `"/bin/true"`)
+	proj := projectDir(t, `"/bin/sh"`)
 	cfg, err := config.Load(config.Overrides{ConfigDir: &proj}, func(k string) (string, bool) {
 		if k == config.EnvDataDir {
 			return dir, true
@@ -219,7 +219,7 @@ func TestProjectsReloadKeepsLastGood(t *testing.T) {
 	svc, err := New(t.Context(), Options{Config: cfg, Logger: quiet, Version: "t"})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Close(0) })
-	proj := projectDir(t, `"/bin/true"`)
+	proj := projectDir(t, `"/bin/sh"`)
 	spec := &relaytype.JobSpec{Repo: relaytype.Repo{Type: "local", Path: t.TempDir(), BaselineCommit: strings.Repeat("a", 40)},
 		Task: relaytype.Task{Title: "t", Description: "d"}, IdempotencyKey: "k"}
 	// A path that is not a repository fails admission on the repository,

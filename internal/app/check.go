@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
@@ -92,6 +94,11 @@ func Check(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		svc.Fix = "mcp-task-relay daemon start"
 	default:
 		svc.Detail = fmt.Sprintf("running: pid %d, version %s, %s, %d job(s) running", r.PID, r.Version, r.Origin, r.Running)
+		if err := checkHealthz(ctx, r.Origin); err != nil {
+			svc.Err = err
+			svc.Fix = "restart the relay service (mcp-task-relay daemon stop, then daemon start); its log is " +
+				filepath.Join(cfg.DataDir, ServiceLogFile)
+		}
 		for _, p := range r.Projects {
 			if p.Dir == cfg.ConfigDir && p.Error != "" {
 				svc.Err = fmt.Errorf("the service cannot load this project: %s", p.Error)
@@ -100,6 +107,28 @@ func Check(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 	}
 	return append(out, svc)
+}
+
+// checkHealthz asks GET /healthz of the HTTP API at origin, which
+// executors reach the relay through, and returns an error unless it
+// answers healthy.
+func checkHealthz(ctx context.Context, origin string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, origin+"/healthz", nil)
+	if err != nil {
+		return fmt.Errorf("HTTP API at %s: %w", origin, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("HTTP API at %s is not serving: %w", origin, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP API at %s is unhealthy: %s %s", origin, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
 }
 
 // agentCheckTimeout bounds one agent's own health check.

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
@@ -107,6 +106,8 @@ type DaemonOptions struct {
 	Getenv func(string) (string, bool)
 	// Ready, when set, is called once the service accepts connections.
 	Ready func(*ServiceInfo)
+	// started, when set (tests), is called with the service once it runs.
+	started func(*Service)
 }
 
 // daemon is a running relay service.
@@ -173,6 +174,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 	}
 	o.Logger.Info("relay service ready", "version", o.Version, "pid", d.info.PID, "data_dir", o.DataDir,
 		"socket", sock, "origin", svc.origin, "storage", cfg.Storage.Mode, "instance", svc.relay.InstanceID())
+	if o.started != nil {
+		o.started(svc)
+	}
 	if o.Ready != nil {
 		o.Ready(d.info)
 	}
@@ -182,9 +186,13 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 		d.accept(ctx, ln)
 	}()
 	grace := DefaultDrainGrace
+	var failed error
 	select {
 	case <-ctx.Done():
 	case grace = <-d.stop:
+	case <-svc.HTTPFailed():
+		failed = svc.HTTPErr()
+		o.Logger.Error("relay service stopping: its HTTP API is gone", "err", failed)
 	}
 	o.Logger.Info("relay service stopping", "grace", grace, "running", svc.relay.Running())
 	// Fronts must not reach a service that is going away: stop accepting
@@ -195,45 +203,10 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 	err = svc.Close(grace)
 	d.closeConns()
 	o.Logger.Info("relay service stopped")
+	if failed != nil {
+		return errors.Join(failed, err)
+	}
 	return err
-}
-
-// lockDataDir takes the service lock of dataDir and writes this process's
-// pid into it.
-func lockDataDir(dataDir string) (*os.File, error) {
-	path := filepath.Join(dataDir, ServiceLockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			pid := ""
-			if info, err := ReadServiceInfo(dataDir); err == nil {
-				pid = fmt.Sprintf(" (pid %d)", info.PID)
-			}
-			return nil, fmt.Errorf("%w%s: %s", ErrAlreadyRunning, pid, dataDir)
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0)
-	return f, nil
-}
-
-// Locked reports whether a relay service holds the lock of dataDir.
-func Locked(dataDir string) bool {
-	f, err := os.OpenFile(filepath.Join(dataDir, ServiceLockFile), os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
 }
 
 func (d *daemon) accept(ctx context.Context, ln net.Listener) {

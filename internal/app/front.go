@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
@@ -192,6 +191,9 @@ func forwardEnv(cfg *config.Config, getenv func(string) (string, bool)) map[stri
 // connections. Another front starting one at the same moment is no
 // error: one of them takes the lock, and both connect to it.
 func StartService(ctx context.Context, dataDir, binary string, timeout time.Duration) error {
+	if err := serviceSupported(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -205,7 +207,7 @@ func StartService(ctx context.Context, dataDir, binary string, timeout time.Dura
 	cmd := exec.Command(binary, "daemon", "run", "--data-dir", dataDir)
 	cmd.Dir = dataDir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = detachedProcAttr()
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); serviceEnvAllowed(name) {
 			cmd.Env = append(cmd.Env, kv)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -115,7 +116,7 @@ func (ps *projects) open(ctx context.Context, dir string, env map[string]string)
 		p.overrides.ConfigDir = &p.Dir
 		// Streamable HTTP sessions are connected by the HTTP handler, not
 		// by Run: keep the change pump going for them.
-		wctx, cancel := context.WithCancel(context.Background())
+		wctx, cancel := context.WithCancel(ps.s.life)
 		p.stopWatch = cancel
 		go srv.Watch(wctx)
 		ps.byDir[dir] = p
@@ -165,6 +166,9 @@ func (ps *projects) AdmitIn(ctx context.Context, project string, spec *relaytype
 	}
 	if st == nil {
 		return "", "", fmt.Errorf("project %s has no config", project)
+	}
+	if err := p.checkNotify(spec); err != nil {
+		return "", "", err
 	}
 	return st.pipeline.Admit(ctx, spec)
 }
@@ -343,6 +347,10 @@ func (p *Project) load(_ context.Context) (*projectState, error) {
 		// Executors can run `mcp-task-relay ask` by name.
 		"PATH": filepath.Dir(s.self) + string(os.PathListSeparator) + path,
 	}
+	if s.answerKey != nil {
+		// The key every runner answer must verify against (sdk, `ask`).
+		env["TASK_RELAY_ANSWER_PUBKEY"] = base64.StdEncoding.EncodeToString(s.answerKey)
+	}
 	st.pipeline, err = relay.NewPipeline(relay.PipelineConfig{
 		Workspaces:      s.wm,
 		Artifacts:       relay.ArtifactDir{Root: s.cfg.Server.ArtifactRoot},
@@ -360,6 +368,7 @@ func (p *Project) load(_ context.Context) (*projectState, error) {
 		MaxOutputBytes:  s.cfg.Server.MaxOutputBytes,
 		AdmitTimeout:    s.cfg.Server.AdmitTimeout(),
 		AskTimeout:      cfg.AskAnswer.AskTimeout(),
+		PR:              prConfig(cfg, base),
 		Logger:          log,
 	})
 	if err != nil {
@@ -475,6 +484,10 @@ func forwardedEnvNames(cfg *config.Config) []string {
 	for _, e := range cfg.Executors.ByName {
 		names = append(names, e.PassEnv...)
 	}
+	if k := cfg.Notify.WebhookSecretEnv; k != "" {
+		names = append(names, k)
+	}
+	names = append(names, cfg.Notify.PRPassEnv...)
 	slices.Sort(names)
 	return slices.Compact(names)
 }

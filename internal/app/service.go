@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/notify"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
@@ -71,13 +73,28 @@ type Service struct {
 	api    *httpapi.Server
 	ln     net.Listener
 	origin string
+	// answerKey is the public key of the runners' attestations, handed to
+	// every executor (TASK_RELAY_ANSWER_PUBKEY); nil when unavailable.
+	answerKey ed25519.PublicKey
 
 	projects *projects
+	notify   *notify.Worker
 
 	runCtx    context.Context
 	stopRun   context.CancelFunc
 	httpDone  chan struct{}
 	closeOnce sync.Once
+
+	// life is canceled when the service closes: the goroutines of its
+	// projects (MCP change pumps) derive from it.
+	life    context.Context
+	endLife context.CancelFunc
+	// serving is set while the HTTP API's listener serves.
+	serving atomic.Bool
+	// httpFailed is closed, with httpErr set, when the HTTP API stopped
+	// serving other than by Close.
+	httpFailed chan struct{}
+	httpErr    error
 }
 
 // New opens the store, binds the HTTP API and wires the relay. Call Start
@@ -87,7 +104,8 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		return nil, errors.New("app: Config is required")
 	}
 	cfg := opts.Config
-	s := &Service{cfg: cfg, log: opts.Logger, version: opts.Version, environ: opts.Environ}
+	s := &Service{cfg: cfg, log: opts.Logger, version: opts.Version, environ: opts.Environ, httpFailed: make(chan struct{})}
+	s.life, s.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -127,6 +145,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if s.wm, err = workspace.New(workspace.Config{Root: cfg.Server.WorkspaceRoot, Keep: cfg.Server.KeepWorkspaces}); err != nil {
 		return nil, fmt.Errorf("workspaces: %w", err)
 	}
+	s.answerKey = s.attestationKey()
 	s.projects = newProjects(s)
 
 	if s.asks, err = ask.New(ask.Config{
@@ -159,6 +178,9 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if s.relay, err = relay.New(rcfg); err != nil {
 		return nil, err
 	}
+	if s.notify, err = s.newNotifier(opts.Only); err != nil {
+		return nil, err
+	}
 	execMCP, err := mcpserver.NewExecutorHandler(mcpserver.ExecutorConfig{
 		Asks: s.asks, Jobs: s.relay, Profile: cfg.Profile, ProfileOf: s.profileOf, Logger: s.log, Version: s.version,
 		JobOf: func(h http.Header) (string, error) {
@@ -186,7 +208,8 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		AllowedOrigins: cfg.AskAnswer.AllowedOrigins,
 		LongPollMax:    cfg.AskAnswer.LongPollTimeout(),
 		SSEHeartbeat:   cfg.AskAnswer.SSEHeartbeat(),
-		AttestationKey: s.attestationKey(),
+		AttestationKey: s.answerKey,
+		Health:         s.health,
 		Logger:         s.log,
 	}); err != nil {
 		return nil, err
@@ -289,6 +312,8 @@ func (s *Service) Start(ctx context.Context) error {
 		s.asks.Stop()
 		return err
 	}
+	// Webhooks a previous run left undelivered are due at once.
+	s.notify.Start(s.runCtx)
 	changes, unsubscribe := s.relay.Subscribe()
 	go func() {
 		// A job that ends closes its pending asks in the store; executors
@@ -298,22 +323,66 @@ func (s *Service) Start(ctx context.Context) error {
 			select {
 			case <-s.runCtx.Done():
 				return
-			case c := <-changes:
+			case c, ok := <-changes:
+				if !ok {
+					return // the relay stopped
+				}
 				// An attempt that ends closes its pending asks too.
 				if c.State.Terminal() || c.State == relaytype.StateStale || c.State == relaytype.StateQueued {
 					s.asks.WakeAll()
+				}
+				if c.State.Terminal() {
+					s.notify.Wake() // its webhook was enqueued with the transition
 				}
 			}
 		}
 	}()
 	s.httpDone = make(chan struct{})
+	s.serving.Store(true)
 	go func() {
 		defer close(s.httpDone)
-		if err := s.api.Serve(s.runCtx, s.ln); err != nil && s.runCtx.Err() == nil {
-			s.log.Error("HTTP API stopped", "err", err)
+		err := s.api.Serve(s.runCtx, s.ln)
+		s.serving.Store(false)
+		if s.runCtx.Err() == nil {
+			// Executors would be handed a dead address: the service must
+			// not go on without its HTTP API.
+			if err == nil {
+				err = errors.New("stopped serving")
+			}
+			s.httpErr = fmt.Errorf("the Ask/Answer HTTP listener on %s died: %w", s.origin, err)
+			s.log.Error("HTTP API listener died; the relay cannot serve asks or executors", "origin", s.origin, "err", err)
+			close(s.httpFailed)
 		}
 	}()
 	s.log.Info("HTTP API listening", "origin", s.origin, "auth", s.cfg.AskAnswer.Auth)
+	return nil
+}
+
+// HTTPFailed returns a channel closed when the HTTP API's listener died
+// (Serve ended other than by Close); HTTPErr then says why. The daemon
+// and the standalone relay stop with that error.
+func (s *Service) HTTPFailed() <-chan struct{} { return s.httpFailed }
+
+// HTTPErr returns why the HTTP API's listener died, once HTTPFailed is
+// closed, else nil.
+func (s *Service) HTTPErr() error {
+	select {
+	case <-s.httpFailed:
+		return s.httpErr
+	default:
+		return nil
+	}
+}
+
+// health is the answer of GET /healthz: an error while the HTTP API's
+// listener is not serving (not started yet, died, or stopping).
+func (s *Service) health() error {
+	if err := s.HTTPErr(); err != nil {
+		return err
+	}
+	if !s.serving.Load() {
+		return errors.New("the Ask/Answer HTTP listener is not serving")
+	}
 	return nil
 }
 
@@ -336,6 +405,8 @@ func (s *Service) Close(grace time.Duration) error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.relay.Drain(grace)
+		// Undelivered webhooks stay in the outbox for the next run.
+		s.notify.Stop()
 		if s.stopRun != nil {
 			s.stopRun()
 			<-s.httpDone
@@ -343,7 +414,10 @@ func (s *Service) Close(grace time.Duration) error {
 			_ = s.ln.Close()
 		}
 		s.projects.close()
+		// Answerers are canceled and waited for (bounded); their asks
+		// stay pending in the store for the next relay.
 		s.asks.Stop()
+		s.endLife()
 		err = s.store.Close()
 	})
 	return err

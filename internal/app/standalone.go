@@ -27,6 +27,8 @@ type StandaloneOptions struct {
 	Logger *slog.Logger
 	// Version is reported to clients.
 	Version string
+	// started, when set (tests), is called with the service once it runs.
+	started func(*Service)
 }
 
 // RunStandalone runs the whole relay in this process for one project, as
@@ -58,19 +60,37 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 		attrs = append(attrs, "sqlite", cfg.Storage.SQLitePath)
 	}
 	log.Info("relay ready", attrs...)
+	if o.started != nil {
+		o.started(svc)
+	}
 	// Startup (roles, schemas, SDK initialisation) leaves garbage behind;
 	// hand it back to the OS so that an idle relay stays small.
 	go debug.FreeOSMemory()
+	// Without its HTTP API the relay would hand executors a dead address:
+	// it stops, with the listener's error.
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		select {
+		case <-svc.HTTPFailed():
+			log.Error("relay stopping: its HTTP API is gone", "err", svc.HTTPErr())
+			stop(svc.HTTPErr())
+		case <-runCtx.Done():
+		}
+	}()
 	if cfg.Transport == config.TransportHTTP {
 		log.Info("serving MCP over Streamable HTTP only", "url", svc.origin+"/mcp")
-		<-ctx.Done()
+		<-runCtx.Done()
 		log.Info("relay stopping")
-		return nil
+		return svc.HTTPErr()
 	}
 	// A malformed line gets a JSON-RPC error and the session goes on; the
 	// SDK's own IOTransport would end it (and with it every running job).
 	t := &mcpserver.LineTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{o.Stdout}, Logger: log}
-	err = p.mcp.Run(ctx, t)
+	err = p.mcp.Run(runCtx, t)
+	if err := svc.HTTPErr(); err != nil {
+		return err
+	}
 	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
 		return err
 	}

@@ -20,5 +20,8 @@
 //
 // An ask still pending at its deadline is answered TIMEOUT by the
 // service's deadline loop; asks of a job that ends are answered ERROR by
-// the store in the same transaction.
+// the store in the same transaction. An answerer that cannot answer
+// (ErrDeferred: the runner's provider is down, no person is reachable)
+// leaves its ask pending: a runner's ask is routed to the orchestrator
+// with the orchestrator's deadline, stored with an "ask_deferred" event.
 package ask

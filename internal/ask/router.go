@@ -17,7 +17,8 @@ const (
 	// RouteOrchestrator is the MCP client that submitted the job: it
 	// answers with asks_answer (or POST /answers).
 	RouteOrchestrator Route = "orchestrator"
-	// RouteHuman is a person, through MCP elicitation or the dashboard.
+	// RouteHuman is a person, through MCP elicitation, the
+	// asks CLI or HTTP API.
 	RouteHuman Route = "human"
 )
 
@@ -110,7 +111,8 @@ type Rules struct {
 	// Timeout is the deadline of an ask that sets no constraints.timeout_s
 	// and is not routed to the runner. Defaults to 10 min.
 	Timeout time.Duration
-	// RunnerTimeout is that deadline for asks routed to the runner.
+	// RunnerTimeout is that deadline for asks routed to the runner; an
+	// ask the runner defers to the orchestrator gets Timeout instead.
 	// Defaults to 60 s.
 	RunnerTimeout time.Duration
 }

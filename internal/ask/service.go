@@ -23,6 +23,9 @@ const (
 	// store, for answers written by another process.
 	safetyRecheck = 2 * time.Second
 	maxSweepSleep = 5 * time.Second
+	// DefaultStopGrace is how long Stop waits by default for answerers
+	// in flight once their context is canceled.
+	DefaultStopGrace = 5 * time.Second
 )
 
 // Answerer answers asks routed to it (the Answer Runner, a human
@@ -40,8 +43,9 @@ type Decider interface {
 }
 
 // ErrDeferred is returned by an Answerer that cannot answer now (no person
-// is reachable): the ask stays pending for asks_answer or POST /answers
-// until its deadline, instead of being answered ERROR.
+// is reachable, the runner's provider failed): the ask stays pending for
+// asks_answer or POST /answers, with the orchestrator's deadline (see
+// deferAsk), instead of being answered ERROR.
 var ErrDeferred = errors.New("answer deferred to the orchestrator")
 
 // Config configures a Service.
@@ -74,6 +78,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the current time. Defaults to time.Now.
 	Now func() time.Time
+	// StopGrace bounds how long Stop waits for answerers in flight after
+	// canceling their context. Defaults to DefaultStopGrace.
+	StopGrace time.Duration
 }
 
 // Service runs the relay side of the Ask/Answer protocol.
@@ -93,6 +100,10 @@ type Service struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	inflight  sync.WaitGroup
+	// life is the context of every answerer: canceled by Stop, so that
+	// none outlives the service.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 type waitEntry struct {
@@ -114,14 +125,19 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
+	}
 	rules, err := NewRuleSet(Rules{Routing: cfg.Routing, Answerers: cfg.Answerers, Decider: cfg.Decider,
 		Timeout: cfg.Timeout, RunnerTimeout: cfg.RunnerTimeout})
 	if err != nil {
 		return nil, err
 	}
+	life, endLife := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: cfg.Store, rules: rules, log: cfg.Logger,
 		waiters: map[string]*waitEntry{}, sweepWake: make(chan struct{}, 1),
+		life: life, endLife: endLife,
 	}, nil
 }
 
@@ -233,6 +249,9 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 	if err := validateAsk(a); err != nil {
 		return nil, false, err
 	}
+	if err := s.checkAskPolicy(ctx, a.JobID); err != nil {
+		return nil, false, err
+	}
 	a.Type = "Ask"
 	a.AskID = strings.ToLower(a.AskID)
 	hash, err := payloadHash(a)
@@ -312,17 +331,44 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 	return stored, true, nil
 }
 
+// checkAskPolicy refuses, before anything is stored, an ask of a job
+// whose execution.askPolicy is never, with an error wrapping
+// relaytype.ErrAskPolicy. A job that cannot be read is left to the
+// insert, which reports it.
+func (s *Service) checkAskPolicy(ctx context.Context, jobID string) error {
+	job, err := s.store.JobGet(ctx, &store.JobGetParams{ID: jobID})
+	if err != nil {
+		if errors.Is(err, relaytype.ErrJobNotFound) {
+			return nil
+		}
+		return fmt.Errorf("read job %s: %w", jobID, err)
+	}
+	if job.Spec.Execution.AskPolicy == relaytype.AskPolicyNever {
+		s.log.Info("ask refused: the job's askPolicy is never", "job_id", jobID)
+		return fmt.Errorf("%w: job %s has execution.askPolicy %q, so the relay refuses its asks; decide without asking",
+			relaytype.ErrAskPolicy, jobID, relaytype.AskPolicyNever)
+	}
+	return nil
+}
+
 // dispatch hands an ask to its answerer in the background and records the
-// answer it returns (or an ERROR answer if it fails).
+// answer it returns (or an ERROR answer if it fails). The answerer runs
+// under the service's lifetime: Stop cancels it, and an answerer that
+// fails because the service is stopping leaves its ask pending in the
+// store, unanswered, for the next relay or the orchestrator.
 func (s *Service) dispatch(ans Answerer, a *relaytype.AskRecord) {
 	s.inflight.Add(1)
 	go func() {
 		defer s.inflight.Done()
-		ctx, cancel := context.WithDeadline(context.Background(), a.DeadlineAt)
+		ctx, cancel := context.WithDeadline(s.life, a.DeadlineAt)
 		defer cancel()
 		out, err := ans.Answer(ctx, a)
+		if err != nil && s.life.Err() != nil {
+			s.log.Info("ask left pending: the relay is stopping", "ask_id", a.AskID, "route", a.Route, "why", err)
+			return
+		}
 		if errors.Is(err, ErrDeferred) {
-			s.log.Info("ask left for the orchestrator", "ask_id", a.AskID, "why", err)
+			s.deferAsk(context.WithoutCancel(ctx), a, err)
 			return
 		}
 		if err != nil {
@@ -516,18 +562,30 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the deadline loop and waits for answerers in flight. Safe to
-// call twice.
+// Stop ends the deadline loop, cancels the answerers in flight and waits
+// for them for at most Config.StopGrace. Their asks stay pending in the
+// store. Safe to call twice.
 func (s *Service) Stop() {
 	s.startStop.Lock()
 	cancel, done := s.cancel, s.done
 	s.startStop.Unlock()
-	if cancel == nil {
-		return
+	s.endLife()
+	if cancel != nil {
+		cancel()
+		<-done
 	}
-	cancel()
-	<-done
-	s.inflight.Wait()
+	finished := make(chan struct{})
+	go func() {
+		s.inflight.Wait()
+		close(finished)
+	}()
+	t := time.NewTimer(s.cfg.StopGrace)
+	defer t.Stop()
+	select {
+	case <-finished:
+	case <-t.C:
+		s.log.Warn("answerers still running after the stop grace; their asks stay pending", "grace", s.cfg.StopGrace)
+	}
 }
 
 func (s *Service) deadlineLoop(ctx context.Context) {

@@ -354,3 +354,99 @@ func TestWakeAllAfterJobEnds(t *testing.T) {
 		t.Fatal("waiter not woken")
 	}
 }
+
+// TestStopCancelsAnswerersAndKeepsAsksPending: Stop cancels a human
+// answerer still waiting for a person, returns without waiting out the
+// ask's deadline, and leaves the ask pending in the store, its job still
+// waiting on the answer.
+func TestStopCancelsAnswerersAndKeepsAsksPending(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	returned := make(chan error, 1)
+	st, err := sqlite.Open(context.Background(), sqlite.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	svc, err := ask.New(ask.Config{
+		Store: st, Logger: slog.New(slog.DiscardHandler),
+		Routing: ask.Routing{Default: ask.RouteHuman},
+		Answerers: map[ask.Route]ask.Answerer{ask.RouteHuman: answererFunc(func(ctx context.Context, _ *relaytype.AskRecord) (*relaytype.Answer, error) {
+			close(started)
+			<-ctx.Done() // nobody answers
+			returned <- ctx.Err()
+			return nil, ctx.Err()
+		})},
+	})
+	require.NoError(t, err)
+	require.NoError(t, svc.Start(t.Context()))
+	b := &bundle{svc: svc, store: st}
+	b.runningJob(t, "job_stop")
+	a := newAsk(t, "job_stop")
+	a.Constraints = &relaytype.AskConstraints{TimeoutS: 3600}
+	rec, _, err := svc.Create(t.Context(), a)
+	require.NoError(t, err)
+	require.Equal(t, "human", rec.Route)
+	<-started
+
+	stopped := make(chan struct{})
+	go func() {
+		svc.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return with a human ask pending")
+	}
+	// The answerer was canceled and has returned: nothing is left running.
+	select {
+	case err := <-returned:
+		require.ErrorIs(t, err, context.Canceled)
+	default:
+		t.Fatal("Stop returned before the answerer did")
+	}
+	got, err := svc.Get(t.Context(), a.AskID)
+	require.NoError(t, err)
+	require.Equal(t, relaytype.StatusPending, got.Status, "shutdown does not answer the ask")
+	ans, err := svc.AnswerOf(t.Context(), a.AskID)
+	require.NoError(t, err)
+	require.Nil(t, ans)
+	require.Equal(t, relaytype.StateWaitingOnAnswer, b.state(t, "job_stop").State)
+	svc.Stop() // twice is fine
+}
+
+// TestStopGraceBoundsStuckAnswerers: an answerer that ignores its
+// context does not hold Stop past the stop grace, and its ask stays
+// pending.
+func TestStopGraceBoundsStuckAnswerers(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	b := setup(t, func(c *ask.Config) {
+		c.Routing = ask.Routing{Default: ask.RouteHuman}
+		c.StopGrace = 50 * time.Millisecond
+		c.Answerers = map[ask.Route]ask.Answerer{ask.RouteHuman: answererFunc(func(context.Context, *relaytype.AskRecord) (*relaytype.Answer, error) {
+			close(started)
+			<-release
+			return nil, errors.New("released")
+		})}
+	})
+	b.runningJob(t, "job_stuck")
+	a := newAsk(t, "job_stuck")
+	_, _, err := b.svc.Create(t.Context(), a)
+	require.NoError(t, err)
+	<-started
+	stopped := make(chan struct{})
+	go func() {
+		b.svc.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop waited past its grace for a stuck answerer")
+	}
+	got, err := b.svc.Get(t.Context(), a.AskID)
+	require.NoError(t, err)
+	require.Equal(t, relaytype.StatusPending, got.Status)
+}

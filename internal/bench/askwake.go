@@ -27,7 +27,7 @@ import (
 // returns n samples of each:
 //
 //   - wake: a GET /asks/{id}/answer?wait= is parked; the time from just
-//     before POST /answers to that GET returning the answer (SPEC §7:
+//     before POST /answers to that GET returning the answer (target:
 //     answer → executor wake p50 < 2 ms on loopback);
 //   - roundTrip: POST /asks, POST /answers, then GET the answer.
 func AskWake(ctx context.Context, n int) (wake, roundTrip []time.Duration, err error) {
@@ -164,7 +164,10 @@ func newBenchStack(ctx context.Context) (_ *benchStack, err error) {
 	defer timeout.Stop()
 	for running := false; !running; {
 		select {
-		case c := <-changes:
+		case c, ok := <-changes:
+			if !ok {
+				return nil, errors.New("bench: the relay stopped before the job started")
+			}
 			running = c.JobID == job.ID && c.State == relaytype.StateRunning
 		case <-timeout.C:
 			return nil, errors.New("bench: job did not start within 10s")

@@ -37,7 +37,7 @@ func report(b *testing.B, ds []time.Duration) {
 }
 
 // BenchmarkAnswerWake measures answer → parked waiter wake-up: from just
-// before POST /answers to the parked GET returning (SPEC §7: p50 < 2 ms).
+// before POST /answers to the parked GET returning (target: p50 < 2 ms).
 func BenchmarkAnswerWake(b *testing.B) {
 	wake, _, err := bench.AskWake(context.Background(), b.N)
 	require.NoError(b, err)

@@ -1,4 +1,5 @@
-// Package bench measures the relay against the speed targets of SPEC §7:
+// Package bench measures the relay against the relay's speed targets
+// (docs/BENCHMARKS.md):
 // cold start to the MCP initialize reply, submit latency, submit→executor
 // start latency and no-op jobs per second through the SQLite queue. The
 // `mcp-task-relay bench` command and the package's Go benchmarks share it.

@@ -22,6 +22,10 @@ const (
 	askExitRejected = 3 // the answer is REJECTED
 	askExitTimedOut = 4 // the answer is TIMEOUT
 	askExitFailed   = 5 // context mismatch, ERROR answer, protocol or transport failure
+	// askExitUnverified: a runner answer is unsigned, its signature does
+	// not verify against the relay's key, or there is no key to check it
+	// with; the answer is not printed.
+	askExitUnverified = 6
 )
 
 // askEnv is what the ask command reads from its process: the environment
@@ -50,16 +54,26 @@ func newAskWith(env askEnv) *cobra.Command {
 		Short: "Ask the relay a question from inside an executor",
 		Long: `ask is the executor-side command: it asks the relay that started this
 executor a question and prints the answer. The job, step, context facts,
-relay address and token come from the environment the relay set
-(TASK_RELAY_JOB_ID, TASK_RELAY_STEP_ID, TASK_RELAY_REPO, TASK_RELAY_FACT_*,
-ASK_ANSWER_ORIGIN, TASK_RELAY_TOKEN). PROMPT "-" reads the prompt from stdin.
+relay address, token and attestation key come from the environment the
+relay set (TASK_RELAY_JOB_ID, TASK_RELAY_STEP_ID, TASK_RELAY_REPO,
+TASK_RELAY_FACT_*, ASK_ANSWER_ORIGIN, TASK_RELAY_TOKEN,
+TASK_RELAY_ANSWER_PUBKEY). PROMPT "-" reads the prompt from stdin.
+
+Every answer of the Answer Runner must carry a signature that verifies
+against TASK_RELAY_ANSWER_PUBKEY; with a job token but no key, runner
+answers are refused. Without a job token (not run by a relay) the key is
+fetched from the relay's address, with a warning. Answers of the policy,
+the orchestrator or a person are not signed; for them the ask id and
+context hash are checked.
 
 TYPE is one of clarification, resource_fetch, policy_decision, approval,
 choice (any case).
 
 Prints the answer text, or the answer JSON when there is no text; with
 --json, the whole answer record. Exit status: 0 answered, 2 usage error,
-3 rejected, 4 timed out, 5 context mismatch or any other failure.`,
+3 rejected, 4 timed out, 5 context mismatch or any other failure, 6 a
+runner answer that does not verify (unsigned, bad signature, or no key),
+which is then not printed.`,
 		Example: `  mcp-task-relay ask --type clarification "Which logger should new code use?"
   mcp-task-relay ask --type choice --schema choice.json --json - < question.txt`,
 		SilenceUsage:  true,
@@ -96,6 +110,9 @@ Prints the answer text, or the answer JSON when there is no text; with
 
 			client := &sdk.Client{Env: env.lookup, Environ: env.environ, HTTPClient: env.httpClient}
 			ans, err := client.Ask(cmd.Context(), askType, prompt, opts)
+			if ans != nil && ans.KeyFetched {
+				fmt.Fprintf(cmd.ErrOrStderr(), "mcp-task-relay ask: warning: %s is not set; the runner answer was verified with the key served at the relay's address, which proves only that it came from there\n", sdk.EnvAnswerKey)
+			}
 			if ans != nil {
 				if werr := printAnswer(cmd.OutOrStdout(), ans, asJSON, err == nil); werr != nil {
 					return askFail(cmd, askExitFailed, werr)
@@ -183,8 +200,11 @@ func printAnswer(w io.Writer, ans *sdk.Answer, asJSON, ok bool) error {
 	return err
 }
 
+// askExitCode maps an error of sdk.Client.Ask to the exit status.
 func askExitCode(err error) int {
 	switch {
+	case errors.Is(err, sdk.ErrUnsignedAnswer), errors.Is(err, sdk.ErrBadSignature), errors.Is(err, sdk.ErrNoAnswerKey):
+		return askExitUnverified
 	case errors.Is(err, sdk.ErrInvalidAsk):
 		return askExitUsage
 	case errors.Is(err, sdk.ErrContextMismatch):

@@ -17,10 +17,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/app"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/policy"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
 )
 
@@ -396,7 +397,7 @@ func doctorRoles(cfg *config.Config) []doctorCheck {
 		bad = doctorWarn
 	}
 	sc := doctorCheck{name: "schemata"}
-	schemata, err := answer.LoadSchemata(cfg.SchemataDir)
+	schemata, err := role.LoadSchemata(cfg.SchemataDir)
 	if err != nil {
 		sc.status, sc.detail = bad, err.Error()
 		sc.fix = "correct or remove the file named above"
@@ -407,7 +408,7 @@ func doctorRoles(cfg *config.Config) []doctorCheck {
 	}
 
 	rc := doctorCheck{name: "roles"}
-	catalog, err := answer.LoadCatalog(cfg.PromptsDir)
+	catalog, err := role.LoadCatalog(cfg.PromptsDir)
 	if err == nil && schemata != nil {
 		err = catalog.CheckSchemas(schemata)
 	}
@@ -419,7 +420,7 @@ func doctorRoles(cfg *config.Config) []doctorCheck {
 	roles := catalog.Roles()
 	overrides := 0
 	for _, r := range roles {
-		if r.Source != answer.SourceBuiltin {
+		if r.Source != role.SourceBuiltin {
 			overrides++
 		}
 	}
@@ -429,7 +430,7 @@ func doctorRoles(cfg *config.Config) []doctorCheck {
 
 func doctorPolicy(cfg *config.Config) doctorCheck {
 	c := doctorCheck{name: "policy"}
-	p, err := answer.LoadPolicy(cfg.PolicyFile)
+	p, err := policy.LoadPolicy(cfg.PolicyFile)
 	switch {
 	case err != nil:
 		c.status, c.detail = doctorFail, err.Error()

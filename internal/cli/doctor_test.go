@@ -122,7 +122,7 @@ func TestDoctorHealthy(t *testing.T) {
 	t.Parallel()
 
 	s := newDoctorSetup(t)
-	s.withExecutors(t, "  fake:\n    kind: command\n    argv: [/bin/true]\n")
+	s.withExecutors(t, "  fake:\n    kind: command\n    argv: [/bin/sh]\n")
 	run := s.run(t)
 	require.Equal(t, 0, run.code, run.out)
 
@@ -133,7 +133,7 @@ func TestDoctorHealthy(t *testing.T) {
 	require.Contains(t, cfg.detail, filepath.Join(s.dir, "config.yaml"))
 	require.Equal(t, "ok", run.row(t, "git").status)
 	require.Contains(t, run.row(t, "git").detail, "git version")
-	require.Equal(t, doctorRow{status: "ok", detail: "command /bin/true (default)"}, run.row(t, "executor fake"))
+	require.Equal(t, doctorRow{status: "ok", detail: "command /bin/sh (default)"}, run.row(t, "executor fake"))
 
 	// No API key in the environment: a warning with a fix, not a failure.
 	runner := run.row(t, "answer runner")
@@ -190,7 +190,7 @@ func TestDoctorMissingExecutorProgram(t *testing.T) {
 	s.withExecutors(t, "  default: ghost\n"+
 		"  ghost:\n    argv: [mcp-task-relay-test-no-such-program, --flag]\n"+
 		"  script:\n    argv: ["+missing+"]\n"+
-		"  fine:\n    argv: [/bin/true]\n"+
+		"  fine:\n    argv: [/bin/sh]\n"+
 		"  inrepo:\n    argv: [./scripts/no-such-agent.sh]\n")
 	run := s.run(t)
 	require.Equal(t, 1, run.code, run.out)
@@ -242,7 +242,7 @@ func TestDoctorAskPortInUse(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 
 	s := newDoctorSetup(t)
-	s.withExecutors(t, "  fake:\n    argv: [/bin/true]\n")
+	s.withExecutors(t, "  fake:\n    argv: [/bin/sh]\n")
 	s.replace(t, "\naskAnswer:\n", "\naskAnswer:\n  port: "+strconv.Itoa(port)+"\n")
 	run := s.run(t)
 	require.Equal(t, 0, run.code, run.out)
@@ -255,7 +255,7 @@ func TestDoctorBrokenRoleAndPolicy(t *testing.T) {
 	t.Parallel()
 
 	s := newDoctorSetup(t)
-	s.withExecutors(t, "  fake:\n    argv: [/bin/true]\n")
+	s.withExecutors(t, "  fake:\n    argv: [/bin/sh]\n")
 	role := filepath.Join(s.dir, "prompts", "role.finder@v1.yaml")
 	require.NoError(t, os.WriteFile(role, []byte("id: finder\nversion: v1\npurpose: find\n"), 0o644))
 	policy := filepath.Join(s.dir, "policy.yaml")
@@ -391,7 +391,7 @@ func TestDoctorServiceRows(t *testing.T) {
 	t.Parallel()
 
 	s := newDoctorSetup(t)
-	s.withExecutors(t, "  fake:\n    kind: command\n    argv: [/bin/true]\n")
+	s.withExecutors(t, "  fake:\n    kind: command\n    argv: [/bin/sh]\n")
 	s.replace(t, "\nexecutors:\n", "\nserver:\n  maxConcurrency: 2\nexecutors:\n")
 	run := s.run(t)
 	require.Equal(t, 0, run.code, run.out)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
 )
 
 func newInit() *cobra.Command {
@@ -78,7 +78,7 @@ func initFiles() []initFile {
 		{config.ConfigFileName, []byte(initConfigYAML)},
 		{config.PolicyFileName, []byte(initPolicyYAML)},
 	}
-	roles := answer.BuiltinRoleFiles()
+	roles := role.BuiltinRoleFiles()
 	names := make([]string, 0, len(roles))
 	for name := range roles {
 		names = append(names, name)
@@ -423,7 +423,7 @@ askAnswer:
 `
 
 // initPolicyYAML is the policy.yaml init writes; it must parse with
-// answer.ParsePolicy (init_test checks).
+// policy.ParsePolicy (init_test checks).
 const initPolicyYAML = `# Policy rules decide some asks without a model or a person.
 #
 # When an executor asks something, the rules are tried in order and the first

@@ -9,8 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/policy"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
 )
 
 // mapEnv returns a lookup function over env.
@@ -59,7 +60,7 @@ func TestInitWritesStarterDir(t *testing.T) {
 	require.NoError(t, err)
 
 	files := initFiles()
-	require.Len(t, files, 2+len(answer.BuiltinRoleFiles())+2)
+	require.Len(t, files, 2+len(role.BuiltinRoleFiles())+2)
 	for _, f := range files {
 		p := filepath.Join(dir, f.rel)
 		data, err := os.ReadFile(p)
@@ -95,7 +96,7 @@ func TestInitWritesStarterDir(t *testing.T) {
 	require.Equal(t, filepath.Join(dir, "schemata"), cfg.SchemataDir)
 	require.Equal(t, filepath.Join(dir, "policy.yaml"), cfg.PolicyFile)
 
-	policy, err := answer.LoadPolicy(cfg.PolicyFile)
+	policy, err := policy.LoadPolicy(cfg.PolicyFile)
 	require.NoError(t, err)
 	require.Equal(t, cfg.PolicyFile, policy.Source)
 	var rules []string
@@ -105,9 +106,9 @@ func TestInitWritesStarterDir(t *testing.T) {
 	require.Equal(t, []string{"no-destructive-sql=DENY", "no-credentials-by-ask=DENY", "prod-approvals-to-a-person=human"}, rules)
 
 	// Every role now comes from the copies, which are the built-ins.
-	catalog, err := answer.LoadCatalog(cfg.PromptsDir)
+	catalog, err := role.LoadCatalog(cfg.PromptsDir)
 	require.NoError(t, err)
-	builtin, err := answer.LoadCatalog()
+	builtin, err := role.LoadCatalog()
 	require.NoError(t, err)
 	require.Len(t, catalog.Roles(), len(builtin.Roles()))
 	for i, r := range catalog.Roles() {
@@ -118,7 +119,7 @@ func TestInitWritesStarterDir(t *testing.T) {
 		require.Equal(t, string(b.OutputSchema), string(r.OutputSchema), r.Ref())
 	}
 
-	schemata, err := answer.LoadSchemata(cfg.SchemataDir)
+	schemata, err := role.LoadSchemata(cfg.SchemataDir)
 	require.NoError(t, err)
 	require.Equal(t, []string{initExampleSchemaName}, schemata.Names())
 	require.NoError(t, catalog.CheckSchemas(schemata))

@@ -158,6 +158,9 @@ type Config struct {
 	// AskAnswer configures the Ask/Answer HTTP API and the Answer Runner.
 	// YAML key askAnswer.
 	AskAnswer AskAnswer `yaml:"askAnswer"`
+	// Notify configures job notifications: webhook signing and delivery,
+	// and pull requests. YAML key notify.
+	Notify Notify `yaml:"notify"`
 	// PromptsDir holds role prompt overrides (role.NAME@vN.yaml). YAML key
 	// promptsDir, env TASK_RELAY_PROMPTS_DIR. Defaults to ConfigDir/prompts.
 	PromptsDir string `yaml:"promptsDir"`
@@ -342,6 +345,95 @@ type Workspace struct {
 	// its failure fails the job. YAML key workspace.setup. Defaults to
 	// none.
 	Setup string `yaml:"setup"`
+}
+
+// Notify configures what a job's notify settings do. The webhook secret
+// and the pull-request settings belong to a project; the delivery settings
+// (webhookTimeoutSec, webhookMaxAgeSec, webhookRetryMinSec,
+// webhookRetryMaxSec) to the relay service.
+type Notify struct {
+	// WebhookSecretEnv names the environment variable holding the secret
+	// that signs the project's webhooks (Standard Webhooks: "whsec_"
+	// followed by base64, or any other string of at least 16 bytes used as
+	// is). YAML key notify.webhookSecretEnv. Defaults to none.
+	WebhookSecretEnv string `yaml:"webhookSecretEnv"`
+	// WebhookSecretFile is a file holding that secret instead (relative to
+	// the config dir; surrounding white space is ignored). YAML key
+	// notify.webhookSecretFile. Defaults to none. Without either, jobs with
+	// notify.webhook are refused.
+	WebhookSecretFile string `yaml:"webhookSecretFile"`
+	// WebhookTimeoutSec bounds one webhook delivery attempt. YAML key
+	// notify.webhookTimeoutSec (service). Defaults to 10.
+	WebhookTimeoutSec int `yaml:"webhookTimeoutSec"`
+	// WebhookMaxAgeSec is how long an undelivered webhook is retried
+	// before it is given up on. YAML key notify.webhookMaxAgeSec
+	// (service). Defaults to 86400 (24 h).
+	WebhookMaxAgeSec int `yaml:"webhookMaxAgeSec"`
+	// WebhookRetryMinSec and WebhookRetryMaxSec bound the exponential
+	// backoff (with jitter) between attempts. YAML keys
+	// notify.webhookRetryMinSec and notify.webhookRetryMaxSec (service).
+	// Default to 5 and 3600.
+	WebhookRetryMinSec int `yaml:"webhookRetryMinSec"`
+	WebhookRetryMaxSec int `yaml:"webhookRetryMaxSec"`
+	// PRCommand is the command that opens a pull request for a job with
+	// notify.enablePr, run in the repository directory after the relay
+	// pushed the branch; placeholders {branch}, {base}, {title},
+	// {body_file}, {job_id}, {commit} and {remote}. YAML key
+	// notify.prCommand. Defaults to gh pr create --head {branch} --base
+	// {base} --title {title} --body-file {body_file}.
+	PRCommand []string `yaml:"prCommand"`
+	// PRTimeoutSec bounds the commit, push and PR command together. YAML
+	// key notify.prTimeoutSec. Defaults to 120.
+	PRTimeoutSec int `yaml:"prTimeoutSec"`
+	// PRAuthor is the author and committer of the relay's commit, as
+	// "Name <email>". YAML key notify.prAuthor. Defaults to
+	// mcp-task-relay <mcp-task-relay@localhost>.
+	PRAuthor string `yaml:"prAuthor"`
+	// PRPassEnv names variables (such as GH_TOKEN) that git push and the
+	// PR command may see although they look like secrets. YAML key
+	// notify.prPassEnv. Defaults to none.
+	PRPassEnv []string `yaml:"prPassEnv"`
+}
+
+// Notify defaults.
+const (
+	DefaultWebhookTimeoutSec  = 10
+	DefaultWebhookMaxAgeSec   = 86400
+	DefaultWebhookRetryMinSec = 5
+	DefaultWebhookRetryMaxSec = 3600
+	DefaultPRTimeoutSec       = 120
+	DefaultPRAuthor           = "mcp-task-relay <mcp-task-relay@localhost>"
+)
+
+// DefaultPRCommand is the default of notify.prCommand.
+var DefaultPRCommand = []string{"gh", "pr", "create", "--head", "{branch}", "--base", "{base}", "--title", "{title}", "--body-file", "{body_file}"}
+
+// HasWebhookSecret reports whether a webhook secret is configured.
+func (n Notify) HasWebhookSecret() bool { return n.WebhookSecretEnv != "" || n.WebhookSecretFile != "" }
+
+// WebhookTimeout returns WebhookTimeoutSec as a duration. Defaults to 10 s.
+func (n Notify) WebhookTimeout() time.Duration {
+	return seconds(n.WebhookTimeoutSec, DefaultWebhookTimeoutSec)
+}
+
+// WebhookMaxAge returns WebhookMaxAgeSec as a duration. Defaults to 24 h.
+func (n Notify) WebhookMaxAge() time.Duration {
+	return seconds(n.WebhookMaxAgeSec, DefaultWebhookMaxAgeSec)
+}
+
+// WebhookRetryMin returns WebhookRetryMinSec as a duration. Defaults to 5 s.
+func (n Notify) WebhookRetryMin() time.Duration {
+	return seconds(n.WebhookRetryMinSec, DefaultWebhookRetryMinSec)
+}
+
+// WebhookRetryMax returns WebhookRetryMaxSec as a duration. Defaults to 1 h.
+func (n Notify) WebhookRetryMax() time.Duration {
+	return seconds(n.WebhookRetryMaxSec, DefaultWebhookRetryMaxSec)
+}
+
+// PRTimeout returns PRTimeoutSec as a duration. Defaults to 2 min.
+func (n Notify) PRTimeout() time.Duration {
+	return seconds(n.PRTimeoutSec, DefaultPRTimeoutSec)
 }
 
 // Timeout returns TimeoutS as a duration. Defaults to 30 min.
@@ -533,6 +625,17 @@ func (c *Config) WithDefaults() *Config {
 
 	out.Logging.Level = or(out.Logging.Level, DefaultLogLevel)
 
+	n := &out.Notify
+	n.WebhookTimeoutSec = or(n.WebhookTimeoutSec, DefaultWebhookTimeoutSec)
+	n.WebhookMaxAgeSec = or(n.WebhookMaxAgeSec, DefaultWebhookMaxAgeSec)
+	n.WebhookRetryMinSec = or(n.WebhookRetryMinSec, DefaultWebhookRetryMinSec)
+	n.WebhookRetryMaxSec = or(n.WebhookRetryMaxSec, DefaultWebhookRetryMaxSec)
+	n.PRTimeoutSec = or(n.PRTimeoutSec, DefaultPRTimeoutSec)
+	n.PRAuthor = or(n.PRAuthor, DefaultPRAuthor)
+	if len(n.PRCommand) == 0 {
+		n.PRCommand = slices.Clone(DefaultPRCommand)
+	}
+
 	a := &out.AskAnswer
 	a.Port = or(a.Port, DefaultAskAnswerPort)
 	a.Host = or(a.Host, DefaultAskAnswerHost)
@@ -581,6 +684,8 @@ func (c *Config) clone() *Config {
 	out := *c
 	out.AskAnswer.Runner.Enabled = clonePtr(c.AskAnswer.Runner.Enabled)
 	out.Workspace.CopyFiles = slices.Clone(c.Workspace.CopyFiles)
+	out.Notify.PRCommand = slices.Clone(c.Notify.PRCommand)
+	out.Notify.PRPassEnv = slices.Clone(c.Notify.PRPassEnv)
 	out.AskAnswer.AllowedHosts = slices.Clone(c.AskAnswer.AllowedHosts)
 	out.AskAnswer.AllowedOrigins = slices.Clone(c.AskAnswer.AllowedOrigins)
 	out.AskAnswer.Routing.ByType = maps.Clone(c.AskAnswer.Routing.ByType)

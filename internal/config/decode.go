@@ -3,13 +3,13 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/strictyaml"
 )
 
 // executorsDefaultKey is the key of the executors mapping that names the
@@ -24,25 +24,13 @@ const executorsDefaultKey = "default"
 func Parse(data []byte, name string) (*Config, error) {
 	d := &decoder{file: name, origins: map[string]string{}}
 	cfg := &Config{}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	var doc yaml.Node
-	switch err := dec.Decode(&doc); {
-	case errors.Is(err, io.EOF):
-		cfg.origins = d.origins
-		return cfg, nil
-	case err != nil:
+	root, err := strictyaml.Document(data)
+	if err != nil {
 		return nil, d.syntaxError(err)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return nil, d.syntaxError(err)
-		}
-		return nil, &Error{Source: d.pos(&extra), Msg: "only one YAML document is allowed", Err: ErrInvalid}
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	if root == nil {
+		cfg.origins = d.origins
+		return cfg, nil
 	}
 	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
 	if err := errors.Join(d.errs...); err != nil {
@@ -68,21 +56,23 @@ type decoder struct {
 	errs    []error
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
+// syntaxError turns an error of strictyaml.Document into an *Error.
 func (d *decoder) syntaxError(err error) error {
-	msg := err.Error()
+	var se *strictyaml.SyntaxError
+	if !errors.As(err, &se) {
+		se = &strictyaml.SyntaxError{Msg: err.Error()}
+	}
 	src := d.file
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		src = d.file + ":" + m[1]
-		msg = m[2]
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
+	if se.Line > 0 {
+		src = d.pos(&yaml.Node{Line: se.Line})
 	}
 	if src == "" {
 		src = "config"
 	}
-	return &Error{Source: src, Msg: "invalid YAML: " + msg, Err: ErrInvalid}
+	if errors.Is(err, strictyaml.ErrMultipleDocuments) {
+		return &Error{Source: src, Msg: se.Msg, Err: ErrInvalid}
+	}
+	return &Error{Source: src, Msg: "invalid YAML: " + se.Msg, Err: ErrInvalid}
 }
 
 func (d *decoder) pos(n *yaml.Node) string {
@@ -97,11 +87,11 @@ func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 }
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	n = resolveAlias(n)
+	n = strictyaml.Resolve(n)
 	if path != "" {
 		d.origins[path] = d.pos(n)
 	}
-	if isNull(n) {
+	if strictyaml.IsNull(n) {
 		return // zero means default
 	}
 	if e, ok := v.Addr().Interface().(*Executors); ok {
@@ -113,21 +103,21 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		d.decodeStruct(n, v, path)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			d.fail(n, path, "must be a string, got %s", describe(n))
+			d.fail(n, path, "must be a string, got %s", strictyaml.Describe(n))
 			return
 		}
 		v.SetString(n.Value)
 	case reflect.Int, reflect.Int64:
 		var i int64
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil || v.OverflowInt(i) {
-			d.fail(n, path, "must be an integer, got %s", describe(n))
+			d.fail(n, path, "must be an integer, got %s", strictyaml.Describe(n))
 			return
 		}
 		v.SetInt(i)
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
-			d.fail(n, path, "must be true or false, got %s", describe(n))
+			d.fail(n, path, "must be true or false, got %s", strictyaml.Describe(n))
 			return
 		}
 		v.SetBool(b)
@@ -140,14 +130,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.fail(n, path, "must be a list, got %s", describe(n))
+			d.fail(n, path, "must be a list, got %s", strictyaml.Describe(n))
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			item = resolveAlias(item)
-			if isNull(item) || item.Kind != yaml.ScalarNode {
-				d.fail(item, fmt.Sprintf("%s[%d]", path, i), "must be a string, got %s", describe(item))
+			item = strictyaml.Resolve(item)
+			if strictyaml.IsNull(item) || item.Kind != yaml.ScalarNode {
+				d.fail(item, fmt.Sprintf("%s[%d]", path, i), "must be a string, got %s", strictyaml.Describe(item))
 				continue
 			}
 			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
@@ -155,14 +145,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(s)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			d.fail(n, path, "must be a mapping, got %s", describe(n))
+			d.fail(n, path, "must be a mapping, got %s", strictyaml.Describe(n))
 			return
 		}
 		m := reflect.MakeMap(v.Type())
 		for _, p := range d.pairs(n, path) {
 			ev := reflect.New(v.Type().Elem()).Elem()
-			d.decode(p.val, ev, join(path, p.key.Value))
-			m.SetMapIndex(reflect.ValueOf(p.key.Value), ev)
+			d.decode(p.Value, ev, join(path, p.Key.Value))
+			m.SetMapIndex(reflect.ValueOf(p.Key.Value), ev)
 		}
 		v.Set(m)
 	default:
@@ -174,52 +164,52 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		d.fail(n, path, "must be a mapping, got %s", describe(n))
+		d.fail(n, path, "must be a mapping, got %s", strictyaml.Describe(n))
 		return
 	}
 	fields := yamlFields(v.Type())
 	for _, p := range d.pairs(n, path) {
-		key := p.key.Value
+		key := p.Key.Value
 		i, ok := fields[key]
 		if !ok {
 			d.errs = append(d.errs, &Error{
-				Source: d.pos(p.key),
+				Source: d.pos(p.Key),
 				Path:   join(path, key),
 				Msg:    suggest(path, key, fields),
 				Err:    ErrUnknownKey,
 			})
 			continue
 		}
-		d.decode(p.val, v.Field(i), join(path, key))
+		d.decode(p.Value, v.Field(i), join(path, key))
 	}
 }
 
 func (d *decoder) decodeExecutors(n *yaml.Node, e *Executors, path string) {
-	n = resolveAlias(n)
-	if isNull(n) {
+	n = strictyaml.Resolve(n)
+	if strictyaml.IsNull(n) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(n, path, "must be a mapping of executor names to executors, got %s", describe(n))
+		d.fail(n, path, "must be a mapping of executor names to executors, got %s", strictyaml.Describe(n))
 		return
 	}
 	for _, p := range d.pairs(n, path) {
-		name := p.key.Value
+		name := p.Key.Value
 		sub := join(path, name)
 		if name == executorsDefaultKey {
-			val := resolveAlias(p.val)
+			val := strictyaml.Resolve(p.Value)
 			d.origins[sub] = d.pos(val)
 			switch {
-			case isNull(val):
+			case strictyaml.IsNull(val):
 			case val.Kind == yaml.ScalarNode:
 				e.Default = val.Value
 			default:
-				d.fail(val, sub, "must be the name of an executor, got %s", describe(val))
+				d.fail(val, sub, "must be the name of an executor, got %s", strictyaml.Describe(val))
 			}
 			continue
 		}
 		var ex Executor
-		d.decode(p.val, reflect.ValueOf(&ex).Elem(), sub)
+		d.decode(p.Value, reflect.ValueOf(&ex).Elem(), sub)
 		if e.ByName == nil {
 			e.ByName = map[string]Executor{}
 		}
@@ -227,64 +217,18 @@ func (d *decoder) decodeExecutors(n *yaml.Node, e *Executors, path string) {
 	}
 }
 
-type pair struct{ key, val *yaml.Node }
-
 // pairs returns the key/value pairs of a mapping with merge keys ("<<")
-// expanded: explicit keys win over merged ones, and an explicit key that
-// appears twice is an error.
-func (d *decoder) pairs(n *yaml.Node, path string) []pair {
-	var merged, out []pair
-	seen := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			merged = append(merged, d.mergePairs(v, path)...)
-			continue
+// expanded (strictyaml.Pairs), recording its bad keys as errors.
+func (d *decoder) pairs(n *yaml.Node, path string) []strictyaml.Pair {
+	pairs, errs := strictyaml.Pairs(n)
+	for _, e := range errs {
+		at := path
+		if e.Duplicate {
+			at = join(path, e.Key)
 		}
-		if k.Kind != yaml.ScalarNode || isNull(k) {
-			d.fail(k, path, "keys must be strings, got %s", describe(k))
-			continue
-		}
-		if prev, ok := seen[k.Value]; ok {
-			d.fail(k, join(path, k.Value), "duplicate key (first set on line %d)", prev.Line)
-			continue
-		}
-		seen[k.Value] = k
-		out = append(out, pair{k, v})
+		d.fail(e.Node, at, "%s", e.Msg)
 	}
-	for _, p := range merged {
-		if _, ok := seen[p.key.Value]; !ok {
-			seen[p.key.Value] = p.key
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func (d *decoder) mergePairs(v *yaml.Node, path string) []pair {
-	v = resolveAlias(v)
-	var srcs []*yaml.Node
-	switch v.Kind {
-	case yaml.MappingNode:
-		srcs = []*yaml.Node{v}
-	case yaml.SequenceNode:
-		for _, s := range v.Content {
-			srcs = append(srcs, resolveAlias(s))
-		}
-	}
-	var out []pair
-	for _, s := range srcs {
-		if s.Kind != yaml.MappingNode {
-			d.fail(s, path, "merge key << must refer to a mapping, got %s", describe(s))
-			continue
-		}
-		// Earlier sources win, as in YAML merge semantics.
-		out = append(out, d.pairs(s, path)...)
-	}
-	if len(srcs) == 0 {
-		d.fail(v, path, "merge key << must refer to a mapping, got %s", describe(v))
-	}
-	return out
+	return pairs
 }
 
 // yamlFields maps the yaml tag names of t's fields to their indexes.
@@ -341,31 +285,6 @@ func editDistance(a, b string) int {
 		}
 	}
 	return d[len(a)][len(b)]
-}
-
-func resolveAlias(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
-// describe renders a node for "got ..." in messages without naming Go types.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	}
-	if isNull(n) {
-		return "null"
-	}
-	return strconv.Quote(n.Value)
 }
 
 func join(path, key string) string {

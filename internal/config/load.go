@@ -144,6 +144,7 @@ func (c *Config) pathFields() []pathField {
 		{"promptsDir", &c.PromptsDir},
 		{"schemataDir", &c.SchemataDir},
 		{"policyFile", &c.PolicyFile},
+		{"notify.webhookSecretFile", &c.Notify.WebhookSecretFile},
 	}
 }
 

@@ -21,6 +21,7 @@ var serviceKeys = []string{
 	"askAnswer.host", "askAnswer.port", "askAnswer.auth",
 	"askAnswer.longPollTimeoutSec", "askAnswer.sseHeartbeatSec",
 	"askAnswer.allowedHosts", "askAnswer.allowedOrigins",
+	"notify.webhookTimeoutSec", "notify.webhookMaxAgeSec", "notify.webhookRetryMinSec", "notify.webhookRetryMaxSec",
 }
 
 // IsServiceKey reports whether the YAML path belongs to the relay

@@ -16,6 +16,7 @@ import (
 var (
 	executorNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 	envNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	prAuthorRE     = regexp.MustCompile(`^[^<>\n]*[^<>\s][^<>\n]* <[^<>\s]+@[^<>\s]+>$`)
 )
 
 // Validate checks a Config that WithDefaults has filled in. It reports every
@@ -100,7 +101,36 @@ func (c *Config) Validate() error {
 	if r.APIKeyEnv != "" && !envNameRE.MatchString(r.APIKeyEnv) {
 		v.add("askAnswer.runner.apiKeyEnv", "must be an environment variable name, got %q", r.APIKeyEnv)
 	}
+	c.validateNotify(v)
 	return errors.Join(v.errs...)
+}
+
+func (c *Config) validateNotify(v *validator) {
+	n := c.Notify
+	if n.WebhookSecretEnv != "" && !envNameRE.MatchString(n.WebhookSecretEnv) {
+		v.add("notify.webhookSecretEnv", "must be an environment variable name, got %q", n.WebhookSecretEnv)
+	}
+	if n.WebhookSecretEnv != "" && n.WebhookSecretFile != "" {
+		v.add("notify.webhookSecretFile", "set notify.webhookSecretEnv or notify.webhookSecretFile, not both")
+	}
+	v.atLeast("notify.webhookTimeoutSec", n.WebhookTimeoutSec, 1)
+	v.atLeast("notify.webhookMaxAgeSec", n.WebhookMaxAgeSec, 1)
+	v.atLeast("notify.webhookRetryMinSec", n.WebhookRetryMinSec, 1)
+	if v.atLeast("notify.webhookRetryMaxSec", n.WebhookRetryMaxSec, 1) && n.WebhookRetryMaxSec < n.WebhookRetryMinSec {
+		v.add("notify.webhookRetryMaxSec", "must be at least notify.webhookRetryMinSec (%d), got %d", n.WebhookRetryMinSec, n.WebhookRetryMaxSec)
+	}
+	v.atLeast("notify.prTimeoutSec", n.PRTimeoutSec, 1)
+	if len(n.PRCommand) == 0 || n.PRCommand[0] == "" {
+		v.add("notify.prCommand", "must name the program to run first, e.g. [gh, pr, create, --head, \"{branch}\"]")
+	}
+	if !prAuthorRE.MatchString(n.PRAuthor) {
+		v.add("notify.prAuthor", "must be \"Name <email>\", got %q", n.PRAuthor)
+	}
+	for i, name := range n.PRPassEnv {
+		if !envNameRE.MatchString(name) {
+			v.add(fmt.Sprintf("notify.prPassEnv[%d]", i), "must be an environment variable name, got %q", name)
+		}
+	}
 }
 
 func (c *Config) validateExecutors(v *validator) {

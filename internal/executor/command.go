@@ -55,6 +55,9 @@ type CommandConfig struct {
 type Command struct {
 	cfg  CommandConfig
 	argv [][]argPart
+	// noPdeathsig arms no parent-death signal, as on systems that have
+	// none, so that tests can prove the shim's lifeline pipe on its own.
+	noPdeathsig bool
 }
 
 var _ Runner = (*Command)(nil)
@@ -175,7 +178,7 @@ func (c *Command) Run(ctx context.Context, req *Request) (*Result, error) {
 	return launch(ctx, launchSpec{
 		name: c.cfg.Name, argv: c.expand(req), env: environ(c.cfg.BaseEnv, c.cfg.Env, req.Env), req: req,
 		timeout: minTimeout(req.Timeout, c.cfg.Timeout), killGrace: c.cfg.KillGrace, shim: c.cfg.Shim,
-		sandbox: c.cfg.Sandbox,
+		sandbox: c.cfg.Sandbox, noPdeathsig: c.noPdeathsig,
 	})
 }
 
@@ -189,6 +192,8 @@ type launchSpec struct {
 	killGrace time.Duration
 	shim      string
 	sandbox   string // SandboxNone or SandboxLandlock
+	// noPdeathsig arms no parent-death signal (see Command.noPdeathsig).
+	noPdeathsig bool
 }
 
 // launch runs argv for a request in its workdir, in its own process
@@ -214,7 +219,7 @@ func launch(ctx context.Context, l launchSpec) (*Result, error) {
 		limit:     limit,
 		live:      req.Output,
 	}
-	if l.shim != "" {
+	if l.shim != "" && shimSupported {
 		p.viaShim = true
 		p.path = l.shim
 		p.args = append([]string{l.shim, ShimArg, "--", path}, l.argv[1:]...)
@@ -223,6 +228,9 @@ func launch(ctx context.Context, l launchSpec) (*Result, error) {
 			shimGraceEnv+"="+l.killGrace.String())
 		// The shim handles SIGTERM by stopping its whole group.
 		p.pdeathsig = syscall.SIGTERM
+	}
+	if l.noPdeathsig {
+		p.pdeathsig = 0
 	}
 	if l.sandbox != SandboxNone {
 		if !p.viaShim {

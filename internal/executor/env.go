@@ -15,6 +15,12 @@ const (
 	envJobToken      = "TASK_RELAY_TOKEN"
 )
 
+// envAnswerKey is the attestation key executors verify runner answers
+// with. It is no secret, but one inherited from the relay's own
+// environment is another relay's: the relay sets its own on top of the
+// scrubbed environment, and an inherited one is always dropped.
+const envAnswerKey = "TASK_RELAY_ANSWER_PUBKEY"
+
 // secretWords are words (the parts of a name between underscores) that
 // mark a variable holding a credential wherever they appear in its name:
 // GITHUB_TOKEN, AWS_SESSION_TOKEN, VAULT_TOKEN_FILE, PGPASSWORD,
@@ -123,7 +129,8 @@ func hasUserinfo(v string) bool {
 // ScrubEnv returns env ("KEY=VALUE" entries) without the entries that look
 // like credentials (LooksSecretEntry), except those named in pass. The
 // relay's own tokens (TASK_RELAY_API_TOKEN, and a TASK_RELAY_TOKEN it
-// inherited) are dropped even when pass names them. The relay starts
+// inherited) and an inherited TASK_RELAY_ANSWER_PUBKEY are dropped even
+// when pass names them. The relay starts
 // executors from ScrubEnv(environ, passEnv), so that its API keys reach an
 // executor only when the configuration says so, and every other child that
 // is to see no credential at all (workspace setup commands, the relay's own
@@ -132,7 +139,7 @@ func ScrubEnv(env, pass []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
-		if u := strings.ToUpper(name); u == envOperatorToken || u == envJobToken {
+		if u := strings.ToUpper(name); u == envOperatorToken || u == envJobToken || u == envAnswerKey {
 			continue
 		}
 		if LooksSecretEntry(kv) && !slices.Contains(pass, name) {

@@ -13,20 +13,11 @@ import (
 	"time"
 )
 
-const (
-	// groupPollInterval is how often a stopping process group is checked
-	// for members still alive.
-	groupPollInterval = 20 * time.Millisecond
-	// pipeDrainTimeout bounds reading output once the process group is
-	// dead: only a process that escaped the group (setsid) can still hold
-	// the pipes open (without the shim, which kills those too), and it
-	// must not hang the run.
-	pipeDrainTimeout = 2 * time.Second
-	// shimMargin is extra grace the relay gives the shim, which runs the
-	// same grace period from a moment later, to finish its own orderly
-	// shutdown before the relay kills the group.
-	shimMargin = 250 * time.Millisecond
-)
+// pipeDrainTimeout bounds reading output once the process group is
+// dead: only a process that escaped the group (setsid) can still hold
+// the pipes open (without the shim, which kills those too), and it
+// must not hang the run.
+const pipeDrainTimeout = 2 * time.Second
 
 // process is how to run one executor process.
 type process struct {
@@ -38,7 +29,8 @@ type process struct {
 	// rest of the group itself.
 	viaShim bool
 	// pdeathsig is sent to the process when the relay thread that started
-	// it exits (with the relay).
+	// it exits (with the relay), where the system has a parent-death
+	// signal (Linux). Zero arms none.
 	pdeathsig syscall.Signal
 	timeout   time.Duration // 0 means none
 	killGrace time.Duration
@@ -79,14 +71,28 @@ func (p *process) run(ctx context.Context) (*Result, error) {
 		Stderr:      stderrW,
 		SysProcAttr: sysProcAttr(p.pdeathsig),
 	}
+	var lifeline *os.File
+	if p.viaShim {
+		// The shim watches the read end: when the relay dies, the write
+		// end closes with it and the shim stops its tree, on systems
+		// without a parent-death signal too.
+		if lifeline, err = attachLifeline(cmd); err != nil {
+			_ = stdoutW.Close()
+			_ = stderrW.Close()
+			return nil, err
+		}
+		defer lifeline.Close()
+	}
 	start := time.Now()
 	exited, err := startLocked(cmd)
 	_ = stdoutW.Close()
 	_ = stderrW.Close()
+	for _, f := range cmd.ExtraFiles {
+		_ = f.Close() // the shim has its copy
+	}
 	if err != nil {
 		return nil, err
 	}
-	pgid := cmd.Process.Pid
 
 	out := newCapture(p.limit, p.live)
 	var readers sync.WaitGroup
@@ -105,14 +111,14 @@ func (p *process) run(ctx context.Context) (*Result, error) {
 	case waitErr = <-exited:
 	case <-ctx.Done():
 		res.Canceled = true
-		waitErr = p.stop(pgid, exited)
+		waitErr = p.stop(cmd, exited)
 	case <-timeout:
 		res.TimedOut = true
-		waitErr = p.stop(pgid, exited)
+		waitErr = p.stop(cmd, exited)
 	}
 	res.Duration = time.Since(start)
 	// No process outlives its job: kill whatever the leader left behind.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	killLeftovers(cmd)
 
 	drained := make(chan struct{})
 	go func() {
@@ -139,78 +145,6 @@ func (p *process) run(ctx context.Context) (*Result, error) {
 	res.Stdout = out.stdout.bytes()
 	res.Stderr = out.stderr.bytes()
 	return res, nil
-}
-
-// stop asks the group led by pgid to terminate with SIGTERM and kills it
-// with SIGKILL once the grace period is over, unless the leader has exited
-// and no member is left by then. It returns the leader's wait error.
-func (p *process) stop(pgid int, exited <-chan error) error {
-	if p.viaShim {
-		return p.stopShim(pgid, exited)
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	return awaitGroup(pgid, exited, p.killGrace, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
-}
-
-// stopShim stops the shim leading group pgid: SIGTERM to the shim alone,
-// which signals the rest of its tree itself (signaling the group here too
-// would deliver SIGTERM twice, which some programs read as "quit now, skip
-// cleanup"), kills it after the grace period and exits. The shim is never
-// killed before it has had its time to kill what left its group: that is
-// beyond the relay's reach. Only if it is late is its group killed around
-// it, then, if it is still late, the shim itself.
-func (p *process) stopShim(pgid int, exited <-chan error) error {
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
-	wait := time.NewTimer(p.killGrace + shimMargin)
-	defer wait.Stop()
-	select {
-	case err := <-exited:
-		return err
-	case <-wait.C:
-	}
-	for _, pid := range groupMembers(pgid) {
-		if pid != pgid && pid != -pgid {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	wait.Reset(shimReapTimeout + shimMargin)
-	select {
-	case err := <-exited:
-		return err
-	case <-wait.C:
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	return <-exited
-}
-
-// awaitGroup waits until the leader has exited (reported on exited) and no
-// other live member is left in group pgid, or until grace has passed; then
-// it calls kill if anything may still be running, and waits for the leader.
-func awaitGroup(pgid int, exited <-chan error, grace time.Duration, kill func()) error {
-	deadline := time.NewTimer(grace)
-	defer deadline.Stop()
-	tick := time.NewTicker(groupPollInterval)
-	defer tick.Stop()
-	var (
-		waitErr  error
-		leftover = exited
-	)
-	for {
-		select {
-		case waitErr = <-leftover:
-			leftover = nil
-		case <-tick.C:
-		case <-deadline.C:
-			kill()
-			if leftover != nil {
-				waitErr = <-leftover
-			}
-			return waitErr
-		}
-		if leftover == nil && !groupAlive(pgid) {
-			return waitErr
-		}
-	}
 }
 
 // startLocked starts cmd and reports on the returned channel when it has

@@ -121,20 +121,3 @@ func (s *sandboxSpec) encode() string {
 	}
 	return string(b)
 }
-
-// decodeSandboxSpec reads the value of shimSandboxEnv.
-func decodeSandboxSpec(v string) (*sandboxSpec, error) {
-	var s sandboxSpec
-	if err := json.Unmarshal([]byte(v), &s); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	if s.Kind != SandboxLandlock {
-		return nil, fmt.Errorf("sandbox: unknown kind %q", s.Kind)
-	}
-	for _, p := range s.Write {
-		if !filepath.IsAbs(p) {
-			return nil, fmt.Errorf("sandbox: writable path %q is not absolute", p)
-		}
-	}
-	return &s, nil
-}

@@ -1,4 +1,4 @@
-//go:build unix && !linux
+//go:build !linux
 
 package executor
 
@@ -8,10 +8,4 @@ import "fmt"
 // security module. The error wraps ErrLandlockUnsupported.
 func LandlockSupport() (abi int, err error) {
 	return 0, fmt.Errorf("%w: Landlock is a Linux feature", ErrLandlockUnsupported)
-}
-
-// applySandbox refuses: there is no Landlock here.
-func applySandbox(*sandboxSpec) error {
-	_, err := LandlockSupport()
-	return err
 }

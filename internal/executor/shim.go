@@ -1,11 +1,15 @@
+//go:build unix
+
 package executor
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,18 +17,9 @@ import (
 	"time"
 )
 
-// ShimArg is the hidden subcommand of the relay binary that runs RunShim:
-// `mcp-task-relay __exec-shim -- argv...`.
-const ShimArg = "__exec-shim"
-
-// Environment through which Command hands the shim its settings. The shim
-// removes them before starting the executor.
-const (
-	// shimParentEnv holds the pid of the relay that started the shim.
-	shimParentEnv = "TASK_RELAY_SHIM_PARENT"
-	// shimGraceEnv holds the SIGTERM→SIGKILL grace, as a Go duration.
-	shimGraceEnv = "TASK_RELAY_SHIM_GRACE"
-)
+// shimLifelineEnv holds the descriptor number of the read end of the
+// lifeline pipe, whose write end only the relay holds.
+const shimLifelineEnv = "TASK_RELAY_SHIM_LIFELINE"
 
 // shimReapTimeout bounds how long the shim keeps killing what is left of
 // its process tree before it exits anyway (only a process stuck in the
@@ -42,19 +37,22 @@ const shimKillInterval = 5 * time.Millisecond
 // ended it, 127 if it could not start and 2 on a usage error.
 //
 // The shim exists because a parent-death signal only reaches the direct
-// child of the relay. Command starts the shim as a group leader with
-// Pdeathsig SIGTERM. On Linux the shim is a child subreaper: every process
-// orphaned below it, whatever session or group it moved to (setsid, a
-// double fork), becomes its child, so the whole tree stays within its
-// reach. When the relay dies, or asks it to stop, the shim sends SIGTERM
+// child of the relay, and macOS has none at all. Command starts the shim
+// as a group leader, with Pdeathsig SIGTERM on Linux, and hands it the
+// read end of a lifeline pipe whose write end only the relay holds: when
+// the relay dies, on any unix, the shim reads end of file and stops its
+// tree as if it had been sent SIGTERM. On Linux the shim is a child
+// subreaper: every process orphaned below it, whatever session or group
+// it moved to (setsid, a double fork), becomes its child, so the whole
+// tree stays within its reach. When the relay dies, or asks it to stop, the shim sends SIGTERM
 // to its group and to every descendant, waits the grace period, then
 // kills them all. When the child exits on its own, whatever it left
 // behind is killed. Either way the shim exits only once it has no
 // descendant left (or after shimReapTimeout more, if one cannot die).
 //
 // Elsewhere (macOS, the BSDs) there is no subreaper: the shim kills its
-// process group only, and a process that left the group and was orphaned
-// escapes it.
+// process group and the descendants it can still trace to itself, and a
+// process that left the group and was orphaned escapes it.
 //
 // With a sandbox (see CommandConfig.Sandbox), the thread that starts the
 // child is confined first, so that the child and all its descendants are;
@@ -75,6 +73,11 @@ func RunShim(args []string) int {
 		}
 	}
 	parent := os.Getenv(shimParentEnv)
+	lifeline, err := openLifeline(os.Getenv(shimLifelineEnv))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", ShimArg, err)
+		return 127
+	}
 	var sandbox *sandboxSpec
 	if v, ok := os.LookupEnv(shimSandboxEnv); ok {
 		s, err := decodeSandboxSpec(v)
@@ -116,6 +119,10 @@ func RunShim(args []string) int {
 		return 127
 	}
 
+	// The relay's death closes the lifeline: from then on it is treated
+	// like SIGTERM.
+	relayGone := watchLifeline(lifeline)
+
 	path, err := exec.LookPath(args[0])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", ShimArg, err)
@@ -133,16 +140,10 @@ func RunShim(args []string) int {
 	case status = <-tree.status:
 		exited = true
 	case <-sigs:
-		// Everyone in the group gets SIGTERM, the shim included; its own
-		// copy lands in sigs and is ignored from now on. Descendants that
-		// left the group get theirs one by one.
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		for _, p := range descendants(os.Getpid()) {
-			if p.pgrp != pgid {
-				_ = syscall.Kill(p.pid, syscall.SIGTERM)
-			}
-		}
-		tree.await(pgid, grace)
+		tree.terminate(pgid, grace)
+	case <-relayGone:
+		fmt.Fprintf(os.Stderr, "%s: the relay is gone, stopping the executor\n", ShimArg)
+		tree.terminate(pgid, grace)
 	}
 	if !tree.kill(pgid) {
 		fmt.Fprintf(os.Stderr, "%s: processes still alive after %v\n", ShimArg, shimReapTimeout)
@@ -163,7 +164,7 @@ func shimChildEnv(env []string) []string {
 	out := env[:0:0]
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
-		if name == shimParentEnv || name == shimGraceEnv || name == shimSandboxEnv {
+		if name == shimParentEnv || name == shimGraceEnv || name == shimLifelineEnv || name == shimSandboxEnv {
 			continue
 		}
 		out = append(out, kv)
@@ -226,6 +227,60 @@ func startTree(path string, argv, env []string, sandbox *sandboxSpec) (*shimTree
 		return nil, err
 	}
 	return t, nil
+}
+
+// terminate sends SIGTERM to everyone in group pgid, the shim included
+// (its own copy lands in its signal channel and is ignored from then on),
+// and one by one to the descendants that left the group, then waits until
+// the tree is gone or grace has passed.
+func (t *shimTree) terminate(pgid int, grace time.Duration) {
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	for _, p := range descendants(os.Getpid()) {
+		if p.pgrp != pgid {
+			_ = syscall.Kill(p.pid, syscall.SIGTERM)
+		}
+	}
+	t.await(pgid, grace)
+}
+
+// openLifeline returns the lifeline pipe named by the value of
+// shimLifelineEnv (a file descriptor number), or nil when there is none.
+// The descriptor is made close-on-exec so that the executor does not
+// inherit it.
+func openLifeline(v string) (*os.File, error) {
+	if v == "" {
+		return nil, nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("lifeline: bad descriptor %q", v)
+	}
+	syscall.CloseOnExec(fd)
+	f := os.NewFile(uintptr(fd), "lifeline")
+	if f == nil {
+		return nil, fmt.Errorf("lifeline: descriptor %d is not open", fd)
+	}
+	return f, nil
+}
+
+// watchLifeline returns a channel closed once reading f ends: nothing is
+// ever written to it, so a read returns only when the relay's write end
+// is closed, that is when the relay is gone. A nil f is never closed.
+func watchLifeline(f *os.File) <-chan struct{} {
+	gone := make(chan struct{})
+	if f == nil {
+		return gone
+	}
+	go func() {
+		defer close(gone)
+		var b [1]byte
+		for {
+			if _, err := f.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+	return gone
 }
 
 // gone reports whether the whole tree has exited and no live process is
@@ -296,4 +351,21 @@ func waitStatusCode(ws syscall.WaitStatus) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
+}
+
+// decodeSandboxSpec reads the value of shimSandboxEnv.
+func decodeSandboxSpec(v string) (*sandboxSpec, error) {
+	var s sandboxSpec
+	if err := json.Unmarshal([]byte(v), &s); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if s.Kind != SandboxLandlock {
+		return nil, fmt.Errorf("sandbox: unknown kind %q", s.Kind)
+	}
+	for _, p := range s.Write {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("sandbox: writable path %q is not absolute", p)
+		}
+	}
+	return &s, nil
 }

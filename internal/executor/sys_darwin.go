@@ -7,8 +7,8 @@ import (
 )
 
 // sysProcAttr makes the process lead a new process group. macOS has no
-// parent-death signal: the shim is the only guard against a killed relay
-// leaving its executors behind, and it cannot be armed.
+// parent-death signal: the shim, which watches its lifeline pipe to the
+// relay, is the guard against a killed relay leaving its executors behind.
 func sysProcAttr(syscall.Signal) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }

@@ -5,8 +5,9 @@ package executor
 import "syscall"
 
 // sysProcAttr makes the process lead a new process group. Only Linux has a
-// parent-death signal; elsewhere the shim is the only guard against a
-// killed relay leaving its executors behind, and it cannot be armed.
+// parent-death signal; elsewhere the shim, which watches its lifeline pipe
+// to the relay, is the guard against a killed relay leaving its executors
+// behind.
 func sysProcAttr(syscall.Signal) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }

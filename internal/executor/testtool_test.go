@@ -1,3 +1,5 @@
+//go:build unix
+
 package executor
 
 import (
@@ -8,6 +10,9 @@ import (
 	"syscall"
 	"time"
 )
+
+// toolEnv names the test binary for the scripts that run its tools.
+const toolEnv = "EXECUTOR_TOOL"
 
 // testToolArg makes the test binary a small tool for the scripts the tests
 // run (see runTestTool).

@@ -61,6 +61,7 @@ var statusOf = map[relaytype.ErrorCode]int{
 	relaytype.CodeJobNotActive:      http.StatusConflict,
 	relaytype.CodeConflict:          http.StatusConflict,
 	relaytype.CodeIllegalTransition: http.StatusConflict,
+	relaytype.CodeAskPolicy:         http.StatusForbidden,
 }
 
 // errorOf turns an error of the ask service or the relay into its

@@ -77,10 +77,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	dirty := make(chan struct{}, 1)
 	done := make(chan struct{})
 	defer close(done)
+	// relayStopped is closed when the relay closes the subscription: the
+	// stream ends then.
+	relayStopped := make(chan struct{})
 	go func() {
 		for {
 			select {
-			case c := <-changes:
+			case c, ok := <-changes:
+				if !ok {
+					close(relayStopped)
+					return
+				}
 				if c.JobID == jobID {
 					select {
 					case dirty <- struct{}{}:
@@ -137,6 +144,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-stop:
+			return
+		case <-relayStopped:
+			// What was stored before the stop is still sent.
+			if err := drain(); err != nil {
+				s.streamEnded(r, err)
+			}
 			return
 		case <-dirty:
 		case now := <-beat.C:

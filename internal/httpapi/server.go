@@ -92,6 +92,9 @@ type Config struct {
 	// AttestationKey is served at GET /attestation-key. Defaults to none
 	// (404).
 	AttestationKey ed25519.PublicKey
+	// Health, when set, is asked by GET /healthz: an error makes it
+	// answer 503 with the error's text. Defaults to always healthy.
+	Health func() error
 	// BindHost is the configured bind address (askAnswer.host), accepted
 	// as a Host header name at the listener's port besides the loopback
 	// names and the listener's own address. Defaults to none.
@@ -265,6 +268,12 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.Health != nil {
+		if err := s.cfg.Health(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false, "error": err.Error()})
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
@@ -360,6 +369,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Debug("Ask/Answer HTTP API serving", "addr", ln.Addr().String())
 	select {
 	case err := <-served:
+		// The listener died: connections still open must not go on
+		// being served by a server nobody will shut down.
+		close(stop)
+		_ = srv.Close()
 		return fmt.Errorf("httpapi: serve: %w", err)
 	case <-ctx.Done():
 	}

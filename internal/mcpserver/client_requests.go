@@ -1,6 +1,6 @@
 package mcpserver
 
-//lint:file-ignore SA1019 sampling is deprecated from protocol 2026-07-28 (SEP-2577) but SPEC §6 offers it as a provider; it is only sent to sessions on older protocols.
+//lint:file-ignore SA1019 sampling is deprecated from protocol 2026-07-28 (SEP-2577) but the relay offers it as an answer provider; it is only sent to sessions on older protocols.
 
 // Requests from the relay to a connected client: elicitation (asking the
 // person at the client, for asks routed to a human) and sampling (asking

@@ -12,8 +12,10 @@
 // (relaytype.ErrorCode); JSON-RPC errors are kept for protocol faults and
 // for the resource-not-found error of resources/read.
 //
-// Tool arguments are decoded and validated here, not by the SDK: the input
-// schemas are descriptive (they tell the client model what to send) and the
-// JobSpec is parsed by relaytype.ParseJobSpec, so a bad spec fails with
-// INVALID_SPEC naming the field rather than with a schema-validator message.
+// Every tool's input and output schema is generated from its Go argument
+// and result types (schema.go). Tool arguments are validated here, not by
+// the SDK: against the input schema the tool advertises (validate.go), then
+// by the handlers and relaytype.ParseJobSpec, so that a bad argument fails
+// with INVALID_REQUEST, and a bad spec with INVALID_SPEC, naming the field
+// (for example execution.timeoutS) rather than with a validator's message.
 package mcpserver

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -16,14 +15,9 @@ type Followups interface {
 	Followup(ctx context.Context, parentID, instruction string) (*relaytype.Job, error)
 }
 
-var followupInputSchema = object("", []string{"jobId", "instruction"}, map[string]*jsonschema.Schema{
-	"jobId":       str("Id of the finished job to continue."),
-	"instruction": str("What to do next, in the same repository, on top of the parent job's changes (at most 10000 characters)."),
-})
-
 type followupArgs struct {
-	JobID       string `json:"jobId"`
-	Instruction string `json:"instruction"`
+	JobID       string `json:"jobId" jsonschema:"the finished job to continue"`
+	Instruction string `json:"instruction" jsonschema:"what to do next, on top of the parent's changes"`
 }
 
 func (s *Server) addFollowupTool() {
@@ -34,13 +28,13 @@ func (s *Server) addFollowupTool() {
 	addTool(s, &mcp.Tool{
 		Name:  "jobs_followup",
 		Title: "Continue a finished job",
-		Description: `Start a new job that continues a finished one (jobId): same repository, baseline and executor; its workspace starts from the parent's result ` +
-			`(the parent's patch applied) and a coding agent resumes its recorded session. Returns {jobId, created, state, stateVersion, baselineCommit} at once; ` +
-			`then drive it like any job (jobs_wait, asks, artifacts). Its patch.diff is against the ORIGINAL baseline (parent's changes included); ` +
-			`incremental.diff holds only the follow-up's own change. ` + errorHelp +
-			` A parent that has not finished gives ILLEGAL_TRANSITION; an unknown jobId gives JOB_NOT_FOUND.`,
-		InputSchema: followupInputSchema,
-		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
+		Description: `Start a job continuing a finished one (same repository, baseline and executor): the parent's patch applied, the agent's session resumed. ` +
+			`Drive it like any job. Its patch.diff is against the original baseline; incremental.diff holds its own change. ` +
+			errorHelp + ` ILLEGAL_TRANSITION: the parent has not finished.`,
+		InputSchema: followupInputSchema(),
+		// The result is jobs_submit's, described there.
+		OutputSchema: schemaFor[submitResult](describeOnly()),
+		Annotations:  &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
 	}, func(ctx context.Context, in *followupArgs) (submitResult, error) {
 		parent := strings.TrimSpace(in.JobID)
 		if parent == "" {

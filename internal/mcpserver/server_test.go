@@ -289,7 +289,7 @@ func TestListTools(t *testing.T) {
 
 	for _, tool := range res.Tools {
 		if tool.Name == "jobs_submit" {
-			// The descriptive input schema accepts the seed's spec.
+			// The input schema accepts the seed's spec.
 			requireValid(t, toSchema(t, tool.InputSchema), `{"spec":`+seedSpec+`}`)
 			for _, s := range []string{"jobs_get", "mcp://jobs/{jobId}/status", "patch.diff", "SUCCEEDED", "WAITING_ON_ANSWER", "EXECUTOR_ERROR", "INVALID_SPEC"} {
 				require.Contains(t, tool.Description, s)
@@ -348,7 +348,7 @@ func TestSubmitErrors(t *testing.T) {
 		field string
 	}{
 		{"bad baselineCommit", `{"spec":` + strings.Replace(seedSpec, strings.Repeat("a", 40), "xyz", 1) + `}`, relaytype.CodeInvalidSpec, "repo.baselineCommit"},
-		{"unknown field", `{"spec":` + strings.Replace(seedSpec, `"priority":"P1"`, `"priority":"P1","turbo":true`, 1) + `}`, relaytype.CodeInvalidSpec, "turbo"},
+		{"unknown field", `{"spec":` + strings.Replace(seedSpec, `"priority":"P1"`, `"priority":"P1","turbo":true`, 1) + `}`, relaytype.CodeInvalidSpec, "execution.turbo"},
 		{"title too long", `{"spec":` + strings.Replace(seedSpec, "Test Task", title, 1) + `}`, relaytype.CodeInvalidSpec, "task.title"},
 		{"wrong type", `{"spec":` + strings.Replace(seedSpec, `"ttlS":3600`, `"ttlS":"soon"`, 1) + `}`, relaytype.CodeInvalidSpec, "execution.ttlS"},
 		{"bad priority", `{"spec":` + strings.Replace(seedSpec, `"P1"`, `"P9"`, 1) + `}`, relaytype.CodeInvalidSpec, "execution.priority"},

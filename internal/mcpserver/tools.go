@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -20,76 +21,54 @@ const (
 	maxListLimit     = 100
 )
 
-// The loop a client model should drive, shared by the tool descriptions.
-const (
-	loopHelp = `Jobs run for minutes: submit returns at once, then call jobs_wait {jobId} repeatedly (each call returns within 50 s, on the next state change) ` +
-		`until the state is terminal; jobs_get reads the status without waiting, ` +
-		`and the resource mcp://jobs/{jobId}/status can be subscribed to instead (re-read it on notifications/resources/updated). ` +
-		`States: QUEUED (waiting for a worker), RUNNING, WAITING_ON_ANSWER (the executor asked a question and waits for the answer), ` +
-		`STALE (its worker was lost; it is retried until maxAttempts) — all still in progress; ` +
-		`SUCCEEDED, FAILED, CANCELED, EXPIRED (queued longer than ttlS) — terminal. ` +
-		`A FAILED job has reasonCode EXECUTOR_ERROR (the executor exited non-zero), TIMEOUT, CONFLICT (its patch does not apply to the baseline), BAD_ARTIFACTS (the patch could not be computed), ` +
-		`POLICY (an ask was REJECTED) or INTERNAL_ERROR, and a summary. ` +
-		`Then read the results with resources/read: mcp://jobs/{jobId}/artifacts/patch.diff (a unified diff that applies cleanly to baselineCommit), ` +
-		`mcp://jobs/{jobId}/artifacts/out.md (test plan and notes), mcp://jobs/{jobId}/artifacts/logs.txt (executor output); ` +
-		`jobs_get lists the artifacts that exist, with SHA-256 digests.`
-	askHelp = `When a job is WAITING_ON_ANSWER (jobs_wait reports pendingAsks > 0), its executor is blocked on a question: ` +
-		`call asks_list {jobId}, then asks_answer each pending ask whose route is orchestrator with answerText (or answerJson when the ask has an outputSchema), ` +
-		`answering from your own knowledge of the user's intent and the task (asks routed to the runner or to a human usually answer themselves: keep waiting, and answer them only if they stay pending); ` +
-		`the job goes back to RUNNING once no ask is pending. ` +
-		`Answer status REJECTED refuses and fails the job (reasonCode POLICY). An ask not answered by its deadlineAt times out and fails the job.`
-	errorHelp = `Errors are returned as isError results whose text is JSON {"code","message","field"}.`
-)
+// errorHelp tells every tool's caller how errors come back.
+const errorHelp = `Errors: isError, text {"code","message","field"}.`
 
 func (s *Server) addTools() {
 	addTool(s, &mcp.Tool{
 		Name:  "jobs_submit",
 		Title: "Submit a background coding job",
-		Description: `Hand a coding task to a background executor (codex, claude, gemini or another configured agent) working in an isolated checkout of a repository at a pinned commit. ` +
-			`Returns {jobId, created, state, stateVersion, baselineCommit} immediately; it does not wait for the work. ` +
-			loopHelp + ` ` + s.askHelp() +
-			`Resubmitting with the same spec.idempotencyKey returns the existing job (created=false) unless that job FAILED, was CANCELED or EXPIRED. ` +
-			errorHelp + ` INVALID_SPEC names the offending spec field (for example repo.baselineCommit); NO_EXECUTOR means no executor is configured.`,
-		InputSchema: submitInputSchema,
+		Description: `Start a background coding job: an executor (a coding agent or a command) works on the task in an isolated checkout of the repo at a pinned commit. ` +
+			`Returns at once. Then call jobs_wait {jobId} until the state is terminal (jobs_get reads it without waiting; mcp://jobs/{jobId}/status can be subscribed to). ` +
+			`In progress: QUEUED, RUNNING, WAITING_ON_ANSWER (` + s.askHelp() + `), STALE (worker lost; retried up to maxAttempts). ` +
+			`Terminal: SUCCEEDED; FAILED with reasonCode EXECUTOR_ERROR, TIMEOUT, CONFLICT (patch does not apply), BAD_ARTIFACTS, POLICY (e.g. a file outside scope.fileGlobs), OUTPUT_CONTRACT (an outputContract part missing) or INTERNAL_ERROR; CANCELED; EXPIRED (queued past ttlS). ` +
+			`Then resources/read mcp://jobs/{jobId}/artifacts/patch.diff (applies to baselineCommit), out.md (test plan, notes) and logs.txt. ` +
+			errorHelp + ` INVALID_SPEC names the spec field; NO_EXECUTOR: none configured.`,
+		InputSchema: submitInputSchema(),
 		Annotations: &mcp.ToolAnnotations{IdempotentHint: true, DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
 	}, s.submit)
 	addTool(s, &mcp.Tool{
-		Name:  "jobs_get",
-		Title: "Get a job's status",
-		Description: `Get a job's status: state, stateVersion (increments on every transition), attempt and maxAttempts, reasonCode and summary, ` +
-			`timestamps (RFC 3339), and the artifacts stored so far with their resource URIs, SHA-256 digests and sizes. ` +
-			loopHelp + ` ` + s.askHelp() + errorHelp + ` An unknown jobId gives JOB_NOT_FOUND.`,
-		InputSchema: getInputSchema,
+		Name:        "jobs_get",
+		Title:       "Get a job's status",
+		Description: `Read a job's status without waiting, with its artifacts so far (states and artifacts: see jobs_submit). ` + errorHelp,
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.get)
 	addTool(s, &mcp.Tool{
-		Name:  "jobs_list",
-		Title: "List jobs",
-		Description: fmt.Sprintf(`List this project's jobs (every project's with allProjects), newest first, optionally only those in one state. Returns {items, total, hasMore}; `+
-			`each item is a job status without its artifacts (use jobs_get for those). Page with offset and limit (1 to %d, default %d). `,
-			maxListLimit, defaultListLimit) + errorHelp,
-		InputSchema: listInputSchema,
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+		Name:        "jobs_list",
+		Title:       "List jobs",
+		Description: `List jobs, newest first: this project's, or every project's with allProjects. Items leave out artifacts (see jobs_get). ` + errorHelp,
+		InputSchema: listInputSchema(),
+		// The items are described once, in jobs_get's output schema.
+		OutputSchema: schemaFor[listResult](describeOnly("total", "hasMore")),
+		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.list)
 	addTool(s, &mcp.Tool{
 		Name:  "jobs_cancel",
 		Title: "Cancel a job",
-		Description: `Cancel a job that has not finished: a queued job never runs, and a running job's executor is stopped (its whole process group is killed) before this returns. ` +
-			`Returns {ok, state} with state CANCELED. ` + errorHelp +
-			` Cancelling a job that is already terminal (SUCCEEDED, FAILED, CANCELED, EXPIRED) gives ILLEGAL_TRANSITION; an unknown jobId gives JOB_NOT_FOUND.`,
-		InputSchema: cancelInputSchema,
+		Description: `Cancel an unfinished job: a queued one never runs; a running one's executor process group is killed before this returns. ` +
+			errorHelp + ` ILLEGAL_TRANSITION: the job already ended.`,
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: false, OpenWorldHint: ptr(false)},
 	}, s.cancel)
 	addToolReq(s, &mcp.Tool{
 		Name:  "jobs_wait",
 		Title: "Wait for a job to change",
-		Description: fmt.Sprintf(`Wait until a job changes state (or one of its asks is created or answered), then return its status as jobs_get does, plus `+
-			`changed (false when the call timed out or the job was already terminal) and pendingAsks (asks waiting for your answer). `+
-			`Returns at once for a terminal job, and after timeoutS seconds (1 to %d, default %d) when nothing changes: then just call it again. `+
-			`Sends notifications/progress while waiting when the call carries a progressToken. `, maxWaitS, defaultWaitS) +
-			loopHelp + ` ` + s.askHelp() + errorHelp + ` An unknown jobId gives JOB_NOT_FOUND; a timeoutS out of range gives INVALID_REQUEST.`,
-		InputSchema: waitInputSchema,
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+		Description: `Wait up to timeoutS for a job or its asks to change, then return its status as jobs_get does; at once if it is terminal. ` +
+			`Repeat jobs_wait until it is. WAITING_ON_ANSWER: ` + s.askHelp() + `. ` +
+			`Sends notifications/progress if the call has a progressToken. ` + errorHelp,
+		InputSchema: waitInputSchema(),
+		// The status is described once, in jobs_get's output schema.
+		OutputSchema: schemaFor[waitResult](describeOnly("changed", "pendingAsks")),
+		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.wait)
 	s.addFollowupTool()
 	if s.asks == nil {
@@ -98,45 +77,43 @@ func (s *Server) addTools() {
 	addTool(s, &mcp.Tool{
 		Name:  "asks_list",
 		Title: "List questions from executors",
-		Description: `List the questions (asks) that executors of running jobs asked, oldest first; by default only the PENDING ones, which wait for an answer. ` +
-			`Returns {items, total}; each item has askId, jobId, askType (CLARIFICATION, RESOURCE_FETCH, POLICY_DECISION, APPROVAL, CHOICE), prompt (the question), ` +
-			`contextEnvelope (the job snapshot, facts and tool capabilities the question is about), constraints, outputSchema (the JSON Schema answerJson must satisfy, if any), ` +
-			`route (orchestrator: yours to answer; runner or human: answered elsewhere, though you may answer it), status, deadlineAt, ageSeconds, and answer once answered. ` +
-			askHelp + ` ` + errorHelp + ` A bad status gives INVALID_REQUEST; an unknown jobId gives JOB_NOT_FOUND.`,
-		InputSchema: asksListInputSchema,
+		Description: `List executors' questions (asks), oldest first; PENDING ones by default. ` +
+			`Answer those routed to orchestrator with asks_answer, from the user's intent and the task; ` +
+			`runner and human asks usually answer themselves (answer them if they stay pending). ` +
+			`An ask unanswered at deadlineAt fails the job. ` + errorHelp,
+		InputSchema: asksListInputSchema(),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.listAsks)
 	addTool(s, &mcp.Tool{
 		Name:  "asks_answer",
 		Title: "Answer a question from an executor",
-		Description: `Answer a pending ask (from asks_list); the executor that asked resumes with the answer. ` +
-			`Give answerText, or answerJson (any JSON value) when the ask has an outputSchema; status defaults to ANSWERED. ` +
-			`Use status REJECTED (with error saying why) only to refuse what the executor asks: it fails the job with reasonCode POLICY. ` +
-			`Returns {askId, jobId, status, created, jobState}: jobState is RUNNING again once no ask of the job is pending. ` +
-			`Repeating the same answer is harmless (created=false). ` + errorHelp +
-			` ASK_NOT_FOUND: no such ask; CONFLICT: the ask was already answered differently (or closed when its job ended); ` +
-			`INVALID_REQUEST names the argument, for example answerText when an ANSWERED answer has neither answerText nor answerJson.`,
-		InputSchema: asksAnswerInputSchema,
+		Description: `Answer a pending ask; its executor resumes with the answer. Give answerText, or answerJson when the ask has an outputSchema. ` +
+			`REJECTED refuses and fails the job (POLICY); ERROR (cannot answer) fails it with EXECUTOR_ERROR. ` +
+			`Repeating an answer is harmless. ` + errorHelp + ` CONFLICT: answered differently before.`,
+		InputSchema: asksAnswerInputSchema(),
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.answer)
 }
 
-// askHelp is askHelp followed by a space when the ask tools are offered.
+// askHelp says what to do about a job WAITING_ON_ANSWER: answer its asks
+// when the ask tools are offered.
 func (s *Server) askHelp() string {
 	if s.asks == nil {
-		return ""
+		return "an executor question waits for its answer"
 	}
-	return askHelp + " "
+	return "an executor question waits: answer it with asks_list and asks_answer; REJECTED fails the job"
 }
 
 // addTool registers a tool whose arguments decode strictly into In and
 // whose result Out becomes both structuredContent and a text block holding
 // the same JSON. Any error becomes an isError result (see toolError).
 //
-// The SDK's generic mcp.AddTool would validate arguments against the
-// input schema before the handler runs; its messages name schema paths
-// and carry no contract code, so the low-level Server.AddTool is used and
-// validation stays with the handlers and relaytype.ParseJobSpec.
+// The input and output schemas are t.InputSchema and t.OutputSchema when
+// set, else inferred from In and Out. The arguments of every call are
+// validated against the input schema (argValidator) before they are
+// decoded, so that errors carry a contract code and name the field; the
+// low-level Server.AddTool is used because the SDK's generic mcp.AddTool
+// reports violations without either.
 func addTool[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *In) (Out, error)) {
 	addToolReq(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in *In) (Out, error) { return h(ctx, in) })
 }
@@ -144,10 +121,24 @@ func addTool[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *In) (
 // addToolReq is addTool for handlers that need the request itself: its
 // session and progress token.
 func addToolReq[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *mcp.CallToolRequest, *In) (Out, error)) {
-	t.OutputSchema = outputSchema[Out]()
+	if t.InputSchema == nil {
+		t.InputSchema = schemaFor[In]()
+	}
+	if t.OutputSchema == nil {
+		t.OutputSchema = schemaFor[Out]()
+	}
+	validator, err := newArgValidator(t.Name, t.InputSchema.(*jsonschema.Schema))
+	if err != nil {
+		// The schemas are built from fixed types; a failure is a bug.
+		panic(fmt.Sprintf("mcpserver: %v", err))
+	}
 	s.mcp.AddTool(t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		args, err := validator.check(req.Params.Arguments)
+		if err != nil {
+			return s.toolError(t.Name, err), nil
+		}
 		var in In
-		if err := decodeArgs(req.Params.Arguments, &in); err != nil {
+		if err := decodeArgs(args, &in); err != nil {
 			return s.toolError(t.Name, err), nil
 		}
 		out, err := h(ctx, req, &in)
@@ -178,7 +169,8 @@ func (e *argError) Code() relaytype.ErrorCode { return relaytype.CodeInvalidRequ
 
 // decodeArgs decodes tool arguments strictly: unknown arguments and values
 // of the wrong type are errors naming the argument. Absent arguments
-// decode as {}.
+// decode as {}. Arguments that passed argValidator fail here only in edge
+// cases the schema cannot tell, such as 1.0 for a Go int.
 func decodeArgs(raw json.RawMessage, v any) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
@@ -259,23 +251,14 @@ func (s *Server) toolError(tool string, err error) *mcp.CallToolResult {
 	return res
 }
 
+// submitArgs are jobs_submit's arguments; submitSchema describes them.
 type submitArgs struct {
 	Spec json.RawMessage `json:"spec"`
 }
 
 func (s *Server) submit(ctx context.Context, in *submitArgs) (submitResult, error) {
+	// The input schema has made the spec an object.
 	raw := bytes.TrimSpace(in.Spec)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return submitResult{}, &relaytype.SpecError{Field: "spec", Message: "required"}
-	}
-	// Some clients send nested objects as JSON-encoded strings; accept the
-	// object inside.
-	if raw[0] == '"' {
-		var inner string
-		if err := json.Unmarshal(raw, &inner); err == nil {
-			raw = bytes.TrimSpace([]byte(inner))
-		}
-	}
 	if len(raw) == 0 || raw[0] != '{' {
 		return submitResult{}, &relaytype.SpecError{Field: "spec", Message: "must be a JSON object (the JobSpec)"}
 	}
@@ -297,7 +280,7 @@ func (s *Server) submit(ctx context.Context, in *submitArgs) (submitResult, erro
 }
 
 type jobArgs struct {
-	JobID string `json:"jobId"`
+	JobID string `json:"jobId" jsonschema:"job id, from jobs_submit"`
 }
 
 func (a *jobArgs) id() (string, error) {
@@ -338,10 +321,10 @@ func (s *Server) statusOf(ctx context.Context, job *relaytype.Job) (jobStatus, e
 }
 
 type listArgs struct {
-	State       string `json:"state"`
-	Limit       *int   `json:"limit"`
-	Offset      *int   `json:"offset"`
-	AllProjects bool   `json:"allProjects"`
+	State       string `json:"state,omitempty" jsonschema:"only jobs in this state"`
+	Limit       *int   `json:"limit,omitempty" jsonschema:"page size"`
+	Offset      *int   `json:"offset,omitempty" jsonschema:"jobs to skip"`
+	AllProjects bool   `json:"allProjects,omitempty" jsonschema:"jobs of every project, not only this one's"`
 }
 
 // AllProjects is the optional part of Jobs whose List shows one project's

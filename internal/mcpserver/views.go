@@ -8,8 +8,8 @@ import (
 )
 
 // The JSON shapes below are what tools return as structuredContent and
-// what the job resources hold. Their field names are part of the contract
-// (SPEC §5); their output schemas are derived from them (schema.go).
+// what the job resources hold. Their field names are part of the contract;
+// the tools' output schemas are derived from them (schema.go).
 
 // timestamp is a time as an RFC 3339 string in UTC with milliseconds.
 type timestamp string
@@ -27,50 +27,50 @@ func stampPtr(t *time.Time) timestamp {
 
 // jobSummary is one job as jobs_list and mcp://jobs/list show it.
 type jobSummary struct {
-	ID             string               `json:"id" jsonschema:"job id, as returned by jobs_submit"`
-	State          relaytype.JobState   `json:"state" jsonschema:"lifecycle state; SUCCEEDED, FAILED, CANCELED and EXPIRED are terminal"`
-	StateVersion   int64                `json:"stateVersion" jsonschema:"increments on every state transition"`
-	Attempt        int                  `json:"attempt" jsonschema:"current attempt, starting at 1 once the job first runs"`
-	MaxAttempts    int                  `json:"maxAttempts" jsonschema:"attempts allowed before a job whose worker was lost is FAILED"`
-	Priority       relaytype.Priority   `json:"priority" jsonschema:"queue priority, P0 highest"`
-	Executor       string               `json:"executor" jsonschema:"name of the executor that runs the job"`
-	BaselineCommit string               `json:"baselineCommit" jsonschema:"40-hex commit the job starts from; patch.diff applies to it"`
-	ReasonCode     relaytype.FailReason `json:"reasonCode,omitempty" jsonschema:"why the job FAILED"`
-	Summary        string               `json:"summary,omitempty" jsonschema:"one-line outcome or failure detail"`
-	CreatedAt      timestamp            `json:"createdAt" jsonschema:"when the job was submitted"`
-	StartedAt      timestamp            `json:"startedAt,omitempty" jsonschema:"when the job first started running"`
-	FinishedAt     timestamp            `json:"finishedAt,omitempty" jsonschema:"when the job reached a terminal state"`
-	DurationMs     *int64               `json:"durationMs,omitempty" jsonschema:"milliseconds from startedAt to finishedAt, once both are known"`
-	LastUpdate     timestamp            `json:"lastUpdate" jsonschema:"when the job record last changed"`
-	Usage          usageView            `json:"usage" jsonschema:"tokens (and cost, where reported) spent by the job's executor runs and the Answer Runner's answers to its asks"`
-	SessionID      string               `json:"sessionId,omitempty" jsonschema:"the coding agent's session id; jobs_followup resumes it"`
+	ID             string               `json:"id"`
+	State          relaytype.JobState   `json:"state"`
+	StateVersion   int64                `json:"stateVersion" jsonschema:"increments on every transition"`
+	Attempt        int                  `json:"attempt"`
+	MaxAttempts    int                  `json:"maxAttempts"`
+	Priority       relaytype.Priority   `json:"priority"`
+	Executor       string               `json:"executor"`
+	BaselineCommit string               `json:"baselineCommit" jsonschema:"patch.diff applies to it"`
+	ReasonCode     relaytype.FailReason `json:"reasonCode,omitempty"`
+	Summary        string               `json:"summary,omitempty" jsonschema:"outcome or failure detail"`
+	CreatedAt      timestamp            `json:"createdAt"`
+	StartedAt      timestamp            `json:"startedAt,omitempty"`
+	FinishedAt     timestamp            `json:"finishedAt,omitempty"`
+	DurationMs     *int64               `json:"durationMs,omitempty"`
+	LastUpdate     timestamp            `json:"lastUpdate"`
+	Usage          usageView            `json:"usage" jsonschema:"tokens and cost (where reported) of its executor runs and ask answers"`
+	SessionID      string               `json:"sessionId,omitempty" jsonschema:"the agent session jobs_followup resumes"`
 	ParentJobID    string               `json:"parentJobId,omitempty" jsonschema:"the job this follow-up continues"`
-	Project        string               `json:"project,omitempty" jsonschema:"config dir of the project the job was submitted from; it runs with that project's executors"`
+	Project        string               `json:"project,omitempty" jsonschema:"config dir of the project that submitted it"`
 }
 
 // usageView is a token count.
 type usageView struct {
-	InputTokens       int     `json:"inputTokens" jsonschema:"prompt tokens"`
-	OutputTokens      int     `json:"outputTokens" jsonschema:"completion tokens"`
-	CachedInputTokens int     `json:"cachedInputTokens,omitempty" jsonschema:"prompt tokens served from the provider's cache"`
-	CostUSD           float64 `json:"costUsd,omitempty" jsonschema:"cost in US dollars, where the executor reports it"`
+	InputTokens       int     `json:"inputTokens"`
+	OutputTokens      int     `json:"outputTokens"`
+	CachedInputTokens int     `json:"cachedInputTokens,omitempty"`
+	CostUSD           float64 `json:"costUsd,omitempty"`
 }
 
 // jobStatus is one job as jobs_get and mcp://jobs/{jobId}/status show it.
 type jobStatus struct {
 	jobSummary
-	Artifacts []artifactRef `json:"artifacts" jsonschema:"artifacts stored so far; read each with resources/read on its uri"`
-	Progress  *progressView `json:"progress,omitempty" jsonschema:"what the job is doing, while it is RUNNING or WAITING_ON_ANSWER"`
+	Artifacts []artifactRef `json:"artifacts" jsonschema:"artifacts so far; resources/read each uri"`
+	Progress  *progressView `json:"progress,omitempty" jsonschema:"while RUNNING or WAITING_ON_ANSWER"`
 }
 
 // progressView is what a running job is doing.
 type progressView struct {
-	Phase      relaytype.Phase `json:"phase,omitempty" jsonschema:"what the job is doing: preparing workspace, running (its executor) or collecting artifacts"`
-	PhaseSince timestamp       `json:"phaseSince,omitempty" jsonschema:"when the job entered its phase"`
-	ElapsedS   float64         `json:"elapsedS" jsonschema:"seconds since the job started running"`
-	Attempt    int             `json:"attempt" jsonschema:"the attempt running"`
-	LastLines  []string        `json:"lastLines" jsonschema:"the last non-blank lines (at most 10, oldest first) of the executor's output in this attempt"`
-	LogsURI    string          `json:"logsUri" jsonschema:"resource holding the executor's whole output so far: logs.txt, marked partial (first line and _meta.partial) until the job ends"`
+	Phase      relaytype.Phase `json:"phase,omitempty"`
+	PhaseSince timestamp       `json:"phaseSince,omitempty"`
+	ElapsedS   float64         `json:"elapsedS" jsonschema:"seconds since it started running"`
+	Attempt    int             `json:"attempt"`
+	LastLines  []string        `json:"lastLines" jsonschema:"last output lines, oldest first"`
+	LogsURI    string          `json:"logsUri" jsonschema:"output so far (logs.txt), marked partial until the job ends"`
 }
 
 func progressOf(jobID string, p *relaytype.Progress) *progressView {
@@ -92,32 +92,32 @@ func progressOf(jobID string, p *relaytype.Progress) *progressView {
 
 // artifactRef points at one stored artifact.
 type artifactRef struct {
-	Kind   relaytype.ArtifactKind `json:"kind" jsonschema:"patch.diff, out.md, logs.txt or pr.json"`
-	URI    string                 `json:"uri" jsonschema:"resource URI to read the artifact from"`
-	Digest string                 `json:"digest" jsonschema:"lowercase hex SHA-256 of the content"`
-	Size   int64                  `json:"size" jsonschema:"size in bytes"`
+	Kind   relaytype.ArtifactKind `json:"kind"`
+	URI    string                 `json:"uri"`
+	Digest string                 `json:"digest" jsonschema:"hex SHA-256"`
+	Size   int64                  `json:"size" jsonschema:"bytes"`
 }
 
 // listResult is the result of jobs_list and the content of mcp://jobs/list.
 type listResult struct {
-	Items   []jobSummary `json:"items" jsonschema:"jobs on this page, newest first"`
-	Total   int          `json:"total" jsonschema:"number of jobs matching the filter"`
-	HasMore bool         `json:"hasMore" jsonschema:"whether jobs remain after this page (next offset = offset + len(items))"`
+	Items   []jobSummary `json:"items"`
+	Total   int          `json:"total" jsonschema:"number of matching items"`
+	HasMore bool         `json:"hasMore" jsonschema:"more after this page"`
 }
 
 // submitResult is the result of jobs_submit.
 type submitResult struct {
-	JobID          string             `json:"jobId" jsonschema:"id of the job; pass it to jobs_get, jobs_cancel and the mcp://jobs/{jobId}/... resources"`
-	Created        bool               `json:"created" jsonschema:"false when the idempotencyKey matched an existing job, which is returned instead"`
-	State          relaytype.JobState `json:"state" jsonschema:"state of the job now, normally QUEUED"`
-	StateVersion   int64              `json:"stateVersion" jsonschema:"state version of the job now"`
-	BaselineCommit string             `json:"baselineCommit" jsonschema:"40-hex commit the job starts from (resolved from baseBranch if the spec had none)"`
+	JobID          string             `json:"jobId"`
+	Created        bool               `json:"created" jsonschema:"false when idempotencyKey matched an existing job"`
+	State          relaytype.JobState `json:"state"`
+	StateVersion   int64              `json:"stateVersion" jsonschema:"increments on every transition"`
+	BaselineCommit string             `json:"baselineCommit" jsonschema:"patch.diff applies to it"`
 }
 
 // cancelResult is the result of jobs_cancel.
 type cancelResult struct {
-	OK    bool               `json:"ok" jsonschema:"true when the job was canceled"`
-	State relaytype.JobState `json:"state" jsonschema:"state of the job after the call, CANCELED"`
+	OK    bool               `json:"ok"`
+	State relaytype.JobState `json:"state"`
 }
 
 func summarize(j *relaytype.Job) jobSummary {
@@ -184,29 +184,29 @@ func (o *jsonObject) UnmarshalJSON(data []byte) error {
 
 // askItem is one ask as asks_list and mcp://jobs/{jobId}/asks show it.
 type askItem struct {
-	AskID           string                 `json:"askId" jsonschema:"id of the ask; pass it to asks_answer"`
-	JobID           string                 `json:"jobId" jsonschema:"job whose executor asked"`
-	StepID          string                 `json:"stepId" jsonschema:"the executor's name for the step it is in"`
-	AskType         relaytype.AskType      `json:"askType" jsonschema:"kind of question: CLARIFICATION, RESOURCE_FETCH, POLICY_DECISION, APPROVAL or CHOICE"`
+	AskID           string                 `json:"askId"`
+	JobID           string                 `json:"jobId"`
+	StepID          string                 `json:"stepId"`
+	AskType         relaytype.AskType      `json:"askType"`
 	Prompt          string                 `json:"prompt" jsonschema:"the question"`
-	RoleID          string                 `json:"roleId,omitempty" jsonschema:"answerer role the executor asked for"`
-	Route           string                 `json:"route" jsonschema:"who is to answer: orchestrator (you, with asks_answer), runner (the relay's Answer Runner) or human"`
-	ContextHash     string                 `json:"contextHash" jsonschema:"lowercase hex SHA-256 of the canonical contextEnvelope"`
-	ContextEnvelope jsonObject             `json:"contextEnvelope" jsonschema:"the small explicit context of the question: job_snapshot, facts, tool_caps, role"`
-	Constraints     *askConstraints        `json:"constraints,omitempty" jsonschema:"limits the executor set on the answer"`
-	OutputSchema    json.RawMessage        `json:"outputSchema,omitempty" jsonschema:"JSON Schema the executor wants answerJson to satisfy"`
-	Status          relaytype.AnswerStatus `json:"status" jsonschema:"PENDING until answered; then ANSWERED, REJECTED, TIMEOUT or ERROR"`
-	CreatedAt       timestamp              `json:"createdAt" jsonschema:"when the executor asked"`
-	DeadlineAt      timestamp              `json:"deadlineAt" jsonschema:"when a still pending ask is answered TIMEOUT, which fails the job"`
-	AgeSeconds      int64                  `json:"ageSeconds" jsonschema:"seconds since createdAt"`
-	Answer          *askAnswer             `json:"answer,omitempty" jsonschema:"the answer, once the ask is no longer PENDING"`
+	RoleID          string                 `json:"roleId,omitempty" jsonschema:"answerer role asked for"`
+	Route           string                 `json:"route" jsonschema:"who answers: orchestrator (you), runner or human"`
+	ContextHash     string                 `json:"contextHash" jsonschema:"hex SHA-256 of the canonical contextEnvelope"`
+	ContextEnvelope jsonObject             `json:"contextEnvelope" jsonschema:"the context of the question: job_snapshot, facts, tool_caps, role"`
+	Constraints     *askConstraints        `json:"constraints,omitempty"`
+	OutputSchema    json.RawMessage        `json:"outputSchema,omitempty" jsonschema:"JSON Schema (or schema name) answerJson must satisfy"`
+	Status          relaytype.AnswerStatus `json:"status"`
+	CreatedAt       timestamp              `json:"createdAt"`
+	DeadlineAt      timestamp              `json:"deadlineAt" jsonschema:"when a pending ask times out, failing the job"`
+	AgeSeconds      int64                  `json:"ageSeconds"`
+	Answer          *askAnswer             `json:"answer,omitempty" jsonschema:"once no longer PENDING"`
 }
 
 // askConstraints are an ask's constraints in the camelCase of the tools.
 type askConstraints struct {
-	TimeoutS     int      `json:"timeoutS,omitempty" jsonschema:"seconds the executor waits for the answer"`
-	MaxTokens    int      `json:"maxTokens,omitempty" jsonschema:"length limit of the answer, in tokens"`
-	AllowedTools []string `json:"allowedTools,omitempty" jsonschema:"tools the answerer may use"`
+	TimeoutS     int      `json:"timeoutS,omitempty"`
+	MaxTokens    int      `json:"maxTokens,omitempty"`
+	AllowedTools []string `json:"allowedTools,omitempty"`
 }
 
 // answerStatus is the status of an answer: an AnswerStatus other than
@@ -215,35 +215,35 @@ type answerStatus relaytype.AnswerStatus
 
 // askAnswer is the answer an ask got.
 type askAnswer struct {
-	Status     answerStatus    `json:"status" jsonschema:"ANSWERED, REJECTED, TIMEOUT or ERROR"`
-	AnswerText string          `json:"answerText,omitempty" jsonschema:"the answer as text"`
-	AnswerJSON json.RawMessage `json:"answerJson,omitempty" jsonschema:"the answer as a JSON value"`
-	Error      string          `json:"error,omitempty" jsonschema:"why the ask was not answered"`
-	AnsweredBy string          `json:"answeredBy,omitempty" jsonschema:"who answered: orchestrator, runner, human, policy or relay"`
-	AnsweredAt timestamp       `json:"answeredAt" jsonschema:"when the answer was recorded"`
+	Status     answerStatus    `json:"status"`
+	AnswerText string          `json:"answerText,omitempty"`
+	AnswerJSON json.RawMessage `json:"answerJson,omitempty"`
+	Error      string          `json:"error,omitempty" jsonschema:"why it was not answered"`
+	AnsweredBy string          `json:"answeredBy,omitempty" jsonschema:"orchestrator, runner, human, policy or relay"`
+	AnsweredAt timestamp       `json:"answeredAt"`
 }
 
 // asksResult is the result of asks_list and the content of
 // mcp://jobs/{jobId}/asks.
 type asksResult struct {
-	Items []askItem `json:"items" jsonschema:"asks, oldest first"`
-	Total int       `json:"total" jsonschema:"number of items"`
+	Items []askItem `json:"items"`
+	Total int       `json:"total" jsonschema:"number of matching items"`
 }
 
 // answerResult is the result of asks_answer.
 type answerResult struct {
-	AskID    string             `json:"askId" jsonschema:"the ask answered"`
-	JobID    string             `json:"jobId" jsonschema:"the job that asked"`
-	Status   answerStatus       `json:"status" jsonschema:"status of the recorded answer"`
-	Created  bool               `json:"created" jsonschema:"false when this same answer had been recorded before"`
-	JobState relaytype.JobState `json:"jobState" jsonschema:"state of the job after the answer: RUNNING once no ask is pending, FAILED after a REJECTED answer"`
+	AskID    string             `json:"askId"`
+	JobID    string             `json:"jobId"`
+	Status   answerStatus       `json:"status"`
+	Created  bool               `json:"created" jsonschema:"false when this answer was recorded before"`
+	JobState relaytype.JobState `json:"jobState" jsonschema:"RUNNING once no ask is pending; FAILED after REJECTED"`
 }
 
 // waitResult is the result of jobs_wait.
 type waitResult struct {
 	jobStatus
-	Changed     bool `json:"changed" jsonschema:"true when the job's state or asks changed during the call; false when it returned at timeoutS or because the job was already terminal"`
-	PendingAsks int  `json:"pendingAsks" jsonschema:"asks of the job waiting for an answer; answer them with asks_list and asks_answer"`
+	Changed     bool `json:"changed" jsonschema:"false when it returned at timeoutS or the job was terminal"`
+	PendingAsks int  `json:"pendingAsks" jsonschema:"asks waiting for an answer (asks_list, asks_answer)"`
 }
 
 func askView(a *relaytype.AskRecord, ans *relaytype.AnswerRecord, now time.Time) askItem {

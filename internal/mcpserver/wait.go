@@ -22,8 +22,8 @@ const (
 )
 
 type waitArgs struct {
-	JobID    string `json:"jobId"`
-	TimeoutS *int   `json:"timeoutS"`
+	JobID    string `json:"jobId" jsonschema:"job id, from jobs_submit"`
+	TimeoutS *int   `json:"timeoutS,omitempty" jsonschema:"longest wait in seconds"`
 }
 
 // wait is jobs_wait: it returns when the job's state version moves past
@@ -109,8 +109,13 @@ func (s *Server) awaitChange(ctx context.Context, changes <-chan relay.Change, j
 			return false, nil, context.Cause(ctx)
 		case c, ok := <-changes:
 			if !ok {
-				changes = nil // the ticker still rechecks
-				continue
+				// The relay stopped: no change will come. Report the
+				// job as it is now.
+				cur, err := s.jobs.Get(ctx, job.ID)
+				if err != nil {
+					return false, nil, err
+				}
+				return cur.StateVersion > base, cur, nil
 			}
 			if c.JobID != job.ID || (!c.Asks && (c.State == "" || c.StateVersion <= base)) {
 				continue

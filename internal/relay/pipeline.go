@@ -70,6 +70,9 @@ type PipelineConfig struct {
 	// MaxOutputBytes bounds captured executor output. Defaults to the
 	// executor package default.
 	MaxOutputBytes int64
+	// PR configures the pull requests of jobs with notify.enablePr (see
+	// pr.go). Defaults to pushing the branch only.
+	PR PRConfig
 	// Logger receives structured logs. Defaults to slog.Default().
 	Logger *slog.Logger
 	// Now returns the current time. Defaults to time.Now.
@@ -93,7 +96,7 @@ type ParentSource interface {
 }
 
 // Pipeline is the production Handler: workspace, prompt, executor, patch,
-// apply-check, artifacts.
+// scope check (scope.fileGlobs), apply-check, artifacts, output contract.
 type Pipeline struct {
 	cfg PipelineConfig
 }
@@ -128,6 +131,9 @@ const defaultAdmitTimeout = 20 * time.Second
 
 // Admit implements Handler: it resolves the executor and pins the baseline.
 func (p *Pipeline) Admit(ctx context.Context, spec *relaytype.JobSpec) (string, string, error) {
+	if err := CheckScope(&spec.Scope); err != nil {
+		return "", "", err
+	}
 	name := spec.Execution.Executor
 	if len(p.cfg.Executors) == 0 {
 		where := p.cfg.ConfigFile
@@ -430,6 +436,11 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		return withArts(fail(relaytype.ReasonPolicy, "the job is read-only (execution.sandbox) but the executor changed files: %s",
 			strings.TrimPrefix(patchSummary(own), "executor finished; ")))
 	}
+	// A patch that leaves scope.fileGlobs is not returned either.
+	if err := CheckFileGlobs(job.Spec.Scope.FileGlobs, patch); err != nil {
+		_ = save(relaytype.ArtifactOut, out)
+		return withArts(fail(relaytype.ReasonPolicy, "%v", err))
+	}
 	if err := save(relaytype.ArtifactPatch, patch); err != nil {
 		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
 	}
@@ -449,6 +460,16 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 		}
 	}
 	if err := save(relaytype.ArtifactOut, out); err != nil {
+		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
+	}
+	if err := CheckOutputContract(job.Spec.OutputContract, patch, out); err != nil {
+		return withArts(fail(relaytype.ReasonOutputContract, "%v", err))
+	}
+	// notify.enablePr: commit, push, PR command; the outcome is pr.json.
+	if err := p.pullRequest(ctx, job, patch, save); err != nil {
+		if ctx.Err() != nil {
+			return Outcome{}
+		}
 		return withArts(fail(relaytype.ReasonInternalError, "%v", err))
 	}
 	return withArts(Outcome{State: relaytype.StateSucceeded, Summary: patchSummary(patch)})

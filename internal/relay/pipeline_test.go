@@ -212,7 +212,7 @@ func TestRenderPrompt(t *testing.T) {
 	job := &relaytype.Job{BaselineCommit: strings.Repeat("c", 40), Spec: relaytype.JobSpec{
 		Repo:  relaytype.Repo{Type: "git", URL: "https://example.invalid/r.git", BaseBranch: "main"},
 		Task:  relaytype.Task{Title: "Fix it", Description: "Make it work.", Acceptance: []string{"tests pass"}},
-		Scope: relaytype.Scope{ReadPaths: []string{"src/"}, DisallowReformatting: true},
+		Scope: relaytype.Scope{ReadPaths: []string{"src/", "a.go"}, DisallowReformatting: true},
 		Context: &relaytype.TaskContext{KeySignatures: []string{"func A()"}, CodeSnippets: []relaytype.CodeSnippet{
 			{Path: "a.go", From: 2, To: 3}, {Path: "../etc/passwd", From: 1, To: 1},
 		}},

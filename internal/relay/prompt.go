@@ -30,9 +30,12 @@ const (
 )
 
 // RenderPrompt writes the task prompt handed to an executor: the task,
-// acceptance criteria, scope, context (with the quoted snippet lines read
-// from the workspace at dir), the baseline, the output convention and,
-// when relayBinary is set, how to ask through the relay.
+// acceptance criteria, scope (scope.readPaths as where to look, the
+// fileGlobs the patch must stay in), context (with the snippet lines read
+// from the workspace at dir; snippets outside scope.readPaths are named,
+// not quoted — see InReadPaths), the baseline, the output convention, the
+// parts the outputContract requires and, when relayBinary is set, how to
+// ask through the relay (or, for askPolicy never, that the job cannot).
 func RenderPrompt(job *relaytype.Job, dir, relayBinary string) string {
 	s := &job.Spec
 	var b strings.Builder
@@ -46,10 +49,14 @@ func RenderPrompt(job *relaytype.Job, dir, relayBinary string) string {
 	if len(s.Scope.ReadPaths)+len(s.Scope.FileGlobs) > 0 || s.Scope.DisallowReformatting {
 		b.WriteString("\n## Scope\n\n")
 		if len(s.Scope.ReadPaths) > 0 {
-			fmt.Fprintf(&b, "- Relevant paths: %s\n", strings.Join(s.Scope.ReadPaths, ", "))
+			fmt.Fprintf(&b, "- Relevant paths: %s (paths from the repository root: look there for what you need)\n",
+				strings.Join(s.Scope.ReadPaths, ", "))
 		}
 		if len(s.Scope.FileGlobs) > 0 {
 			fmt.Fprintf(&b, "- Change only files matching: %s\n", strings.Join(s.Scope.FileGlobs, ", "))
+			b.WriteString("  The job FAILS (POLICY) if the patch adds, changes, deletes or renames any\n" +
+				"  other path. In these globs `*` matches within one path segment, `**` any\n" +
+				"  number of segments, `?` one character; they match from the repository root.\n")
 		}
 		if s.Scope.DisallowReformatting {
 			b.WriteString("- Do not reformat code you are not otherwise changing.\n")
@@ -67,8 +74,19 @@ func RenderPrompt(job *relaytype.Job, dir, relayBinary string) string {
 			}
 		}
 		budget := int64(maxSnippetsReadBytes)
+		var skipped []string
 		for _, sn := range c.CodeSnippets {
+			// A path that leads out of the repository is refused by
+			// snippet, whatever readPaths says; one inside it but
+			// outside readPaths is only named.
+			if filepath.IsLocal(filepath.FromSlash(sn.Path)) && !InReadPaths(s.Scope.ReadPaths, sn.Path) {
+				skipped = append(skipped, fmt.Sprintf("%s lines %d-%d", sn.Path, sn.From, sn.To))
+				continue
+			}
 			fmt.Fprintf(&b, "\n%s lines %d-%d:\n\n```\n%s```\n", sn.Path, sn.From, sn.To, snippet(dir, sn, &budget))
+		}
+		if len(skipped) > 0 {
+			fmt.Fprintf(&b, "\nNot quoted, outside the relevant paths (scope.readPaths): %s.\n", strings.Join(skipped, "; "))
 		}
 	}
 	b.WriteString("\n## Repository\n\n")
@@ -87,19 +105,76 @@ func RenderPrompt(job *relaytype.Job, dir, relayBinary string) string {
 Make the changes directly in the files of the current directory. The relay
 computes the patch from the working tree against the baseline commit, so do
 not push and do not worry about committing. When you are done, end your
-output with these two sections:
+output with these two sections (the headings unindented):
 
-### TEST_PLAN
-How the change was or should be tested.
+    ### TEST_PLAN
+    How the change was or should be tested.
 
-### NOTES
-Anything the reviewer should know.
+    ### NOTES
+    Anything the reviewer should know.
 `)
-	if relayBinary != "" {
+	b.WriteString(contractSection(s.OutputContract))
+	switch {
+	case s.Execution.AskPolicy == relaytype.AskPolicyNever:
+		b.WriteString(noAskSection)
+	case relayBinary != "":
 		b.WriteString(askSection(job, relayBinary))
 	}
 	return b.String()
 }
+
+// contractSection tells the executor which parts of its output the job's
+// outputContract requires, and how the relay recognizes them; "" when
+// the contract is empty.
+func contractSection(contract []string) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, p := range contract {
+		if !seen[p] {
+			seen[p] = true
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Required output\n\nThis job's output contract is %s. The job FAILS (OUTPUT_CONTRACT)\nunless each of these is delivered:\n\n", strings.Join(parts, ", "))
+	sections := false
+	for _, p := range parts {
+		switch p {
+		case ContractDiff:
+			b.WriteString("- DIFF: change at least one file in the current directory; a job that\n  changes nothing fails.\n")
+		case ContractTestPlan:
+			sections = true
+			b.WriteString("- TEST_PLAN: a `### TEST_PLAN` section with at least one non-empty line\n  (how the change was or should be tested).\n")
+		case ContractNotes:
+			sections = true
+			b.WriteString("- NOTES: a `### NOTES` section with at least one non-empty line (what the\n  reviewer should know; write \"none\" if there is nothing).\n")
+		}
+	}
+	if sections {
+		b.WriteString(`
+Write the sections in your final output (your last message; a program
+writes them to its standard output), each heading on a line of its own,
+as plain Markdown, not inside a code block or indented. "## Test plan",
+"# Notes" or a line "Notes:" are recognized too. A section runs until
+the next heading of the same or a higher level.
+`)
+	}
+	return b.String()
+}
+
+// noAskSection tells the executor of a job whose askPolicy is never that
+// it cannot ask.
+const noAskSection = `
+## Asking
+
+This job's execution.askPolicy is never: the relay refuses every ask of
+it at once (the relay_ask and relay_approve tools and the ask command
+fail). Do not ask: decide yourself, and state your assumptions in your
+final output.
+`
 
 // askSection tells the agent how to ask the person behind the task
 // instead of guessing: the relay_ask and relay_approve tools where its MCP
@@ -257,31 +332,11 @@ func RenderMessage(msg string) []byte {
 	return out
 }
 
-// RenderOut builds out.md from an executor's stdout: its "### TEST_PLAN"
-// and "### NOTES" sections when present, otherwise the tail of its output.
+// RenderOut builds out.md from an executor's stdout: its TEST_PLAN and
+// NOTES sections (found as FindSections finds them), each written as
+// "### NAME", when it has any; otherwise the tail of its output.
 func RenderOut(stdout []byte) []byte {
-	sections := map[string]*strings.Builder{}
-	var cur *strings.Builder
-	for _, line := range strings.Split(string(stdout), "\n") {
-		t := strings.TrimSpace(line)
-		if strings.HasPrefix(t, "### ") || strings.HasPrefix(t, "## ") || strings.HasPrefix(t, "# ") {
-			name := strings.ToUpper(strings.TrimSpace(strings.TrimLeft(t, "#")))
-			name = strings.ReplaceAll(name, " ", "_")
-			if name == "TEST_PLAN" || name == "NOTES" {
-				cur = &strings.Builder{}
-				sections[name] = cur
-				continue
-			}
-			if strings.HasPrefix(t, "### ") {
-				cur = nil
-				continue
-			}
-		}
-		if cur != nil {
-			cur.WriteString(line)
-			cur.WriteByte('\n')
-		}
-	}
+	sections := FindSections(string(stdout))
 	if len(sections) == 0 {
 		out := stdout
 		if len(out) > maxOutTail {
@@ -292,11 +347,5 @@ func RenderOut(stdout []byte) []byte {
 		}
 		return out
 	}
-	var parts []string
-	for _, name := range []string{"TEST_PLAN", "NOTES"} {
-		if sb, ok := sections[name]; ok {
-			parts = append(parts, fmt.Sprintf("### %s\n\n%s\n", name, strings.TrimSpace(sb.String())))
-		}
-	}
-	return []byte(strings.Join(parts, "\n"))
+	return renderSections(sections)
 }

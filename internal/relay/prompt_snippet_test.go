@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,7 +74,7 @@ func TestSnippetStaysInTheWorkspace(t *testing.T) {
 func TestSnippetRefusesNonRegularFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+	require.NoError(t, mkfifo(filepath.Join(dir, "fifo")))
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "adir"), 0o755))
 	require.NoError(t, os.Symlink("fifo", filepath.Join(dir, "to-fifo")))
 	for _, name := range []string{"fifo", "to-fifo", "adir"} {

@@ -2,11 +2,9 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -61,5 +59,5 @@ func deadOwner(owner, host string) bool {
 	if err != nil || pid <= 0 || pid == os.Getpid() {
 		return false
 	}
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	return processGone(pid)
 }

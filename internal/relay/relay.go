@@ -156,6 +156,9 @@ type Relay struct {
 	mu      sync.Mutex
 	running map[string]*worker
 	subs    map[chan Change]struct{}
+	// subsClosed is set once Stop has closed every subscription: later
+	// ones are closed from the start.
+	subsClosed bool
 
 	// draining stops claims (Drain).
 	draining atomic.Bool
@@ -218,17 +221,32 @@ func (r *Relay) Start(ctx context.Context) error {
 }
 
 // Stop stops claiming, stops running executors (their jobs go STALE and
-// are retried by the next relay to run), and waits for the workers. It is
-// safe to call more than once.
+// are retried by the next relay to run), waits for the workers and closes
+// every subscription's channel. It is safe to call more than once.
 func (r *Relay) Stop() {
 	r.startStop.Lock()
 	cancel, done := r.cancel, r.done
 	r.startStop.Unlock()
-	if cancel == nil {
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	r.closeSubscriptions()
+}
+
+// closeSubscriptions closes the channel of every subscription, so that
+// their readers return: a stopped relay publishes nothing more.
+func (r *Relay) closeSubscriptions() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.subsClosed {
 		return
 	}
-	cancel()
-	<-done
+	r.subsClosed = true
+	for ch := range r.subs {
+		close(ch)
+		delete(r.subs, ch)
+	}
 }
 
 // Drain stops claiming jobs, waits up to grace for the running ones to
@@ -423,11 +441,17 @@ func (r *Relay) Cancel(ctx context.Context, id string) (*relaytype.Job, error) {
 
 // Subscribe returns a channel of job changes and a function that ends the
 // subscription. A subscriber that falls more than its buffer behind misses
-// changes rather than stalling the relay.
+// changes rather than stalling the relay. The channel is closed when the
+// relay stops (at once if it has stopped already); ending the
+// subscription does not close it.
 func (r *Relay) Subscribe() (<-chan Change, func()) {
 	ch := make(chan Change, 1024)
 	r.mu.Lock()
-	r.subs[ch] = struct{}{}
+	if r.subsClosed {
+		close(ch)
+	} else {
+		r.subs[ch] = struct{}{}
+	}
 	r.mu.Unlock()
 	var once sync.Once
 	return ch, func() {

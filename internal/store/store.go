@@ -1,7 +1,7 @@
 // Package store defines the persistence seam of the relay: one method per
 // query, each taking a *Params struct and returning relaytype values, in the
-// manner of River's driver interface. Implementations live in the sqlite and
-// postgres subpackages; storetest holds the conformance suite every
+// manner of River's driver interface. Implementations live in subpackages (today
+// sqlite); storetest holds the conformance suite every
 // implementation runs.
 //
 // Every method that changes a job's state validates the transition with
@@ -51,7 +51,9 @@ type Store interface {
 	// refused with ErrIllegalTransition. A move to QUEUED clears the lease
 	// and gives the job a fresh ttl in the queue. A start, a move to STALE
 	// and a move to a terminal state close the job's PENDING asks in the
-	// same transaction (see Attempts and asks).
+	// same transaction (see Attempts and asks). A move to a terminal
+	// state inserts the job's notifications into the outbox in the same
+	// transaction (see The outbox).
 	JobTransition(ctx context.Context, p *JobTransitionParams) (*relaytype.Job, error)
 	// JobRelease hands an active job its worker abandons (a shutdown) back
 	// for a retry at once: the job goes to STALE, a WAITING_ON_ANSWER job
@@ -108,6 +110,13 @@ type Store interface {
 	// AskNextDeadline returns the earliest deadline of a PENDING ask, or
 	// the zero time if there is none.
 	AskNextDeadline(ctx context.Context) (time.Time, error)
+	// AskDefer hands a PENDING ask to another answerer: it sets the ask's
+	// route and deadline (a deadline before the stored one is ignored)
+	// and appends its "ask_deferred" event, in one transaction, and
+	// returns the ask and its job as they are afterwards. An ask that is
+	// no longer PENDING fails with an error wrapping
+	// relaytype.ErrAnswerConflict and changes nothing.
+	AskDefer(ctx context.Context, p *AskDeferParams) (*relaytype.AskRecord, *relaytype.Job, error)
 	// AnswerInsert stores the answer to a PENDING ask of the current
 	// attempt of an active job, marks the ask with the answer's status
 	// and appends the "answer" event; then a non-ANSWERED status fails
@@ -133,6 +142,36 @@ type Store interface {
 	// DecisionPut caches an answer under Key until ExpiresAt, replacing an
 	// older entry.
 	DecisionPut(ctx context.Context, p *DecisionPutParams) error
+
+	// OutboxEnqueue stores a PENDING message due at Now (see The
+	// outbox). A message whose ID is already stored is left as it is and
+	// returned with created=false. Messages about a job's end need no
+	// call: the terminal transition inserts them (TerminalMessages).
+	OutboxEnqueue(ctx context.Context, p *OutboxEnqueueParams) (msg *OutboxMessage, created bool, err error)
+	// OutboxClaim leases up to Limit PENDING messages that are due
+	// (NextAttemptAt at or before Now) and not leased (or whose lease
+	// lapsed at or before Now) to Owner until Now+LeaseTTL, oldest due
+	// first, counting an attempt on each.
+	OutboxClaim(ctx context.Context, p *OutboxClaimParams) ([]*OutboxMessage, error)
+	// OutboxAck marks a message Owner holds DELIVERED. A message that is
+	// not PENDING or is leased to someone else (or no one) fails with
+	// ErrOutboxLeaseLost and changes nothing; an unknown one with
+	// ErrOutboxNotFound.
+	OutboxAck(ctx context.Context, p *OutboxAckParams) error
+	// OutboxRetry releases a message Owner holds after a failed attempt:
+	// it stays PENDING, due at NextAttemptAt, with Error recorded. Errors
+	// as OutboxAck.
+	OutboxRetry(ctx context.Context, p *OutboxRetryParams) error
+	// OutboxGiveUp marks a message Owner holds EXPIRED with Error
+	// recorded; it is never claimed again. Errors as OutboxAck.
+	OutboxGiveUp(ctx context.Context, p *OutboxGiveUpParams) error
+	// OutboxList returns messages oldest first, filtered by job and
+	// status.
+	OutboxList(ctx context.Context, p *OutboxListParams) ([]*OutboxMessage, error)
+	// OutboxNextDue returns the earliest time at which a PENDING message
+	// becomes claimable (its due time, or the end of its lease), which may
+	// be in the past, or the zero time if there is none.
+	OutboxNextDue(ctx context.Context) (time.Time, error)
 
 	// Close releases the store's resources.
 	Close() error
@@ -343,6 +382,19 @@ type AskListParams struct {
 type AskDueParams struct {
 	Now   time.Time
 	Limit int
+}
+
+// AskDeferParams are the inputs of Store.AskDefer.
+type AskDeferParams struct {
+	AskID string
+	// Route is the ask's route from now on.
+	Route string
+	// DeadlineAt is the ask's deadline from now on, unless the stored one
+	// is later.
+	DeadlineAt time.Time
+	// Reason says why the ask was deferred; it is part of the event.
+	Reason string
+	Now    time.Time
 }
 
 // AnswerInsertParams are the inputs of Store.AnswerInsert.

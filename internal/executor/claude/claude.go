@@ -190,7 +190,7 @@ func (Adapter) Argv(cfg *executor.AgentConfig, req *executor.Request) ([]string,
 	if len(perms.disallowed) > 0 {
 		argv = append(argv, "--disallowedTools", strings.Join(perms.disallowed, ","))
 	}
-	argv = append(argv, "--append-system-prompt", claudeSystemPrompt(readOnly, withMCP, req.RelayBinary))
+	argv = append(argv, "--append-system-prompt", claudeSystemPrompt(readOnly, withMCP && req.AskPolicy != "never", req.AskPolicy == "never", req.RelayBinary))
 	// --mcp-config takes several values, so it goes before the
 	// single-valued options, never last before ExtraArgs.
 	if withMCP {
@@ -310,8 +310,9 @@ func claudeAllowedTools(configured []string, readOnly, withMCP bool, relayBinary
 }
 
 // claudeSystemPrompt is appended to claude's system prompt: how to ask the
-// relay, and the sections the final message ends with.
-func claudeSystemPrompt(readOnly, withMCP bool, relayBinary string) string {
+// relay (or, when the job's askPolicy is never, that it cannot), and the
+// sections the final message ends with.
+func claudeSystemPrompt(readOnly, withMCP, noAsk bool, relayBinary string) string {
 	var b strings.Builder
 	b.WriteString(`You are running non-interactively as an executor of mcp-task-relay, in a git workspace; nobody reads this session while it runs.`)
 	if readOnly {
@@ -321,7 +322,12 @@ func claudeSystemPrompt(readOnly, withMCP bool, relayBinary string) string {
 	if relayBinary != "" {
 		cmd = relayBinary
 	}
-	b.WriteString(`
+	if noAsk {
+		b.WriteString(`
+
+This job may not ask questions (its askPolicy is never): the relay refuses every ask. Where the repository and the task leave something open, make the safest reasonable choice yourself and say so in NOTES.`)
+	} else {
+		b.WriteString(`
 
 When you need information or a decision that the repository and the task do not give you, ask the relay instead of guessing or stopping:
 
@@ -334,8 +340,9 @@ TYPE is one of:
 - POLICY_DECISION: what the project's rules allow;
 - RESOURCE_FETCH: content you cannot reach yourself.
 The command waits for the answer, which can take minutes, and prints it. Exit status 3 means the request was rejected and 4 that it timed out; then carry on with the safest reasonable choice and say so in NOTES.`)
-	if withMCP {
-		b.WriteString(` You can also call the relay_ask tool of the ` + ClaudeMCPServer + ` MCP server with the same type and question.`)
+		if withMCP {
+			b.WriteString(` You can also call the relay_ask tool of the ` + ClaudeMCPServer + ` MCP server with the same type and question.`)
+		}
 	}
 	b.WriteString(`
 

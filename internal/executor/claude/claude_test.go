@@ -277,7 +277,7 @@ func TestClaudeArgv(t *testing.T) {
 			"--permission-mode", mode, "--allowedTools", tools, "--append-system-prompt", sys, "--max-turns", turns}
 	}
 	defaultTools := strings.Join(append(append(slices.Clone(claudeReadTools), claudeBuildTools...), ClaudeAskRule), ",")
-	sys := claudeSystemPrompt(false, false, "")
+	sys := claudeSystemPrompt(false, false, false, "")
 
 	promptFile := filepath.Join(t.TempDir(), "prompt.md")
 	require.NoError(t, os.WriteFile(promptFile, []byte("Prompt from a file."), 0o600))
@@ -299,7 +299,7 @@ func TestClaudeArgv(t *testing.T) {
 			cfg: executor.AgentConfig{PermissionMode: "bypassPermissions", AllowedTools: []string{"Read", " Bash(make:*) ", ClaudeAskRule, "Read", ""},
 				MaxTurns: 12, Model: "sonnet", ExtraArgs: []string{"--add-dir", "/shared"}},
 			req: executor.Request{Prompt: "Do it.", Sandbox: "read-only"},
-			want: append(slices.Insert(base("Do it.", "dontAsk", "Read,Bash(make:*),"+ClaudeAskRule, claudeSystemPrompt(true, false, ""), "12"),
+			want: append(slices.Insert(base("Do it.", "dontAsk", "Read,Bash(make:*),"+ClaudeAskRule, claudeSystemPrompt(true, false, false, ""), "12"),
 				10, "--disallowedTools", "Write,Edit,NotebookEdit"),
 				"--model", "sonnet", "--add-dir", "/shared"),
 		},
@@ -577,4 +577,26 @@ func TestClaudeArgvKeepsConfiguredTimeouts(t *testing.T) {
 	_, err := Adapter{}.Argv(&cfg, &req)
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{ClaudeIdleTimeoutEnv: "90000"}, req.Env, "the executor's own setting stays")
+}
+
+func TestClaudeSystemPromptFollowsAskPolicy(t *testing.T) {
+	t.Parallel()
+	sysOf := func(policy string) string {
+		cfg := executor.AgentConfig{Binary: "claude"}
+		req := executor.Request{Prompt: "Do it.", MetaDir: t.TempDir(), RelayMCPURL: "http://relay/mcp", AskPolicy: policy}
+		argv, err := Adapter{}.Argv(&cfg, &req)
+		require.NoError(t, err)
+		i := slices.Index(argv, "--append-system-prompt")
+		require.GreaterOrEqual(t, i, 0)
+		return argv[i+1]
+	}
+	asking := sysOf("on-request")
+	require.Contains(t, asking, "ask --type TYPE")
+	require.Contains(t, asking, "relay_ask tool")
+
+	never := sysOf("never")
+	require.Contains(t, never, "may not ask questions")
+	require.NotContains(t, never, "ask --type")
+	require.NotContains(t, never, "relay_ask tool")
+	require.Contains(t, never, "### NOTES", "the final sections are still asked for")
 }

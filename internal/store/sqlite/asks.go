@@ -252,6 +252,45 @@ func (s *Store) AskNextDeadline(ctx context.Context) (time.Time, error) {
 	return fromMS(next.Int64), nil
 }
 
+// AskDefer implements store.Store.
+func (s *Store) AskDefer(ctx context.Context, p *store.AskDeferParams) (*relaytype.AskRecord, *relaytype.Job, error) {
+	var (
+		out *relaytype.AskRecord
+		job *relaytype.Job
+	)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		a, _, err := getAsk(ctx, tx, p.AskID)
+		if err != nil {
+			return err
+		}
+		if a.Status != relaytype.StatusPending {
+			return fmt.Errorf("ask %s is %s, not PENDING: %w", a.AskID, a.Status, relaytype.ErrAnswerConflict)
+		}
+		deadline := a.DeadlineAt
+		if p.DeadlineAt.After(deadline) {
+			deadline = p.DeadlineAt
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE asks SET route = ?, deadline_at = ? WHERE ask_id = ?`,
+			p.Route, ms(deadline), a.AskID); err != nil {
+			return fmt.Errorf("defer ask: %w", err)
+		}
+		if _, err := appendEvent(ctx, tx, a.JobID, relaytype.EventAskDeferred, map[string]any{
+			"askId": a.AskID, "from": a.Route, "route": p.Route, "deadlineAt": deadline, "reason": p.Reason,
+		}, p.Now); err != nil {
+			return err
+		}
+		if job, err = getJob(ctx, tx, a.JobID); err != nil {
+			return err
+		}
+		out, _, err = getAsk(ctx, tx, a.AskID)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, job, nil
+}
+
 const answerColumns = `ask_id, job_id, step_id, status, answer_text, answer_json, attestation, policy_trace,
 	cacheable, ask_back, error, created_at, payload_hash, input_tokens, output_tokens`
 

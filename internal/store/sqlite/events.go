@@ -99,7 +99,15 @@ func scanArtifact(row interface{ Scan(...any) error }) (*relaytype.Artifact, err
 
 // ArtifactList implements store.Store.
 func (s *Store) ArtifactList(ctx context.Context, p *store.ArtifactListParams) ([]*relaytype.Artifact, error) {
-	rows, err := s.reader.QueryContext(ctx, `SELECT `+artifactColumns+` FROM artifacts WHERE job_id = ? ORDER BY kind`, p.JobID)
+	return listArtifacts(ctx, s.reader, p.JobID)
+}
+
+// listArtifacts returns a job's artifacts ordered by kind, read through q
+// (the reader pool, or a transaction that just stored some).
+func listArtifacts(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, jobID string) ([]*relaytype.Artifact, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+artifactColumns+` FROM artifacts WHERE job_id = ? ORDER BY kind`, jobID)
 	if err != nil {
 		return nil, fmt.Errorf("list artifacts: %w", err)
 	}

@@ -283,7 +283,16 @@ func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobT
 	if err := closePendingAsks(ctx, tx, j, p, started, p.Now); err != nil {
 		return nil, err
 	}
-	return getJob(ctx, tx, j.ID)
+	nj, err := getJob(ctx, tx, j.ID)
+	if err != nil {
+		return nil, err
+	}
+	if p.To.Terminal() {
+		if err := enqueueTerminal(ctx, tx, nj, p.Now); err != nil {
+			return nil, err
+		}
+	}
+	return nj, nil
 }
 
 func nullString(s string) any {

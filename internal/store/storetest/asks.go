@@ -81,6 +81,55 @@ func exerciseAsks(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.Contains(t, kinds, relaytype.EventAsk)
 	})
 
+	t.Run("DeferSetsRouteAndLaterDeadline", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		b.reach(t, "job_defer", relaytype.StateRunning)
+		a := b.newAsk("job_defer", time.Minute)
+		a.Route = "runner"
+		b.askInsert(t, a, "h")
+		later := a.DeadlineAt.Add(time.Hour)
+		rec, job, err := b.store.AskDefer(b.ctx, &store.AskDeferParams{AskID: a.AskID, Route: "orchestrator",
+			DeadlineAt: later, Reason: "provider down", Now: b.at(3 * time.Minute)})
+		require.NoError(t, err)
+		require.Equal(t, "orchestrator", rec.Route)
+		require.True(t, later.Equal(rec.DeadlineAt))
+		require.Equal(t, relaytype.StatusPending, rec.Status)
+		require.Equal(t, relaytype.StateWaitingOnAnswer, job.State)
+		due, err := b.store.AskDue(b.ctx, &store.AskDueParams{Now: a.DeadlineAt.Add(time.Second)})
+		require.NoError(t, err)
+		require.Empty(t, due, "the old deadline no longer applies")
+		next, err := b.store.AskNextDeadline(b.ctx)
+		require.NoError(t, err)
+		require.True(t, later.Equal(next))
+
+		// An earlier deadline never shortens the ask.
+		rec, _, err = b.store.AskDefer(b.ctx, &store.AskDeferParams{AskID: a.AskID, Route: "orchestrator",
+			DeadlineAt: a.DeadlineAt, Now: b.at(4 * time.Minute)})
+		require.NoError(t, err)
+		require.True(t, later.Equal(rec.DeadlineAt))
+
+		var deferred []*relaytype.Event
+		for _, e := range b.events(t, "job_defer") {
+			if e.Type == relaytype.EventAskDeferred {
+				deferred = append(deferred, e)
+			}
+		}
+		require.Len(t, deferred, 2)
+		require.Contains(t, string(deferred[0].Payload), `"reason":"provider down"`)
+		require.Contains(t, string(deferred[0].Payload), `"from":"runner"`)
+
+		// An answered ask is not deferred.
+		_, _, _, err = b.store.AnswerInsert(b.ctx, b.answer(a, relaytype.StatusAnswered, "hi"))
+		require.NoError(t, err)
+		before := b.snap(t, "job_defer")
+		_, _, err = b.store.AskDefer(b.ctx, &store.AskDeferParams{AskID: a.AskID, Route: "orchestrator", DeadlineAt: later, Now: b.at(5 * time.Minute)})
+		requireErrorIs(t, err, relaytype.ErrAnswerConflict)
+		b.requireUnchanged(t, "job_defer", before)
+		_, _, err = b.store.AskDefer(b.ctx, &store.AskDeferParams{AskID: "00000000-0000-4000-8000-999999999998", Route: "orchestrator", Now: b.at(5 * time.Minute)})
+		requireErrorIs(t, err, relaytype.ErrAskNotFound)
+	})
+
 	t.Run("InsertIdempotentOrConflict", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)

@@ -82,7 +82,7 @@ func requireJobFields(t testingT, want, got *relaytype.Job) {
 	require.JSONEq(t, string(wantSpec), string(gotSpec), "Spec")
 }
 
-// exerciseIdempotency checks SPEC §4: a key matching a job that is not
+// exerciseIdempotency checks submit idempotency: a key matching a job that is not
 // terminal, or SUCCEEDED within the window, returns that job; after FAILED,
 // CANCELED, EXPIRED or a success older than the window it starts a new job.
 func exerciseIdempotency(t *testing.T, newStore func(t *testing.T) store.Store) {

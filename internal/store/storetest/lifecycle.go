@@ -379,8 +379,8 @@ func exerciseJobTransition(t *testing.T, newStore func(t *testing.T) store.Store
 		})
 	}
 
-	// A job that has used its attempts is not started again: SPEC §4 fails
-	// it instead. The store may refuse the start or not count it, but
+	// A job that has used its attempts is not started again: the contract
+	// fails it instead. The store may refuse the start or not count it, but
 	// Attempt never passes MaxAttempts.
 	t.Run("AttemptsNeverExceedMax", func(t *testing.T) {
 		t.Parallel()

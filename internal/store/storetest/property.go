@@ -79,7 +79,7 @@ type machine struct {
 // exerciseProperty runs random sequences of submits, claims, heartbeats,
 // clock moves, rescues, expiries, cancels, completions, releases, asks,
 // answers and ask deadline sweeps against a fresh store per check,
-// comparing it with a model and checking the invariants of SPEC §4 after
+// comparing it with a model and checking the state-machine invariants after
 // every action, and those that bind asks to attempts: no ask of an
 // attempt that is over is PENDING, a WAITING_ON_ANSWER job has a PENDING
 // ask of its current attempt, and answers to an attempt that is over are
@@ -531,9 +531,15 @@ func (m *machine) checkJob(t *rapid.T, j *modelJob, job *relaytype.Job) {
 		// no lease either way (no heartbeat or owner check passes).
 		require.Empty(t, job.LeaseOwner, "%s: a %s job holds no lease", j.id, job.State)
 	}
+	// The spec asks for a webhook: exactly one notification once the job
+	// ended, none before.
+	msgs, err := m.b.store.OutboxList(m.b.ctx, &store.OutboxListParams{JobID: j.id})
+	require.NoError(t, err)
 	if !job.State.Terminal() {
+		require.Empty(t, msgs, "%s: a %s job has no notification", j.id, job.State)
 		return
 	}
+	require.Len(t, msgs, 1, "%s: a %s job has exactly one notification", j.id, job.State)
 	requireTime(t, j.finishedAt, job.FinishedAt, j.id, " FinishedAt")
 	if job.State == relaytype.StateFailed {
 		require.Equal(t, j.reason, job.ReasonCode, "%s: reason", j.id)

@@ -2,7 +2,8 @@
 // implementation runs, in the manner of River's riverdrivertest: an
 // implementation's own test calls Exercise with a constructor, and the suite
 // checks the job state machine, idempotency, claims, leases, rescue, expiry,
-// events and artifacts against the contract of store.Store and SPEC §4.
+// events, artifacts and the outbox against the contract of store.Store and the job state
+// machine of relaytype.
 //
 // Every check passes explicit times (a fixed base time plus offsets), so the
 // suite never sleeps and never reads the wall clock. All times used are
@@ -48,6 +49,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Asks", func(t *testing.T) { t.Parallel(); exerciseAsks(t, newStore) })
 	t.Run("AskAttempts", func(t *testing.T) { t.Parallel(); exerciseAskAttempts(t, newStore) })
 	t.Run("UsageAndCache", func(t *testing.T) { t.Parallel(); exerciseUsageAndCache(t, newStore) })
+	t.Run("Outbox", func(t *testing.T) { t.Parallel(); exerciseOutbox(t, newStore) })
 	t.Run("StateMachineProperty", func(t *testing.T) { t.Parallel(); exerciseProperty(t, newStore) })
 }
 

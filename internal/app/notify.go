@@ -1,0 +1,83 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/mail"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/notify"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// newNotifier builds the outbox delivery worker of the service: service
+// settings for timeouts and retries, each project's secret for signing.
+// only, when set, limits it to that project's messages (standalone).
+func (s *Service) newNotifier(only string) (*notify.Worker, error) {
+	n := s.cfg.Notify
+	cfg := notify.Config{
+		Store:    s.store,
+		Secret:   s.webhookSecret,
+		Timeout:  n.WebhookTimeout(),
+		MaxAge:   n.WebhookMaxAge(),
+		RetryMin: n.WebhookRetryMin(),
+		RetryMax: n.WebhookRetryMax(),
+		Logger:   s.log.With("component", "notify"),
+	}
+	if only != "" {
+		projects := []string{only}
+		cfg.Projects = func() []string { return projects }
+	}
+	return notify.New(cfg)
+}
+
+// webhookSecret returns the signing key of a project's webhooks, from its
+// current config.
+func (s *Service) webhookSecret(ctx context.Context, project string) ([]byte, error) {
+	p, err := s.projects.open(ctx, project, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.webhookSecret()
+}
+
+// webhookSecret resolves the project's notify.webhookSecretEnv or
+// notify.webhookSecretFile.
+func (p *Project) webhookSecret() ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
+		if p.loadErr != nil {
+			return nil, fmt.Errorf("%w: the config of project %s does not load: %w", notify.ErrNoSecret, p.Dir, p.loadErr)
+		}
+		return nil, fmt.Errorf("%w: project %s has no config", notify.ErrNoSecret, p.Dir)
+	}
+	return notify.ResolveSecret(p.cur.cfg.Notify, p.getenv)
+}
+
+// checkNotify refuses a spec whose notify settings the project cannot
+// honour: a webhook needs a usable signing secret (unsigned webhooks
+// would let anyone who learns the URL forge job results).
+func (p *Project) checkNotify(spec *relaytype.JobSpec) error {
+	if spec.Notify == nil || spec.Notify.Webhook == "" {
+		return nil
+	}
+	if _, err := p.webhookSecret(); err != nil {
+		return &relaytype.SpecError{Field: "notify.webhook",
+			Message: fmt.Sprintf("refused: the relay signs every webhook, and project %s has no usable secret (%v)", p.Dir, err)}
+	}
+	return nil
+}
+
+// prConfig turns a project's notify settings into the pipeline's pull
+// request settings; base is the project's environment.
+func prConfig(cfg *config.Config, base []string) relay.PRConfig {
+	n := cfg.Notify
+	pc := relay.PRConfig{Command: n.PRCommand, Timeout: n.PRTimeout(), BaseEnv: executor.ScrubEnv(base, n.PRPassEnv)}
+	if a, err := mail.ParseAddress(n.PRAuthor); err == nil {
+		pc.AuthorName, pc.AuthorEmail = a.Name, a.Address
+	}
+	return pc
+}
