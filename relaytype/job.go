@@ -23,7 +23,7 @@ type JobSpec struct {
 	OutputContract []string     `json:"outputContract,omitempty" jsonschema:"what the job must produce: DIFF (patch.diff), TEST_PLAN and NOTES (out.md); a part missing fails it OUTPUT_CONTRACT"`
 	Execution      Execution    `json:"execution" jsonschema:"how to run the job"`
 	IdempotencyKey string       `json:"idempotencyKey" jsonschema:"caller's key: resubmitting it returns the existing job unless that one FAILED, was CANCELED or EXPIRED"`
-	Notify         *Notify      `json:"notify,omitempty" jsonschema:"notification settings (accepted, not yet acted on)"`
+	Notify         *Notify      `json:"notify,omitempty" jsonschema:"what to do when the job ends: a signed webhook, a pull request"`
 }
 
 // Repo says where the code lives and which commit the job starts from.
@@ -101,10 +101,13 @@ const (
 // AskPolicies lists the values of Execution.AskPolicy.
 var AskPolicies = []string{AskPolicyUntrusted, AskPolicyOnRequest, AskPolicyOnFailure, AskPolicyNever}
 
-// Notify holds optional notification settings (accepted, not yet acted on).
+// Notify says what the relay does when the job ends: POST a signed webhook
+// (its project must configure the signing secret) and, after a success
+// with a patch, push a branch relay/<jobId> and open a pull request
+// (recorded in the pr.json artifact).
 type Notify struct {
-	Webhook  string `json:"webhook,omitempty" jsonschema:"URL to call when the job ends"`
-	EnablePr bool   `json:"enablePr,omitempty" jsonschema:"open a pull request with the result"`
+	Webhook  string `json:"webhook,omitempty" jsonschema:"http(s) URL that gets a signed POST on every terminal state; the project must configure a signing secret"`
+	EnablePr bool   `json:"enablePr,omitempty" jsonschema:"after a success, push branch relay/<jobId> and open a pull request; result in pr.json"`
 }
 
 // Repository types: the values of Repo.Type.

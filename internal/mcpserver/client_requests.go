@@ -82,7 +82,7 @@ func (s *Server) Elicit(ctx context.Context, message string, schema json.RawMess
 		params.RequestedSchema = schema
 	}
 	var res *mcp.ElicitResult
-	err = s.request(ctx, "elicitation", canElicit, func(ss *mcp.ServerSession) (err error) {
+	err = s.request(ctx, "elicitation", canElicit, func(ctx context.Context, ss *mcp.ServerSession) (err error) {
 		res, err = ss.Elicit(ctx, params)
 		return err
 	})
@@ -114,7 +114,7 @@ func (s *Server) Sample(ctx context.Context, system string, messages []SampleMes
 		params.Messages = append(params.Messages, &mcp.SamplingMessage{Role: role, Content: &mcp.TextContent{Text: m.Content}})
 	}
 	var res *mcp.CreateMessageResult
-	err := s.request(ctx, "sampling", canSample, func(ss *mcp.ServerSession) (err error) {
+	err := s.request(ctx, "sampling", canSample, func(ctx context.Context, ss *mcp.ServerSession) (err error) {
 		res, err = ss.CreateMessage(ctx, params)
 		return err
 	})
@@ -131,18 +131,20 @@ func (s *Server) Sample(ctx context.Context, system string, messages []SampleMes
 
 // request calls send with each connected session that can, in order,
 // until one answers or fails for a reason other than having gone away.
-func (s *Server) request(ctx context.Context, what string, can func(*mcp.InitializeParams) bool, send func(*mcp.ServerSession) error) error {
+// send's context also ends when Run starts closing that session, since the
+// SDK's close waits for requests in flight.
+func (s *Server) request(ctx context.Context, what string, can func(*mcp.InitializeParams) bool, send func(context.Context, *mcp.ServerSession) error) error {
 	sessions := s.sessionsWhere(can)
 	if len(sessions) == 0 {
 		return fmt.Errorf("%s: %w", what, ErrNoCapableClient)
 	}
 	var gone error
 	for _, ss := range sessions {
-		err := send(ss)
+		err := s.sendTo(ctx, ss, send)
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || !peerGone(err) {
+		if ctx.Err() != nil || !(peerGone(err) || errors.Is(err, errSessionClosing)) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		s.log.Info("client went away during a request; trying the next one", "request", what, "session", ss.ID(), "err", err)
@@ -194,4 +196,60 @@ func usageOf(meta mcp.Meta) (in, out int) {
 		return 0
 	}
 	return count("inputTokens", "input_tokens"), count("outputTokens", "output_tokens")
+}
+
+// sendTo runs send on ss with a context that ends with ctx or when the
+// session starts closing, whichever comes first.
+// A request cut short by the closing session fails with errSessionClosing,
+// which request treats like a client that went away.
+func (s *Server) sendTo(ctx context.Context, ss *mcp.ServerSession, send func(context.Context, *mcp.ServerSession) error) error {
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.closingContext(ss), func() { cancel(errSessionClosing) })
+	defer stop()
+	err := send(rctx, ss)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(rctx), errSessionClosing) {
+		return fmt.Errorf("%w: %w", errSessionClosing, err)
+	}
+	return err
+}
+
+// errSessionClosing is the cause of a client request cut short because its
+// session is being closed.
+var errSessionClosing = errors.New("the MCP session is closing")
+
+// closingContext returns the context that ends when Run starts closing ss
+// (a session Run does not own: one that never ends this way).
+func (s *Server) closingContext(ss *mcp.ServerSession) context.Context {
+	s.closingMu.Lock()
+	defer s.closingMu.Unlock()
+	if c, ok := s.closing[ss]; ok {
+		return c.ctx
+	}
+	return context.Background()
+}
+
+// trackRequests registers ss, run by Run, so that closeRequests can end
+// the requests sent to its client.
+func (s *Server) trackRequests(ss *mcp.ServerSession) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.closingMu.Lock()
+	s.closing[ss] = sessionClosing{ctx, cancel}
+	s.closingMu.Unlock()
+}
+
+// closeRequests cancels the requests in flight to ss and forgets it.
+func (s *Server) closeRequests(ss *mcp.ServerSession) {
+	s.closingMu.Lock()
+	c, ok := s.closing[ss]
+	delete(s.closing, ss)
+	s.closingMu.Unlock()
+	if ok {
+		c.cancel()
+	}
+}
+
+type sessionClosing struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }

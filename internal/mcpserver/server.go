@@ -111,6 +111,11 @@ type Server struct {
 	pumpMu    sync.Mutex
 	pumpUsers int
 	pumpStop  func()
+
+	// closingMu guards closing: per session, the context of the requests
+	// sent to its client, cancelled when the session is being closed.
+	closingMu sync.Mutex
+	closing   map[*mcp.ServerSession]sessionClosing
 }
 
 // New returns a Server with the jobs_* tools and the job resources.
@@ -126,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 		now:           time.Now,
 		progressEvery: defaultProgressEvery,
 		subs:          map[string]map[*mcp.ServerSession]struct{}{},
+		closing:       map[*mcp.ServerSession]sessionClosing{},
 	}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: cfg.Name, Title: "MCP Task Relay", Version: cfg.Version}, &mcp.ServerOptions{
 		Instructions: instructions(cfg.Asks != nil),
@@ -182,6 +188,8 @@ func (s *Server) Run(ctx context.Context, t mcp.Transport) error {
 		return err
 	}
 	defer s.forgetSession(ss)
+	s.trackRequests(ss)
+	defer s.closeRequests(ss)
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- ss.Wait() }()
 	select {
@@ -191,6 +199,9 @@ func (s *Server) Run(ctx context.Context, t mcp.Transport) error {
 		}
 		return err
 	case <-ctx.Done():
+		// The SDK's Close waits for requests in flight, such as an
+		// elicitation a person may never answer: end those first.
+		s.closeRequests(ss)
 		_ = ss.Close()
 		<-waitErr
 		return ctx.Err()

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -280,7 +281,14 @@ func (w *Worker) deliver(ctx context.Context, m *store.OutboxMessage) error {
 	if ctx.Err() != nil {
 		// Stopping: the message is due again at once for the next worker.
 		next := now
-		return w.retry(settle, m, now, next, "interrupted: the relay stopped")
+		why := "interrupted: the relay stopped"
+		switch {
+		case strings.HasPrefix(m.LastError, why):
+			why = m.LastError
+		case m.LastError != "":
+			why += " (last error: " + m.LastError + ")"
+		}
+		return w.retry(settle, m, now, next, why)
 	}
 	next := now.Add(w.backoff(m.Attempts))
 	if next.Sub(m.CreatedAt) >= w.cfg.MaxAge {
