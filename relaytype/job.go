@@ -16,74 +16,74 @@ import (
 // Repo, Task and IdempotencyKey are required; the rest is optional. The
 // jsonschema tags are the descriptions of the jobs_submit input schema.
 type JobSpec struct {
-	Repo           Repo         `json:"repo" jsonschema:"where the code is and the commit the job starts from"`
-	Task           Task         `json:"task" jsonschema:"the work to do"`
-	Scope          Scope        `json:"scope" jsonschema:"what the executor should read and touch"`
-	Context        *TaskContext `json:"context,omitempty" jsonschema:"pre-computed context for the executor"`
-	OutputContract []string     `json:"outputContract,omitempty" jsonschema:"what the job must produce: DIFF (patch.diff), TEST_PLAN and NOTES (out.md); a part missing fails it OUTPUT_CONTRACT"`
-	Execution      Execution    `json:"execution" jsonschema:"how to run the job"`
-	IdempotencyKey string       `json:"idempotencyKey" jsonschema:"caller's key: resubmitting it returns the existing job unless that one FAILED, was CANCELED or EXPIRED"`
-	Notify         *Notify      `json:"notify,omitempty" jsonschema:"what to do when the job ends: a signed webhook, a pull request"`
+	Repo           Repo         `json:"repo" jsonschema:"code and commit to start from"`
+	Task           Task         `json:"task" jsonschema:"the work"`
+	Scope          Scope        `json:"scope" jsonschema:"files to read and change"`
+	Context        *TaskContext `json:"context,omitempty" jsonschema:"hints for the executor"`
+	OutputContract []string     `json:"outputContract,omitempty" jsonschema:"parts it must produce: DIFF (patch.diff), TEST_PLAN, NOTES (out.md)"`
+	Execution      Execution    `json:"execution" jsonschema:"how to run it"`
+	IdempotencyKey string       `json:"idempotencyKey" jsonschema:"resubmitted, returns its job unless FAILED, CANCELED or EXPIRED"`
+	Notify         *Notify      `json:"notify,omitempty" jsonschema:"when it ends"`
 }
 
 // Repo says where the code lives and which commit the job starts from.
 type Repo struct {
 	// Type is "local" (a checkout on this machine) or "git" (a URL to clone).
-	Type string `json:"type" jsonschema:"local: a checkout on the relay's machine at path; git: clone url"`
+	Type string `json:"type" jsonschema:"local: checkout at path; git: clone url"`
 	// URL is the clone URL for type git (file://, https://, ssh://, scp-like).
-	URL string `json:"url,omitempty" jsonschema:"clone URL, for type git"`
+	URL string `json:"url,omitempty" jsonschema:"for git"`
 	// Path is the directory of the local repository for type local.
-	Path string `json:"path,omitempty" jsonschema:"repository directory, for type local"`
+	Path string `json:"path,omitempty" jsonschema:"for local"`
 	// BaseBranch names the branch the baseline is resolved from when
 	// BaselineCommit is empty. Empty means HEAD.
-	BaseBranch string `json:"baseBranch,omitempty" jsonschema:"branch the baseline is resolved from when baselineCommit is absent; default HEAD"`
+	BaseBranch string `json:"baseBranch,omitempty" jsonschema:"baseline if no baselineCommit; default HEAD"`
 	// BaselineCommit is the full 40-hex commit the job starts from; when
 	// absent it is resolved at submit time and recorded in the job.
-	BaselineCommit string `json:"baselineCommit,omitempty" jsonschema:"full 40-hex commit to start from; resolved at submit when absent"`
+	BaselineCommit string `json:"baselineCommit,omitempty" jsonschema:"default: resolved at submit"`
 }
 
 // Task describes the work.
 type Task struct {
-	Title       string   `json:"title" jsonschema:"short title"`
-	Description string   `json:"description" jsonschema:"what to do, in full: the executor sees only the spec"`
-	Acceptance  []string `json:"acceptance,omitempty" jsonschema:"acceptance criteria, one per item"`
+	Title       string   `json:"title" jsonschema:"short"`
+	Description string   `json:"description" jsonschema:"in full: the executor sees only the spec"`
+	Acceptance  []string `json:"acceptance,omitempty" jsonschema:"criteria"`
 }
 
 // Scope bounds what the executor should touch.
 type Scope struct {
-	ReadPaths            []string `json:"readPaths,omitempty" jsonschema:"paths to read, relative to the repository root"`
-	FileGlobs            []string `json:"fileGlobs,omitempty" jsonschema:"globs of the files the change may touch (*, **, ?, [a-z]); a patch touching another path fails POLICY"`
-	DisallowReformatting bool     `json:"disallowReformatting,omitempty" jsonschema:"do not reformat untouched code"`
+	ReadPaths            []string `json:"readPaths,omitempty" jsonschema:"repo-relative"`
+	FileGlobs            []string `json:"fileGlobs,omitempty" jsonschema:"files it may change (*, **, ?, [a-z]); others fail POLICY"`
+	DisallowReformatting bool     `json:"disallowReformatting,omitempty" jsonschema:"keep untouched code as is"`
 }
 
 // TaskContext is optional pre-computed context handed to the executor.
 type TaskContext struct {
-	DirTreeDigest string        `json:"dirTreeDigest,omitempty" jsonschema:"digest of the directory tree the context was taken from"`
-	KeySignatures []string      `json:"keySignatures,omitempty" jsonschema:"key function or type signatures"`
-	CodeSnippets  []CodeSnippet `json:"codeSnippets,omitempty" jsonschema:"relevant code excerpts"`
+	DirTreeDigest string        `json:"dirTreeDigest,omitempty" jsonschema:"of the tree the hints are from"`
+	KeySignatures []string      `json:"keySignatures,omitempty" jsonschema:"function or type signatures"`
+	CodeSnippets  []CodeSnippet `json:"codeSnippets,omitempty" jsonschema:"excerpts"`
 }
 
 // CodeSnippet points at lines from..to (1-based, inclusive) of a file.
 type CodeSnippet struct {
-	Path string `json:"path" jsonschema:"file, relative to the repository root"`
-	From int    `json:"from" jsonschema:"first line"`
-	To   int    `json:"to" jsonschema:"last line, at least from"`
+	Path string `json:"path" jsonschema:"repo-relative"`
+	From int    `json:"from" jsonschema:"1-based line"`
+	To   int    `json:"to" jsonschema:"inclusive line"`
 }
 
 // Execution says how to run the job.
 type Execution struct {
-	PreferredModel string   `json:"preferredModel,omitempty" jsonschema:"model for the executor"`
-	Sandbox        string   `json:"sandbox,omitempty" jsonschema:"sandbox mode passed to the executor: read-only or workspace-write"`
-	AskPolicy      string   `json:"askPolicy,omitempty" jsonschema:"approval policy passed to the executor; never: the relay refuses the job's asks"`
-	TimeoutS       int      `json:"timeoutS,omitempty" jsonschema:"seconds an attempt may run before it FAILED with TIMEOUT; 0 or absent: the executor's"`
-	Priority       Priority `json:"priority,omitempty" jsonschema:"queue priority, P0 first"`
-	TTLS           int      `json:"ttlS,omitempty" jsonschema:"seconds the job may stay queued before it is EXPIRED"`
-	Executor       string   `json:"executor,omitempty" jsonschema:"configured executor name; default: the relay's default"`
-	MaxAttempts    int      `json:"maxAttempts,omitempty" jsonschema:"attempts when a worker is lost mid-run"`
+	PreferredModel string   `json:"preferredModel,omitempty" jsonschema:"executor's model"`
+	Sandbox        string   `json:"sandbox,omitempty" jsonschema:"read-only or workspace-write"`
+	AskPolicy      string   `json:"askPolicy,omitempty" jsonschema:"executor approvals; never: asks refused"`
+	TimeoutS       int      `json:"timeoutS,omitempty" jsonschema:"per attempt, then TIMEOUT; 0: the executor's"`
+	Priority       Priority `json:"priority,omitempty" jsonschema:"P0 first"`
+	TTLS           int      `json:"ttlS,omitempty" jsonschema:"queued seconds before EXPIRED"`
+	Executor       string   `json:"executor,omitempty" jsonschema:"configured name"`
+	MaxAttempts    int      `json:"maxAttempts,omitempty" jsonschema:"if a worker is lost"`
 	// MaxBudgetUSD caps what the executor may spend; agents that take a
 	// budget get it, and a run whose reported cost exceeds it fails with
 	// POLICY.
-	MaxBudgetUSD float64 `json:"maxBudgetUsd,omitempty" jsonschema:"spending cap in US dollars; a run that reports more cost FAILED with POLICY"`
+	MaxBudgetUSD float64 `json:"maxBudgetUsd,omitempty" jsonschema:"USD cap; more fails POLICY"`
 }
 
 // Values of Execution.AskPolicy (empty: the executor's default).
@@ -106,8 +106,8 @@ var AskPolicies = []string{AskPolicyUntrusted, AskPolicyOnRequest, AskPolicyOnFa
 // with a patch, push a branch relay/<jobId> and open a pull request
 // (recorded in the pr.json artifact).
 type Notify struct {
-	Webhook  string `json:"webhook,omitempty" jsonschema:"http(s) URL that gets a signed POST on every terminal state; the project must configure a signing secret"`
-	EnablePr bool   `json:"enablePr,omitempty" jsonschema:"after a success, push branch relay/<jobId> and open a pull request; result in pr.json"`
+	Webhook  string `json:"webhook,omitempty" jsonschema:"http(s) URL: signed POST when terminal; needs the project secret"`
+	EnablePr bool   `json:"enablePr,omitempty" jsonschema:"on success push relay/<jobId>, open a PR (pr.json)"`
 }
 
 // Repository types: the values of Repo.Type.

@@ -16,7 +16,7 @@ func newBench() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure cold start (standalone and front), submit and dispatch latency, and queue throughput",
+		Short: "Measure cold start (standalone and front), the size of tools/list and the instructions, submit and dispatch latency, and queue throughput",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -38,6 +38,11 @@ func newBench() *cobra.Command {
 			}
 			fmt.Fprintln(out, cold)
 			fmt.Fprintf(out, "%-34s %.1f MiB\n", "idle RSS after initialize (p50)", float64(rss)/(1<<20))
+			size, err := bench.ContextCost(ctx, self, dir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, size)
 			front, frontRSS, err := bench.FrontStart(ctx, self, dir, coldN)
 			if err != nil {
 				return err

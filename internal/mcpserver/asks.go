@@ -16,10 +16,10 @@ import (
 const statusAll relaytype.AnswerStatus = "ALL"
 
 type asksListArgs struct {
-	JobID string `json:"jobId,omitempty" jsonschema:"only this job's asks"`
+	JobID string `json:"jobId,omitempty" jsonschema:"filter"`
 	// Status is a pointer so that an explicit "" (every status) differs
 	// from an absent one (PENDING).
-	Status *string `json:"status,omitempty" jsonschema:"only asks in this status; ALL or \"\" for every one"`
+	Status *string `json:"status,omitempty" jsonschema:"ALL or \"\": any"`
 }
 
 func (s *Server) listAsks(ctx context.Context, in *asksListArgs) (asksResult, error) {
@@ -86,11 +86,11 @@ func (s *Server) asksOf(ctx context.Context, jobID string, status relaytype.Answ
 }
 
 type asksAnswerArgs struct {
-	AskID      string          `json:"askId" jsonschema:"ask id, from asks_list"`
-	Status     string          `json:"status,omitempty" jsonschema:"outcome of the ask"`
-	AnswerText string          `json:"answerText,omitempty" jsonschema:"the answer as text"`
-	AnswerJSON json.RawMessage `json:"answerJson,omitempty" jsonschema:"the answer as a JSON value, shaped by the ask's outputSchema"`
-	Error      string          `json:"error,omitempty" jsonschema:"why the ask is REJECTED or not answered (ERROR)"`
+	AskID      string          `json:"askId" jsonschema:"from asks_list"`
+	Status     string          `json:"status,omitempty" jsonschema:"outcome"`
+	AnswerText string          `json:"answerText,omitempty" jsonschema:"the answer"`
+	AnswerJSON json.RawMessage `json:"answerJson,omitempty" jsonschema:"the answer, per the ask's outputSchema"`
+	Error      string          `json:"error,omitempty" jsonschema:"why REJECTED or ERROR"`
 }
 
 // answerFields maps the wire field names the ask service reports in a

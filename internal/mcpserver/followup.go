@@ -16,8 +16,8 @@ type Followups interface {
 }
 
 type followupArgs struct {
-	JobID       string `json:"jobId" jsonschema:"the finished job to continue"`
-	Instruction string `json:"instruction" jsonschema:"what to do next, on top of the parent's changes"`
+	JobID       string `json:"jobId" jsonschema:"finished job"`
+	Instruction string `json:"instruction" jsonschema:"what next"`
 }
 
 func (s *Server) addFollowupTool() {
@@ -28,13 +28,10 @@ func (s *Server) addFollowupTool() {
 	addTool(s, &mcp.Tool{
 		Name:  "jobs_followup",
 		Title: "Continue a finished job",
-		Description: `Start a job continuing a finished one (same repository, baseline and executor): the parent's patch applied, the agent's session resumed. ` +
-			`Drive it like any job. Its patch.diff is against the original baseline; incremental.diff holds its own change. ` +
-			errorHelp + ` ILLEGAL_TRANSITION: the parent has not finished.`,
+		Description: `Start a job continuing a finished one: same repo, baseline and executor, the parent's patch applied, the agent session resumed. ` +
+			`incremental.diff holds its own change. ILLEGAL_TRANSITION: parent not finished.`,
 		InputSchema: followupInputSchema(),
-		// The result is jobs_submit's, described there.
-		OutputSchema: schemaFor[submitResult](describeOnly()),
-		Annotations:  &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
+		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
 	}, func(ctx context.Context, in *followupArgs) (submitResult, error) {
 		parent := strings.TrimSpace(in.JobID)
 		if parent == "" {

@@ -17,7 +17,10 @@ import (
 // struct tags) all come from the types. What inference cannot express —
 // enums, patterns, bounds and defaults — is added below from relaytype's
 // constants. The server validates every call's arguments against the
-// input schema it advertises (validate.go).
+// input schema it advertises (validate.go). Output schemas keep only the
+// shape of a result (resultSchema): every client pays for tools/list in
+// its context, so the prose is said once, in the instructions, the tools'
+// descriptions and the input schemas.
 
 // answerStatuses are the statuses asks_answer records; TIMEOUT is the
 // relay's own, for asks nobody answered in time.
@@ -99,25 +102,38 @@ func noNull(s *jsonschema.Schema) {
 	noNull(s.Items)
 }
 
-// describeOnly returns a refinement that drops the descriptions of every
-// property but the top-level ones named: for results that repeat, with a
-// few additions, a result another tool's schema describes.
-func describeOnly(names ...string) func(*jsonschema.Schema) {
-	var drop func(s *jsonschema.Schema)
-	drop = func(s *jsonschema.Schema) {
-		s.Description = ""
-		for _, p := range s.Properties {
-			drop(p)
+// resultSchema is the output schema of a tool returning T: the shape of
+// the result, without prose (the instructions and the tools' descriptions
+// say what the values mean, the input schemas list the enums). It keeps
+// every property with its JSON type and required-ness, and lists the
+// properties of nested objects only to depth levels below the top (0:
+// none; deeper objects are typed "object"; arrays do not count as a
+// level). Results accept properties the schema does not list, so that a
+// client validating structuredContent against it keeps working when the
+// relay adds a field.
+func resultSchema[T any](depth int) *jsonschema.Schema {
+	s := schemaFor[T]()
+	shape(s, depth)
+	return s
+}
+
+// shape strips s to its shape: no descriptions, enums or formats, no
+// closed objects, and no properties below depth levels of nesting.
+func shape(s *jsonschema.Schema, depth int) {
+	s.Description, s.Enum, s.Format = "", nil, ""
+	s.AdditionalProperties = nil
+	for _, p := range s.Properties {
+		if p.Type == "object" && depth <= 0 {
+			*p = jsonschema.Schema{Type: "object"}
+			continue
 		}
-		if s.Items != nil {
-			drop(s.Items)
-		}
+		shape(p, depth-1)
 	}
-	return func(s *jsonschema.Schema) {
-		for name, p := range s.Properties {
-			if !slices.Contains(names, name) {
-				drop(p)
-			}
+	if it := s.Items; it != nil {
+		if it.Type == "object" && depth < 0 {
+			*it = jsonschema.Schema{Type: "object"}
+		} else {
+			shape(it, depth)
 		}
 	}
 }
@@ -173,7 +189,7 @@ func length(s *jsonschema.Schema, minimum, maximum int) {
 // submitSchema is submitArgs as jobs_submit's input schema describes it:
 // the spec is decoded by relaytype.ParseJobSpec, described by JobSpec.
 type submitSchema struct {
-	Spec relaytype.JobSpec `json:"spec" jsonschema:"the JobSpec; unknown fields are rejected"`
+	Spec relaytype.JobSpec `json:"spec" jsonschema:"the job"`
 }
 
 // submitInputSchema is the input schema of jobs_submit: JobSpec with the

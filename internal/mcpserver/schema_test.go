@@ -56,18 +56,27 @@ func (b *bundle) advertised(t *testing.T, tool string) *jsonschema.Schema {
 	return nil
 }
 
-// maxToolsListBytes bounds the JSON size of tools/list with every tool
-// offered; the hand-written schemas and descriptions it replaced took
-// 38 101 bytes.
-const maxToolsListBytes = 23 * 1024
+// Every orchestrator conversation pays for tools/list and the initialize
+// instructions before its first call: maxToolsListBytes bounds the JSON
+// size of tools/list with every tool offered (38 101 bytes with
+// hand-written schemas, 21 976 with the first generated ones), and
+// maxInstructionsBytes the instructions.
+const (
+	maxToolsListBytes    = 12 * 1024
+	maxInstructionsBytes = 1536
+)
 
 func TestToolsListSize(t *testing.T) {
 	t.Parallel()
-	res := setupAll(t).listTools(t)
+	b := setupAll(t)
+	res := b.listTools(t)
 	require.Len(t, res.Tools, 8)
 	data, err := json.Marshal(res)
 	require.NoError(t, err)
-	t.Logf("tools/list: %d bytes", len(data))
+	instr := b.cs.InitializeResult().Instructions
+	t.Logf("tools/list: %d bytes; instructions: %d bytes", len(data), len(instr))
+	require.LessOrEqual(t, len(instr), maxInstructionsBytes, "instructions")
+	require.Equal(t, instructions(true), instr)
 	for _, tool := range res.Tools {
 		in, err := json.Marshal(tool.InputSchema)
 		require.NoError(t, err)
@@ -75,7 +84,30 @@ func TestToolsListSize(t *testing.T) {
 		require.NoError(t, err)
 		t.Logf("%-14s description %4d, input schema %4d, output schema %4d", tool.Name, len(tool.Description), len(in), len(out))
 	}
-	require.LessOrEqual(t, len(data), maxToolsListBytes)
+	require.LessOrEqual(t, len(data), maxToolsListBytes, "tools/list")
+}
+
+// TestResultSchemasOpen checks what output schemas keep and leave out:
+// every result property with its type and required-ness, no prose, and
+// room for properties a later relay adds.
+func TestResultSchemasOpen(t *testing.T) {
+	t.Parallel()
+	s := resultSchema[jobStatus](0)
+	require.Nil(t, s.AdditionalProperties)
+	require.Contains(t, s.Required, "state")
+	require.NotContains(t, s.Required, "progress")
+	require.Equal(t, &jsonschema.Schema{Type: "string"}, prop(s, "state"), "no enum or description")
+	require.Equal(t, &jsonschema.Schema{Type: "object"}, prop(s, "usage"), "nested below depth 0")
+	require.Equal(t, &jsonschema.Schema{Type: "object"}, prop(s, "artifacts", "[]"))
+	requireValid(t, s, `{"id":"job_1","state":"QUEUED","stateVersion":1,"attempt":0,"maxAttempts":3,"priority":"P1","executor":"x",`+
+		`"baselineCommit":"","createdAt":"t","lastUpdate":"t","usage":{"inputTokens":0,"outputTokens":0},"artifacts":[],"added":1}`)
+	resolved, err := s.Resolve(nil)
+	require.NoError(t, err)
+	require.Error(t, resolved.Validate(map[string]any{"id": "job_1"}), "required properties stay required")
+
+	deep := resultSchema[jobStatus](1)
+	require.Equal(t, []string{"kind", "uri", "digest", "size"}, prop(deep, "artifacts", "[]").Required)
+	require.Equal(t, &jsonschema.Schema{Type: "integer"}, prop(deep, "usage", "inputTokens"))
 }
 
 // lintTools checks tools the way strict MCP clients and linters do and
@@ -102,7 +134,8 @@ func lintTools(t *testing.T, tools []*mcp.Tool) []string {
 				warn("%s: %s has type %q, not object", tool.Name, which, s.Type)
 			}
 			// Arguments are what the model writes: each needs a
-			// description. Results need only their shape.
+			// description. Results need only their shape: output
+			// properties carry no descriptions.
 			lintSchema(s, tool.Name+"."+which, which == "inputSchema", warn)
 		}
 	}
@@ -135,6 +168,9 @@ func lintSchema(s *jsonschema.Schema, at string, describe bool, warn func(string
 		if describe && strings.TrimSpace(p.Description) == "" {
 			warn("%s: no description", pat)
 		}
+		if !describe && p.Description != "" {
+			warn("%s: prose in a result's schema", pat)
+		}
 		lintSchema(p, pat, describe, warn)
 	}
 	if s.Items != nil {
@@ -157,6 +193,9 @@ func TestToolsLint(t *testing.T) {
 			"d": map[string]any{"description": "x"},
 			"e": map[string]any{"type": "string"},
 		},
+	}, OutputSchema: map[string]any{
+		"type":       "object",
+		"properties": map[string]any{"f": map[string]any{"type": "string", "description": "x"}},
 	}}
 	require.ElementsMatch(t, []string{
 		"bad: no description",
@@ -166,7 +205,7 @@ func TestToolsLint(t *testing.T) {
 		"bad.inputSchema.c: empty schema",
 		"bad.inputSchema.d: no type",
 		"bad.inputSchema.e: no description",
-		"bad: no outputSchema",
+		"bad.outputSchema.f: prose in a result's schema",
 	}, lintTools(t, []*mcp.Tool{bad}))
 }
 

@@ -148,22 +148,28 @@ func New(cfg Config) (*Server, error) {
 }
 
 // instructions returns the text sent to clients in the initialize result:
-// the loop a client model drives, with the ask steps when asks is set.
+// the loop a client model drives, with the ask steps when asks is set, the
+// job states and how tool errors come back. The tools' descriptions do not
+// repeat it.
 func instructions(asks bool) string {
-	text := `This server runs long coding jobs in the background. ` +
-		`1. Call jobs_submit with a JobSpec; it returns a jobId at once. ` +
-		`2. Call jobs_wait {jobId} repeatedly: each call returns within 50 s, as soon as the job changes state or at its timeoutS, with the job's status. ` +
-		`(Alternatively subscribe to mcp://jobs/{jobId}/status and re-read it on notifications/resources/updated.) `
+	waiting := `WAITING_ON_ANSWER (an executor question waits for its answer)`
 	if asks {
-		text += `3. When the state is WAITING_ON_ANSWER (pendingAsks > 0), the executor has asked a question: ` +
-			`call asks_list {jobId} and answer each pending ask routed to orchestrator with asks_answer {askId, answerText or answerJson}, ` +
-			`from your own knowledge of the user's intent and the task (asks routed to the runner or to a human usually answer themselves; answer them yourself only if they stay pending); ` +
-			`answer with status REJECTED only to refuse, which fails the job. ` +
-			`Then go back to jobs_wait. `
+		waiting = `WAITING_ON_ANSWER (see 3)`
 	}
-	return text + `When the state is terminal (SUCCEEDED, FAILED, CANCELED, EXPIRED), read the results as resources: ` +
-		`mcp://jobs/{jobId}/artifacts/patch.diff, .../out.md and .../logs.txt (jobs_get lists those that exist). ` +
-		`Cancel a job with jobs_cancel.`
+	text := `Runs long coding jobs in the background. ` +
+		`1. jobs_submit {spec} returns a jobId at once. ` +
+		`2. Call jobs_wait {jobId} repeatedly: each call returns within 50 s, as soon as the job or its asks change, with its status ` +
+		`(or subscribe to mcp://jobs/{jobId}/status). States: QUEUED, RUNNING, ` + waiting + `, STALE (worker lost; retried up to maxAttempts); ` +
+		`terminal: SUCCEEDED, FAILED, CANCELED, EXPIRED (queued past ttlS). FAILED has a reasonCode: EXECUTOR_ERROR, TIMEOUT, ` +
+		`CONFLICT (patch does not apply), BAD_ARTIFACTS, POLICY (e.g. a file outside scope.fileGlobs), OUTPUT_CONTRACT (a part missing) or INTERNAL_ERROR. `
+	if asks {
+		text += `3. WAITING_ON_ANSWER (pendingAsks > 0): an executor asked a question. Call asks_list {jobId} and answer each pending ask ` +
+			`routed to orchestrator with asks_answer, from the user's intent and the task (runner and human asks answer themselves; ` +
+			`answer them only if they stay pending). Answer REJECTED only to refuse: it fails the job. Then jobs_wait again. `
+	}
+	return text + `When terminal, resources/read mcp://jobs/{jobId}/artifacts/patch.diff (applies to baselineCommit), ` +
+		`out.md (test plan, notes) and logs.txt; jobs_get lists those that exist. Cancel with jobs_cancel. ` +
+		`A tool error is an isError result with the text {"code","message","field"}.`
 }
 
 // MCP returns the underlying SDK server, for transports that connect

@@ -21,53 +21,48 @@ const (
 	maxListLimit     = 100
 )
 
-// errorHelp tells every tool's caller how errors come back.
-const errorHelp = `Errors: isError, text {"code","message","field"}.`
-
 func (s *Server) addTools() {
+	// The instructions carry the job loop, the states and the error
+	// format; each description says what its tool does.
 	addTool(s, &mcp.Tool{
 		Name:  "jobs_submit",
 		Title: "Submit a background coding job",
-		Description: `Start a background coding job: an executor (a coding agent or a command) works on the task in an isolated checkout of the repo at a pinned commit. ` +
-			`Returns at once. Then call jobs_wait {jobId} until the state is terminal (jobs_get reads it without waiting; mcp://jobs/{jobId}/status can be subscribed to). ` +
-			`In progress: QUEUED, RUNNING, WAITING_ON_ANSWER (` + s.askHelp() + `), STALE (worker lost; retried up to maxAttempts). ` +
-			`Terminal: SUCCEEDED; FAILED with reasonCode EXECUTOR_ERROR, TIMEOUT, CONFLICT (patch does not apply), BAD_ARTIFACTS, POLICY (e.g. a file outside scope.fileGlobs), OUTPUT_CONTRACT (an outputContract part missing) or INTERNAL_ERROR; CANCELED; EXPIRED (queued past ttlS). ` +
-			`Then resources/read mcp://jobs/{jobId}/artifacts/patch.diff (applies to baselineCommit), out.md (test plan, notes) and logs.txt. ` +
-			errorHelp + ` INVALID_SPEC names the spec field; NO_EXECUTOR: none configured.`,
+		Description: `Start a background coding job: an executor (coding agent or command) works in an isolated checkout at a pinned commit. ` +
+			`INVALID_SPEC names the field; NO_EXECUTOR: none configured.`,
 		InputSchema: submitInputSchema(),
 		Annotations: &mcp.ToolAnnotations{IdempotentHint: true, DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
 	}, s.submit)
 	addTool(s, &mcp.Tool{
 		Name:        "jobs_get",
 		Title:       "Get a job's status",
-		Description: `Read a job's status without waiting, with its artifacts so far (states and artifacts: see jobs_submit). ` + errorHelp,
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+		Description: `A job's status and artifacts so far, without waiting.`,
+		// Its artifacts, progress and usage are objects whose fields the
+		// results show.
+		OutputSchema: resultSchema[jobStatus](0),
+		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.get)
 	addTool(s, &mcp.Tool{
 		Name:        "jobs_list",
 		Title:       "List jobs",
-		Description: `List jobs, newest first: this project's, or every project's with allProjects. Items leave out artifacts (see jobs_get). ` + errorHelp,
+		Description: `Jobs, newest first; items are jobs_get's status without artifacts.`,
 		InputSchema: listInputSchema(),
-		// The items are described once, in jobs_get's output schema.
-		OutputSchema: schemaFor[listResult](describeOnly("total", "hasMore")),
+		// The items' fields are jobs_get's.
+		OutputSchema: resultSchema[listResult](0),
 		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.list)
 	addTool(s, &mcp.Tool{
-		Name:  "jobs_cancel",
-		Title: "Cancel a job",
-		Description: `Cancel an unfinished job: a queued one never runs; a running one's executor process group is killed before this returns. ` +
-			errorHelp + ` ILLEGAL_TRANSITION: the job already ended.`,
+		Name:        "jobs_cancel",
+		Title:       "Cancel a job",
+		Description: `Cancel an unfinished job; a running executor is killed first. ILLEGAL_TRANSITION: it already ended.`,
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: false, OpenWorldHint: ptr(false)},
 	}, s.cancel)
 	addToolReq(s, &mcp.Tool{
 		Name:  "jobs_wait",
 		Title: "Wait for a job to change",
-		Description: `Wait up to timeoutS for a job or its asks to change, then return its status as jobs_get does; at once if it is terminal. ` +
-			`Repeat jobs_wait until it is. WAITING_ON_ANSWER: ` + s.askHelp() + `. ` +
-			`Sends notifications/progress if the call has a progressToken. ` + errorHelp,
-		InputSchema: waitInputSchema(),
-		// The status is described once, in jobs_get's output schema.
-		OutputSchema: schemaFor[waitResult](describeOnly("changed", "pendingAsks")),
+		Description: `Wait up to timeoutS for a job or its asks to change, then return its status as jobs_get does; at once if terminal. ` +
+			`Sends notifications/progress given a progressToken.`,
+		InputSchema:  waitInputSchema(),
+		OutputSchema: resultSchema[waitResult](0),
 		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.wait)
 	s.addFollowupTool()
@@ -75,33 +70,20 @@ func (s *Server) addTools() {
 		return
 	}
 	addTool(s, &mcp.Tool{
-		Name:  "asks_list",
-		Title: "List questions from executors",
-		Description: `List executors' questions (asks), oldest first; PENDING ones by default. ` +
-			`Answer those routed to orchestrator with asks_answer, from the user's intent and the task; ` +
-			`runner and human asks usually answer themselves (answer them if they stay pending). ` +
-			`An ask unanswered at deadlineAt fails the job. ` + errorHelp,
+		Name:        "asks_list",
+		Title:       "List questions from executors",
+		Description: `Executors' questions (asks), oldest first; one unanswered at deadlineAt fails its job.`,
 		InputSchema: asksListInputSchema(),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.listAsks)
 	addTool(s, &mcp.Tool{
 		Name:  "asks_answer",
 		Title: "Answer a question from an executor",
-		Description: `Answer a pending ask; its executor resumes with the answer. Give answerText, or answerJson when the ask has an outputSchema. ` +
-			`REJECTED refuses and fails the job (POLICY); ERROR (cannot answer) fails it with EXECUTOR_ERROR. ` +
-			`Repeating an answer is harmless. ` + errorHelp + ` CONFLICT: answered differently before.`,
+		Description: `Answer a pending ask; its executor resumes. REJECTED fails the job with POLICY, ERROR (cannot answer) with EXECUTOR_ERROR. ` +
+			`Repeating is harmless; CONFLICT: answered differently.`,
 		InputSchema: asksAnswerInputSchema(),
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, s.answer)
-}
-
-// askHelp says what to do about a job WAITING_ON_ANSWER: answer its asks
-// when the ask tools are offered.
-func (s *Server) askHelp() string {
-	if s.asks == nil {
-		return "an executor question waits for its answer"
-	}
-	return "an executor question waits: answer it with asks_list and asks_answer; REJECTED fails the job"
 }
 
 // addTool registers a tool whose arguments decode strictly into In and
@@ -109,7 +91,8 @@ func (s *Server) askHelp() string {
 // the same JSON. Any error becomes an isError result (see toolError).
 //
 // The input and output schemas are t.InputSchema and t.OutputSchema when
-// set, else inferred from In and Out. The arguments of every call are
+// set, else inferred from In and Out (the output schema with one level of
+// nested properties, see resultSchema). The arguments of every call are
 // validated against the input schema (argValidator) before they are
 // decoded, so that errors carry a contract code and name the field; the
 // low-level Server.AddTool is used because the SDK's generic mcp.AddTool
@@ -125,7 +108,7 @@ func addToolReq[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *mc
 		t.InputSchema = schemaFor[In]()
 	}
 	if t.OutputSchema == nil {
-		t.OutputSchema = schemaFor[Out]()
+		t.OutputSchema = resultSchema[Out](1)
 	}
 	validator, err := newArgValidator(t.Name, t.InputSchema.(*jsonschema.Schema))
 	if err != nil {
@@ -280,7 +263,7 @@ func (s *Server) submit(ctx context.Context, in *submitArgs) (submitResult, erro
 }
 
 type jobArgs struct {
-	JobID string `json:"jobId" jsonschema:"job id, from jobs_submit"`
+	JobID string `json:"jobId" jsonschema:"from jobs_submit"`
 }
 
 func (a *jobArgs) id() (string, error) {
@@ -321,10 +304,10 @@ func (s *Server) statusOf(ctx context.Context, job *relaytype.Job) (jobStatus, e
 }
 
 type listArgs struct {
-	State       string `json:"state,omitempty" jsonschema:"only jobs in this state"`
+	State       string `json:"state,omitempty" jsonschema:"filter"`
 	Limit       *int   `json:"limit,omitempty" jsonschema:"page size"`
-	Offset      *int   `json:"offset,omitempty" jsonschema:"jobs to skip"`
-	AllProjects bool   `json:"allProjects,omitempty" jsonschema:"jobs of every project, not only this one's"`
+	Offset      *int   `json:"offset,omitempty" jsonschema:"jobs skipped"`
+	AllProjects bool   `json:"allProjects,omitempty" jsonschema:"not only this project's"`
 }
 
 // AllProjects is the optional part of Jobs whose List shows one project's

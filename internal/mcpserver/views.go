@@ -9,7 +9,9 @@ import (
 
 // The JSON shapes below are what tools return as structuredContent and
 // what the job resources hold. Their field names are part of the contract;
-// the tools' output schemas are derived from them (schema.go).
+// the tools' output schemas are derived from them (schema.go). Their
+// jsonschema tags document the fields here only: output schemas carry no
+// descriptions (resultSchema).
 
 // timestamp is a time as an RFC 3339 string in UTC with milliseconds.
 type timestamp string

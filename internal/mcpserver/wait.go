@@ -22,8 +22,8 @@ const (
 )
 
 type waitArgs struct {
-	JobID    string `json:"jobId" jsonschema:"job id, from jobs_submit"`
-	TimeoutS *int   `json:"timeoutS,omitempty" jsonschema:"longest wait in seconds"`
+	JobID    string `json:"jobId" jsonschema:"from jobs_submit"`
+	TimeoutS *int   `json:"timeoutS,omitempty" jsonschema:"seconds"`
 }
 
 // wait is jobs_wait: it returns when the job's state version moves past
