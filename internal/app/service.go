@@ -28,6 +28,7 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/notify"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/workspace"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -238,8 +239,10 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 		return sqlite.Open(ctx, sqlite.Config{})
 	case config.StorageSQLite:
 		return sqlite.Open(ctx, sqlite.Config{Path: cfg.Storage.SQLitePath})
+	case config.StoragePostgres:
+		return postgres.Open(ctx, postgres.Config{URL: cfg.Storage.PostgresURL})
 	default:
-		return nil, fmt.Errorf("storage.mode %q is not available in this build (use memory or sqlite)", cfg.Storage.Mode)
+		return nil, fmt.Errorf("storage.mode %q is not available in this build (use memory, sqlite or postgres)", cfg.Storage.Mode)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/policy"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
 )
 
@@ -351,9 +352,21 @@ func doctorStorage(ctx context.Context, cfg *config.Config) []doctorCheck {
 		} else {
 			st.status, st.detail = doctorOK, "sqlite "+cfg.Storage.SQLitePath
 		}
+	case config.StoragePostgres:
+		// The URL may hold a password: only the outcome is shown.
+		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.Storage.PostgresURL})
+		if err == nil {
+			err = s.Close()
+		}
+		if err != nil {
+			st.status, st.detail = doctorFail, err.Error()
+			st.fix = "check storage.postgresUrl (TASK_RELAY_POSTGRES_URL): the server must be reachable and the user allowed to create tables"
+		} else {
+			st.status, st.detail = doctorOK, "postgres: connected and migrated"
+		}
 	default:
 		st.status, st.detail = doctorFail, fmt.Sprintf("storage.mode %s is not available in this build", cfg.Storage.Mode)
-		st.fix = "set storage.mode to sqlite or memory (--storage, TASK_RELAY_STORAGE)"
+		st.fix = "set storage.mode to sqlite, postgres or memory (--storage, TASK_RELAY_STORAGE)"
 	}
 	checks := []doctorCheck{st}
 	for _, d := range []struct{ name, dir, setting string }{

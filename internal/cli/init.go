@@ -282,13 +282,13 @@ const initConfigYAML = `# mcp-task-relay configuration (written by "mcp-task-rel
 #   admitTimeoutSec: 20
 
 # storage:
-#   # Job store: sqlite (a file) or memory (lost when the relay stops)
-#   # (--storage, TASK_RELAY_STORAGE).
+#   # Job store: sqlite (a file), postgres (a server several relays can
+#   # share) or memory (lost when the relay stops) (--storage, TASK_RELAY_STORAGE).
 #   mode: sqlite
 #   # The database file (--sqlite, TASK_RELAY_SQLITE_URL).
 #   # Default: DATA_DIR/relay.db.
 #   # sqlitePath: ~/.local/share/mcp-task-relay/relay.db
-#   # Connection string for mode postgres (reserved; TASK_RELAY_POSTGRES_URL).
+#   # Connection string for mode postgres (TASK_RELAY_POSTGRES_URL).
 #   # postgresUrl: postgres://relay@localhost/relay
 
 # How each job's workspace is prepared before its executor starts. An

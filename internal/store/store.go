@@ -1,13 +1,15 @@
 // Package store defines the persistence seam of the relay: one method per
 // query, each taking a *Params struct and returning relaytype values, in the
-// manner of River's driver interface. Implementations live in subpackages (today
-// sqlite); storetest holds the conformance suite every
+// manner of River's driver interface. Implementations live in the sqlite
+// and postgres subpackages; storetest holds the conformance suite every
 // implementation runs.
 //
 // Every method that changes a job's state validates the transition with
 // relaytype.CanTransition, increments stateVersion and appends the audit
 // event in one transaction, so the store is the single source of truth of
-// the job state machine.
+// the job state machine. The rules themselves live in jobstate, as pure
+// functions every implementation calls; an implementation only loads the
+// rows they need and writes what they decide.
 package store
 
 import (

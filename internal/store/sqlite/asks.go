@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/jobstate"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -104,12 +105,6 @@ func getAsk(ctx context.Context, q querier, id string) (*relaytype.AskRecord, as
 	return a, extra, nil
 }
 
-// attemptOver reports whether the attempt that posted an ask is over: its
-// job is no longer active or runs another attempt.
-func attemptOver(job *relaytype.Job, askAttempt int) bool {
-	return !job.State.Active() || job.Attempt != askAttempt
-}
-
 // AskInsert implements store.Store.
 func (s *Store) AskInsert(ctx context.Context, p *store.AskInsertParams) (*relaytype.AskRecord, bool, *relaytype.Job, error) {
 	var (
@@ -119,65 +114,57 @@ func (s *Store) AskInsert(ctx context.Context, p *store.AskInsertParams) (*relay
 	)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		a := p.Ask
-		existing, row, err := getAsk(ctx, tx, a.AskID)
+		var existing *jobstate.StoredAsk
+		jobID := a.JobID
+		rec, row, err := getAsk(ctx, tx, a.AskID)
 		switch {
 		case err == nil:
-			if existing.JobID != a.JobID {
-				return fmt.Errorf("ask %s: %w", a.AskID, relaytype.ErrAskConflict)
-			}
-			job, err = getJob(ctx, tx, a.JobID)
-			if err != nil {
-				return err
-			}
-			if job.Attempt != row.attempt {
-				// Another attempt's executor (or a leftover of the dead
-				// one) must not take over the dead attempt's ask.
-				return &store.AttemptOverError{AskID: a.AskID, JobID: job.ID, Attempt: row.attempt,
-					JobAttempt: job.Attempt, JobState: job.State, Repost: true}
-			}
-			if row.payloadHash != p.PayloadHash {
-				return fmt.Errorf("ask %s: %w", a.AskID, relaytype.ErrAskConflict)
-			}
-			out = existing
-			return nil
+			existing = &jobstate.StoredAsk{Record: rec, PayloadHash: row.payloadHash, Attempt: row.attempt}
+			jobID = rec.JobID
 		case !errors.Is(err, relaytype.ErrAskNotFound):
 			return err
 		}
-		job, err = getJob(ctx, tx, a.JobID)
+		j, err := getJob(ctx, tx, jobID)
 		if err != nil {
 			return err
 		}
-		if !job.State.Active() {
-			return fmt.Errorf("job %s is %s: %w", job.ID, job.State, relaytype.ErrJobNotActive)
-		}
-		constraints, err := jsonArg(a.Constraints)
+		snap, err := snapshot(ctx, tx, j)
 		if err != nil {
 			return err
 		}
-		meta, err := jsonArg(a.Meta)
+		q := *p
+		q.Now = dbTime(p.Now)
+		o, err := jobstate.AskInsert(snap, existing, &q)
+		if err != nil {
+			return err
+		}
+		job = o.Job
+		if o.Existing != nil {
+			out = o.Existing
+			return nil
+		}
+		n := o.Insert.Record
+		constraints, err := jsonArg(n.Constraints)
+		if err != nil {
+			return err
+		}
+		meta, err := jsonArg(n.Meta)
 		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO asks (ask_id, job_id, step_id, ask_type, prompt, context_hash,
 			context_envelope, constraints, role_id, meta, status, route, created_at, deadline_at, payload_hash, attempt)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)`,
-			a.AskID, a.JobID, a.StepID, string(a.AskType), a.Prompt, a.ContextHash, string(a.ContextEnvelope),
-			constraints, nullString(a.RoleID), meta, a.Route, ms(p.Now), ms(a.DeadlineAt), p.PayloadHash, job.Attempt); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			n.AskID, n.JobID, n.StepID, string(n.AskType), n.Prompt, n.ContextHash, string(n.ContextEnvelope),
+			constraints, nullString(n.RoleID), meta, string(n.Status), n.Route, ms(n.CreatedAt), ms(n.DeadlineAt),
+			o.Insert.PayloadHash, o.Insert.Attempt); err != nil {
 			return fmt.Errorf("insert ask: %w", err)
 		}
-		if _, err := appendEvent(ctx, tx, a.JobID, relaytype.EventAsk, map[string]any{
-			"askId": a.AskID, "askType": a.AskType, "stepId": a.StepID, "attempt": job.Attempt, "roleId": a.RoleID,
-			"route": a.Route, "contextHash": a.ContextHash, "deadlineAt": a.DeadlineAt,
-		}, p.Now); err != nil {
+		if _, err := appendEvent(ctx, tx, o.Event, q.Now); err != nil {
 			return err
 		}
-		if job.State == relaytype.StateRunning {
-			job, err = transition(ctx, tx, job, &store.JobTransitionParams{
-				ID: job.ID, To: relaytype.StateWaitingOnAnswer, Now: p.Now, Summary: "waiting for the answer to ask " + a.AskID,
-			})
-			if err != nil {
-				return err
-			}
+		if _, err := applyChanges(ctx, tx, o.Changes, q.Now); err != nil {
+			return err
 		}
 		out, _, err = getAsk(ctx, tx, a.AskID)
 		created = true
@@ -263,20 +250,15 @@ func (s *Store) AskDefer(ctx context.Context, p *store.AskDeferParams) (*relayty
 		if err != nil {
 			return err
 		}
-		if a.Status != relaytype.StatusPending {
-			return fmt.Errorf("ask %s is %s, not PENDING: %w", a.AskID, a.Status, relaytype.ErrAnswerConflict)
-		}
-		deadline := a.DeadlineAt
-		if p.DeadlineAt.After(deadline) {
-			deadline = p.DeadlineAt
+		d, err := jobstate.Defer(a, p)
+		if err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE asks SET route = ?, deadline_at = ? WHERE ask_id = ?`,
-			p.Route, ms(deadline), a.AskID); err != nil {
+			d.Route, ms(d.DeadlineAt), a.AskID); err != nil {
 			return fmt.Errorf("defer ask: %w", err)
 		}
-		if _, err := appendEvent(ctx, tx, a.JobID, relaytype.EventAskDeferred, map[string]any{
-			"askId": a.AskID, "from": a.Route, "route": p.Route, "deadlineAt": deadline, "reason": p.Reason,
-		}, p.Now); err != nil {
+		if _, err := appendEvent(ctx, tx, d.Event, p.Now); err != nil {
 			return err
 		}
 		if job, err = getJob(ctx, tx, a.JobID); err != nil {
@@ -331,8 +313,10 @@ func scanAnswer(row scanner) (*relaytype.AnswerRecord, string, error) {
 	return &a, hash, nil
 }
 
-// insertAnswer writes an answer row, closes its ask and logs the event.
-func insertAnswer(ctx context.Context, tx *sql.Tx, a *relaytype.AnswerRecord, hash string, now time.Time) error {
+// applyAnswer writes an answer row, adds its usage to the job, closes its
+// ask and logs the event.
+func applyAnswer(ctx context.Context, tx *sql.Tx, w *jobstate.AnswerWrite, now time.Time) error {
+	a := w.Answer
 	ajson, err := jsonArg(a.AnswerJSON)
 	if err != nil {
 		return err
@@ -349,21 +333,21 @@ func insertAnswer(ctx context.Context, tx *sql.Tx, a *relaytype.AnswerRecord, ha
 	if a.Cacheable != nil {
 		cacheable = *a.Cacheable
 	}
-	var usage relaytype.Usage
+	var tokens relaytype.Usage
 	if a.Usage != nil {
-		usage = *a.Usage
+		tokens = *a.Usage
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO answers (ask_id, job_id, step_id, status, answer_text, answer_json,
 		attestation, policy_trace, cacheable, ask_back, error, created_at, payload_hash, input_tokens, output_tokens)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.AskID, a.JobID, a.StepID, string(a.Status), nullString(a.AnswerText), ajson, att, trace, cacheable,
-		nullString(a.AskBack), nullString(a.Error), ms(now), hash, usage.InputTokens, usage.OutputTokens); err != nil {
+		nullString(a.AskBack), nullString(a.Error), ms(now), w.PayloadHash, tokens.InputTokens, tokens.OutputTokens); err != nil {
 		return fmt.Errorf("insert answer: %w", err)
 	}
-	if usage.InputTokens+usage.OutputTokens > 0 || usage.CostUSD > 0 {
+	if u := w.Usage; u != nil {
 		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,
 			cached_input_tokens = cached_input_tokens + ?, cost_usd = cost_usd + ?
-			WHERE id = ?`, usage.InputTokens, usage.OutputTokens, usage.CachedInputTokens, usage.CostUSD, a.JobID); err != nil {
+			WHERE id = ?`, u.InputTokens, u.OutputTokens, u.CachedInputTokens, u.CostUSD, a.JobID); err != nil {
 			return fmt.Errorf("add answer usage to job: %w", err)
 		}
 	}
@@ -371,18 +355,7 @@ func insertAnswer(ctx context.Context, tx *sql.Tx, a *relaytype.AnswerRecord, ha
 		string(a.Status), ms(now), a.AskID); err != nil {
 		return fmt.Errorf("close ask: %w", err)
 	}
-	by := ""
-	if a.Attestation != nil {
-		by = a.Attestation.AnsweredBy
-	}
-	ev := map[string]any{"askId": a.AskID, "status": a.Status, "answeredBy": by, "error": a.Error}
-	if a.Attestation != nil && a.Attestation.CacheHit {
-		ev["cacheHit"] = true
-	}
-	if a.Usage != nil {
-		ev["usage"] = a.Usage
-	}
-	_, err = appendEvent(ctx, tx, a.JobID, relaytype.EventAnswer, ev, now)
+	_, err = appendEvent(ctx, tx, w.Event, now)
 	return err
 }
 
@@ -396,74 +369,53 @@ func (s *Store) AnswerInsert(ctx context.Context, p *store.AnswerInsertParams) (
 	)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		a := p.Answer
-		ask, row, err := getAsk(ctx, tx, a.AskID)
+		rec, row, err := getAsk(ctx, tx, a.AskID)
 		if err != nil {
 			return err
 		}
-		if a.JobID != ask.JobID {
-			return &relaytype.RequestError{Field: "job_id", Message: fmt.Sprintf("ask %s belongs to job %s, not %s", ask.AskID, ask.JobID, a.JobID)}
-		}
-		job, err = getJob(ctx, tx, a.JobID)
+		ask := &jobstate.StoredAsk{Record: rec, PayloadHash: row.payloadHash, Attempt: row.attempt}
+		j, err := getJob(ctx, tx, rec.JobID)
 		if err != nil {
 			return err
 		}
-		existing, hash, err := scanAnswer(tx.QueryRowContext(ctx, `SELECT `+answerColumns+` FROM answers WHERE ask_id = ?`, a.AskID))
+		var existing *jobstate.StoredAnswer
+		stored, hash, err := scanAnswer(tx.QueryRowContext(ctx, `SELECT `+answerColumns+` FROM answers WHERE ask_id = ?`, a.AskID))
 		switch {
-		case err == nil && hash == p.PayloadHash:
-			out = existing
-			return nil
-		case err != nil && !errors.Is(err, sql.ErrNoRows):
+		case err == nil:
+			existing = &jobstate.StoredAnswer{Record: stored, PayloadHash: hash}
+		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("get answer: %w", err)
 		}
-		answered := err == nil
-		if attemptOver(job, row.attempt) {
-			over = &store.AttemptOverError{AskID: ask.AskID, JobID: job.ID, Attempt: row.attempt,
-				JobAttempt: job.Attempt, JobState: job.State}
-			if answered {
-				return nil
-			}
-			// Only an ask stored before asks were bound to attempts can
-			// still be pending here: close it as its attempt's end would
-			// have, and refuse the answer all the same.
-			return closeAsks(ctx, tx, []attemptAsk{{rec: ask, attempt: row.attempt}}, func(int) string {
-				return fmt.Sprintf("closed: attempt %d of the job ended before the ask was answered", row.attempt)
-			}, p.Now)
-		}
-		if answered {
-			return fmt.Errorf("ask %s was answered %s: %w", a.AskID, existing.Status, relaytype.ErrAnswerConflict)
-		}
-		if err := insertAnswer(ctx, tx, a, p.PayloadHash, p.Now); err != nil {
+		snap, err := snapshot(ctx, tx, j)
+		if err != nil {
 			return err
 		}
-		if reason := a.Status.FailReason(); reason != "" {
-			msg := fmt.Sprintf("ask %s was answered %s", a.AskID, a.Status)
-			if a.Error != "" {
-				msg += ": " + a.Error
-			}
-			job, err = transition(ctx, tx, job, &store.JobTransitionParams{ID: job.ID, To: relaytype.StateFailed, Now: p.Now, Reason: reason, Summary: msg})
-			if err != nil {
+		q := *p
+		q.Now = dbTime(p.Now)
+		o, err := jobstate.Answer(snap, ask, existing, &q)
+		if err != nil {
+			return err
+		}
+		if o.Existing != nil {
+			out, job = o.Existing, o.Job
+			return nil
+		}
+		if o.Write != nil {
+			if err := applyAnswer(ctx, tx, o.Write, q.Now); err != nil {
 				return err
-			}
-		} else {
-			// insertAnswer may have added the answer's usage to the job.
-			job, err = getJob(ctx, tx, a.JobID)
-			if err != nil {
-				return err
-			}
-			if job.State == relaytype.StateWaitingOnAnswer {
-				var pending int
-				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM asks WHERE job_id = ? AND status = 'PENDING' AND attempt = ?`,
-					job.ID, job.Attempt).Scan(&pending); err != nil {
-					return fmt.Errorf("count pending asks: %w", err)
-				}
-				if pending == 0 {
-					job, err = transition(ctx, tx, job, &store.JobTransitionParams{ID: job.ID, To: relaytype.StateRunning, Now: p.Now, Summary: "all asks answered"})
-					if err != nil {
-						return err
-					}
-				}
 			}
 		}
+		if err := o.Refuse; err != nil {
+			// The refusal commits what it wrote: the ask it closed.
+			if !errors.As(err, &over) {
+				return err
+			}
+			return nil
+		}
+		if _, err := applyChanges(ctx, tx, o.Changes, q.Now); err != nil {
+			return err
+		}
+		job = o.Job
 		out, _, err = scanAnswer(tx.QueryRowContext(ctx, `SELECT `+answerColumns+` FROM answers WHERE ask_id = ?`, a.AskID))
 		created = true
 		return err
@@ -492,87 +444,26 @@ func (s *Store) AnswerGet(ctx context.Context, p *store.AnswerGetParams) (*relay
 	return nil, nil
 }
 
-// attemptAsk is an ask with the attempt that posted it.
-type attemptAsk struct {
-	rec     *relaytype.AskRecord
-	attempt int
-}
-
 // pendingAsks returns the PENDING asks of a job, oldest first.
-func pendingAsks(ctx context.Context, tx *sql.Tx, jobID string) ([]attemptAsk, error) {
+func pendingAsks(ctx context.Context, tx *sql.Tx, jobID string) ([]*jobstate.StoredAsk, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT `+askColumns+` FROM asks WHERE job_id = ? AND status = 'PENDING'
 		ORDER BY created_at, rowid`, jobID)
 	if err != nil {
 		return nil, fmt.Errorf("pending asks: %w", err)
 	}
 	defer rows.Close()
-	var out []attemptAsk
+	var out []*jobstate.StoredAsk
 	for rows.Next() {
 		a, x, err := scanAsk(rows)
 		if err != nil {
 			return nil, fmt.Errorf("scan ask: %w", err)
 		}
-		out = append(out, attemptAsk{rec: a, attempt: x.attempt})
+		out = append(out, &jobstate.StoredAsk{Record: a, PayloadHash: x.payloadHash, Attempt: x.attempt})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read asks: %w", err)
 	}
 	return out, nil
-}
-
-// closeAsks answers asks ERROR with the text why returns for each ask's
-// attempt, appending their "answer" events, so that no ask waits on an
-// attempt that will never read its answer.
-func closeAsks(ctx context.Context, tx *sql.Tx, asks []attemptAsk, why func(attempt int) string, now time.Time) error {
-	for _, a := range asks {
-		if err := insertAnswer(ctx, tx, &relaytype.AnswerRecord{
-			AskID: a.rec.AskID, JobID: a.rec.JobID, StepID: a.rec.StepID, Status: relaytype.StatusError, Error: why(a.attempt),
-		}, "", now); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// closePendingAsks closes the PENDING asks of job j (as it was before the
-// transition p, just applied) that p ends: all of them when the job ends
-// or its attempt ends (STALE), and those of earlier attempts when p starts
-// attempt started (0 when p is no start).
-func closePendingAsks(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobTransitionParams, started int, now time.Time) error {
-	var why func(attempt int) string
-	switch {
-	case p.To.Terminal():
-		why = func(int) string { return fmt.Sprintf("job ended %s before the ask was answered", p.To) }
-	case p.To == relaytype.StateStale:
-		cause := p.Summary
-		if cause == "" {
-			cause = "its worker stopped"
-		}
-		next := fmt.Sprintf("the job goes back to the queue for attempt %d", j.Attempt+1)
-		if j.Attempt >= j.MaxAttempts {
-			next = fmt.Sprintf("the job has used all %d attempts", j.MaxAttempts)
-		}
-		why = func(attempt int) string {
-			return fmt.Sprintf("closed: attempt %d of the job ended (%s) before the ask was answered; %s", attempt, cause, next)
-		}
-	case started > 0:
-		why = func(attempt int) string {
-			return fmt.Sprintf("closed: attempt %d of the job ended before the ask was answered; the job was retried as attempt %d", attempt, started)
-		}
-	default:
-		return nil
-	}
-	asks, err := pendingAsks(ctx, tx, j.ID)
-	if err != nil {
-		return err
-	}
-	closing := asks[:0]
-	for _, a := range asks {
-		if started == 0 || a.attempt < started {
-			closing = append(closing, a)
-		}
-	}
-	return closeAsks(ctx, tx, closing, why, now)
 }
 
 // DecisionGet implements store.Store.

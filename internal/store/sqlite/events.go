@@ -5,9 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/jobstate"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -19,7 +19,7 @@ func (s *Store) EventAppend(ctx context.Context, p *store.EventAppendParams) (*r
 			return err
 		}
 		var err error
-		ev, err = appendEvent(ctx, tx, p.JobID, p.Type, p.Payload, p.Now)
+		ev, err = appendEvent(ctx, tx, jobstate.Event{JobID: p.JobID, Type: p.Type, Payload: p.Payload}, p.Now)
 		return err
 	})
 	return ev, err
@@ -59,28 +59,17 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*rel
 	return out, nil
 }
 
-func putArtifact(ctx context.Context, tx *sql.Tx, jobID string, a *relaytype.Artifact, now time.Time) error {
-	if a.JobID != "" && a.JobID != jobID {
-		return fmt.Errorf("artifact for job %s stored with job %s", a.JobID, jobID)
-	}
-	if !a.Kind.Valid() {
-		return fmt.Errorf("artifact kind %q is not one of %v", a.Kind, relaytype.ArtifactKinds)
-	}
-	created := a.CreatedAt
-	if created.IsZero() {
-		created = now
-	}
+// putArtifact stores an artifact a rule returned (JobID and CreatedAt
+// set), replacing the job's artifact of that kind.
+func putArtifact(ctx context.Context, tx *sql.Tx, a *relaytype.Artifact) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO artifacts (job_id, kind, uri, digest, size, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, kind) DO UPDATE SET uri = excluded.uri, digest = excluded.digest,
 			size = excluded.size, created_at = excluded.created_at`,
-		jobID, string(a.Kind), a.URI, a.Digest, a.Size, ms(created)); err != nil {
+		a.JobID, string(a.Kind), a.URI, a.Digest, a.Size, ms(a.CreatedAt)); err != nil {
 		return fmt.Errorf("store artifact %s: %w", a.Kind, err)
 	}
-	_, err := appendEvent(ctx, tx, jobID, relaytype.EventArtifact, map[string]any{
-		"kind": a.Kind, "uri": a.URI, "digest": a.Digest, "size": a.Size,
-	}, now)
-	return err
+	return nil
 }
 
 const artifactColumns = `job_id, kind, uri, digest, size, created_at`

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/jobstate"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -73,33 +74,26 @@ func getJob(ctx context.Context, q interface {
 	return j, nil
 }
 
-func appendEvent(ctx context.Context, tx *sql.Tx, jobID, typ string, payload any, now time.Time) (*relaytype.Event, error) {
-	var raw []byte
-	switch p := payload.(type) {
-	case nil:
-	case json.RawMessage:
-		raw = p
-	default:
-		b, err := json.Marshal(p)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s event: %w", typ, err)
-		}
-		raw = b
+// appendEvent appends ev to its job's log at now.
+func appendEvent(ctx context.Context, tx *sql.Tx, ev jobstate.Event, now time.Time) (*relaytype.Event, error) {
+	raw, err := ev.Encode()
+	if err != nil {
+		return nil, err
 	}
 	var payloadArg any
 	if raw != nil {
 		payloadArg = string(raw)
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO job_events (job_id, ts, type, payload) VALUES (?, ?, ?, ?)`,
-		jobID, ms(now), typ, payloadArg)
+		ev.JobID, ms(now), ev.Type, payloadArg)
 	if err != nil {
-		return nil, fmt.Errorf("append %s event: %w", typ, err)
+		return nil, fmt.Errorf("append %s event: %w", ev.Type, err)
 	}
 	id, err := res.LastInsertId()
 	if err != nil {
-		return nil, fmt.Errorf("append %s event: %w", typ, err)
+		return nil, fmt.Errorf("append %s event: %w", ev.Type, err)
 	}
-	return &relaytype.Event{ID: id, JobID: jobID, Time: fromMS(ms(now)), Type: typ, Payload: raw}, nil
+	return &relaytype.Event{ID: id, JobID: ev.JobID, Time: fromMS(ms(now)), Type: ev.Type, Payload: raw}, nil
 }
 
 // JobInsert implements store.Store.
@@ -114,33 +108,31 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 	)
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		// The immediate transaction holds SQLite's write lock, so the lookup
-		// and the insert cannot interleave with another submit.
-		since := ms(p.Now.Add(-p.IdempotencyWindow))
-		row := tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs
-			WHERE idempotency_key = ? AND project = ?
-			  AND (state NOT IN ('SUCCEEDED','FAILED','CANCELED','EXPIRED')
-			       OR (state = 'SUCCEEDED' AND finished_at >= ?))
-			ORDER BY seq DESC LIMIT 1`, p.Spec.IdempotencyKey, p.Project, since)
-		existing, err := scanJob(row)
-		if err == nil {
-			job = existing
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		// and the insert cannot interleave with another submit. Newest
+		// first, the first job jobstate reuses is the answer; jobs that
+		// are never reused are left out.
+		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
+			WHERE idempotency_key = ? AND project = ? AND state NOT IN ('FAILED','CANCELED','EXPIRED')
+			ORDER BY seq DESC`, p.Spec.IdempotencyKey, p.Project)
+		if err != nil {
 			return fmt.Errorf("idempotency lookup: %w", err)
 		}
-		now := ms(p.Now)
-		expires := ms(p.Now.Add(time.Duration(p.Spec.Execution.TTLS) * time.Second))
+		q := *p
+		q.Now = dbTime(p.Now)
+		job, err = firstReused(rows, &q)
+		if err != nil || job != nil {
+			return err
+		}
+		nj, ev := jobstate.NewJob(&q)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, idempotency_key, state, state_version, priority,
 			attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at, parent_job_id, project)
-			VALUES (?, ?, 'QUEUED', 1, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.ID, p.Spec.IdempotencyKey, p.Spec.Execution.Priority.Rank(), p.Spec.Execution.MaxAttempts,
-			p.Executor, p.BaselineCommit, string(spec), now, now, expires, nullString(p.ParentJobID), p.Project); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			nj.ID, nj.IdempotencyKey, string(nj.State), nj.StateVersion, nj.Priority.Rank(), nj.Attempt, nj.MaxAttempts,
+			nj.Executor, nj.BaselineCommit, string(spec), ms(nj.CreatedAt), ms(nj.UpdatedAt), ms(nj.ExpiresAt),
+			nullString(nj.ParentJobID), nj.Project); err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
-		if _, err := appendEvent(ctx, tx, p.ID, relaytype.EventSubmitted, relaytype.TransitionPayload{
-			To: relaytype.StateQueued, StateVersion: 1,
-		}, p.Now); err != nil {
+		if _, err := appendEvent(ctx, tx, ev, q.Now); err != nil {
 			return err
 		}
 		job, err = getJob(ctx, tx, p.ID)
@@ -151,6 +143,24 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 		return nil, false, err
 	}
 	return job, created, nil
+}
+
+// firstReused returns the first of rows that jobstate reuses for p, or nil.
+func firstReused(rows *sql.Rows, p *store.JobInsertParams) (*relaytype.Job, error) {
+	defer rows.Close()
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("idempotency lookup: %w", err)
+		}
+		if jobstate.Reuses(j, p) {
+			return j, nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("idempotency lookup: %w", err)
+	}
+	return nil, nil
 }
 
 // JobGet implements store.Store.
@@ -205,96 +215,6 @@ func collectJobs(rows *sql.Rows) ([]*relaytype.Job, error) {
 	return jobs, nil
 }
 
-// transition applies one validated state change inside tx and appends its
-// event. It is the only code that writes jobs.state after insert.
-func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobTransitionParams) (*relaytype.Job, error) {
-	if !relaytype.CanTransition(j.State, p.To) {
-		return nil, &relaytype.TransitionError{JobID: j.ID, From: j.State, To: p.To}
-	}
-	claim := p.To == relaytype.StateRunning && (j.State == relaytype.StateQueued || j.State == relaytype.StateStale)
-	if p.Owner != "" && !claim && (j.LeaseOwner != p.Owner || !j.State.Active()) {
-		return nil, fmt.Errorf("job %s is held by %q, not %q: %w", j.ID, j.LeaseOwner, p.Owner, relaytype.ErrLeaseLost)
-	}
-	now := ms(p.Now)
-	attempt := j.Attempt
-	sets := []string{"state = ?", "state_version = state_version + 1", "updated_at = ?"}
-	args := []any{string(p.To), now}
-	switch {
-	case p.To.Terminal():
-		sets = append(sets, "finished_at = ?", "lease_owner = NULL", "lease_expires_at = NULL", "reason_code = ?", "summary = ?")
-		args = append(args, now, nullString(string(p.Reason)), nullString(p.Summary))
-	case p.To == relaytype.StateQueued:
-		// A retry waits in the queue for a fresh ttl: its age since submit
-		// is not the queueing delay the ttl bounds.
-		sets = append(sets, "lease_owner = NULL", "lease_expires_at = NULL", "expires_at = ?")
-		args = append(args, ms(p.Now.Add(time.Duration(j.Spec.Execution.TTLS)*time.Second)))
-	case claim:
-		if j.Attempt >= j.MaxAttempts {
-			return nil, fmt.Errorf("start job %s: it has used all %d attempts: %w", j.ID, j.MaxAttempts, relaytype.ErrIllegalTransition)
-		}
-		if p.Owner == "" || p.LeaseTTL <= 0 {
-			return nil, fmt.Errorf("start job %s: a lease owner and TTL are required", j.ID)
-		}
-		attempt++
-		sets = append(sets, "attempt = attempt + 1", "started_at = coalesce(started_at, ?)", "lease_owner = ?",
-			"lease_expires_at = ?", "heartbeat_at = ?")
-		args = append(args, now, p.Owner, ms(p.Now.Add(p.LeaseTTL)), now)
-	case p.To.Active() && p.LeaseTTL > 0:
-		sets = append(sets, "lease_expires_at = ?", "heartbeat_at = ?")
-		args = append(args, ms(p.Now.Add(p.LeaseTTL)), now)
-	}
-	if p.Summary != "" && !p.To.Terminal() {
-		sets = append(sets, "summary = ?")
-		args = append(args, p.Summary)
-	}
-	if u := p.Usage; u != nil {
-		sets = append(sets, "input_tokens = input_tokens + ?", "output_tokens = output_tokens + ?",
-			"cached_input_tokens = cached_input_tokens + ?", "cost_usd = cost_usd + ?")
-		args = append(args, u.InputTokens, u.OutputTokens, u.CachedInputTokens, u.CostUSD)
-	}
-	if p.SessionID != "" {
-		sets = append(sets, "session_id = ?")
-		args = append(args, p.SessionID)
-	}
-	args = append(args, j.ID, j.StateVersion)
-	res, err := tx.ExecContext(ctx, `UPDATE jobs SET `+strings.Join(sets, ", ")+` WHERE id = ? AND state_version = ?`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("update job %s: %w", j.ID, err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return nil, fmt.Errorf("update job %s: state changed concurrently: %w", j.ID, relaytype.ErrIllegalTransition)
-	}
-	for _, a := range p.Artifacts {
-		if err := putArtifact(ctx, tx, j.ID, a, p.Now); err != nil {
-			return nil, err
-		}
-	}
-
-	if _, err := appendEvent(ctx, tx, j.ID, relaytype.EventTransition, relaytype.TransitionPayload{
-		From: j.State, To: p.To, StateVersion: j.StateVersion + 1, Attempt: attempt,
-		Reason: p.Reason, Summary: p.Summary, Owner: p.Owner, Usage: p.Usage,
-	}, p.Now); err != nil {
-		return nil, err
-	}
-	started := 0
-	if claim {
-		started = attempt
-	}
-	if err := closePendingAsks(ctx, tx, j, p, started, p.Now); err != nil {
-		return nil, err
-	}
-	nj, err := getJob(ctx, tx, j.ID)
-	if err != nil {
-		return nil, err
-	}
-	if p.To.Terminal() {
-		if err := enqueueTerminal(ctx, tx, nj, p.Now); err != nil {
-			return nil, err
-		}
-	}
-	return nj, nil
-}
-
 func nullString(s string) any {
 	if s == "" {
 		return nil
@@ -324,25 +244,17 @@ func (s *Store) JobRelease(ctx context.Context, p *store.JobReleaseParams) (*rel
 		if err != nil {
 			return err
 		}
-		if !j.State.Active() {
-			return &relaytype.TransitionError{JobID: j.ID, From: j.State, To: relaytype.StateStale}
+		snap, err := snapshot(ctx, tx, j)
+		if err != nil {
+			return err
 		}
-		if p.Owner != "" && j.LeaseOwner != p.Owner {
-			return fmt.Errorf("job %s is held by %q, not %q: %w", j.ID, j.LeaseOwner, p.Owner, relaytype.ErrLeaseLost)
+		q := *p
+		q.Now = dbTime(p.Now)
+		changes, err := jobstate.Release(snap, &q)
+		if err != nil {
+			return err
 		}
-		// WAITING_ON_ANSWER has no edge to STALE: the job is running
-		// again for an instant, in this transaction only.
-		if j.State == relaytype.StateWaitingOnAnswer {
-			j, err = transition(ctx, tx, j, &store.JobTransitionParams{
-				ID: j.ID, To: relaytype.StateRunning, Owner: p.Owner, Now: p.Now, Summary: p.Summary,
-			})
-			if err != nil {
-				return err
-			}
-		}
-		out, err = transition(ctx, tx, j, &store.JobTransitionParams{
-			ID: j.ID, To: relaytype.StateStale, Owner: p.Owner, Now: p.Now, Summary: p.Summary,
-		})
+		out, err = applyChanges(ctx, tx, changes, q.Now)
 		return err
 	})
 	return out, err
@@ -376,10 +288,17 @@ func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relay
 		if err != nil {
 			return err
 		}
+		now := dbTime(p.Now)
 		for _, j := range jobs {
-			nj, err := transition(ctx, tx, j, &store.JobTransitionParams{
-				ID: j.ID, To: relaytype.StateRunning, Owner: p.Owner, LeaseTTL: p.LeaseTTL, Now: p.Now,
-			})
+			snap, err := snapshot(ctx, tx, j)
+			if err != nil {
+				return err
+			}
+			c, err := jobstate.Claim(snap, p.Owner, p.LeaseTTL, now)
+			if err != nil {
+				return err
+			}
+			nj, err := applyChanges(ctx, tx, []*jobstate.Change{c}, now)
 			if err != nil {
 				return err
 			}
@@ -397,21 +316,22 @@ func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relay
 func (s *Store) JobHeartbeat(ctx context.Context, p *store.JobHeartbeatParams) (*relaytype.Job, error) {
 	var out *relaytype.Job
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE jobs SET lease_expires_at = ?, heartbeat_at = ?
-			WHERE id = ? AND lease_owner = ? AND state IN ('RUNNING','WAITING_ON_ANSWER')`,
-			ms(p.Now.Add(p.LeaseTTL)), ms(p.Now), p.ID, p.Owner)
+		j, err := getJob(ctx, tx, p.ID)
 		if err != nil {
+			return err
+		}
+		q := *p
+		q.Now = dbTime(p.Now)
+		nj, err := jobstate.Heartbeat(j, &q)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET lease_expires_at = ?, heartbeat_at = ? WHERE id = ?`,
+			optMS(nj.LeaseExpiresAt), optMS(nj.HeartbeatAt), nj.ID); err != nil {
 			return fmt.Errorf("heartbeat job %s: %w", p.ID, err)
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			j, err := getJob(ctx, tx, p.ID)
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("heartbeat job %s (%s, held by %q): %w", p.ID, j.State, j.LeaseOwner, relaytype.ErrLeaseLost)
-		}
-		out, err = getJob(ctx, tx, p.ID)
-		return err
+		out = nj
+		return nil
 	})
 	return out, err
 }
@@ -430,51 +350,25 @@ func (s *Store) JobRescue(ctx context.Context, p *store.JobRescueParams) ([]*rel
 		if err != nil {
 			return err
 		}
+		now := dbTime(p.Now)
 		for _, j := range jobs {
-			j, err = rescueOne(ctx, tx, j, p.Now)
+			snap, err := snapshot(ctx, tx, j)
 			if err != nil {
 				return err
 			}
-			out = append(out, j)
+			changes, err := jobstate.Rescue(snap, now)
+			if err != nil {
+				return err
+			}
+			nj, err := applyChanges(ctx, tx, changes, now)
+			if err != nil {
+				return err
+			}
+			out = append(out, nj)
 		}
 		return nil
 	})
 	return out, err
-}
-
-// rescueOne walks a job whose worker vanished through legal edges only:
-// WAITING_ON_ANSWER → RUNNING → STALE → QUEUED, or → FAILED when its
-// attempts are used up.
-func rescueOne(ctx context.Context, tx *sql.Tx, j *relaytype.Job, now time.Time) (*relaytype.Job, error) {
-	step := func(to relaytype.JobState, reason relaytype.FailReason, summary string) error {
-		nj, err := transition(ctx, tx, j, &store.JobTransitionParams{ID: j.ID, To: to, Now: now, Reason: reason, Summary: summary})
-		if err == nil {
-			j = nj
-		}
-		return err
-	}
-	lapsed := fmt.Sprintf("lease of %q lapsed on attempt %d of %d", j.LeaseOwner, j.Attempt, j.MaxAttempts)
-	if j.State == relaytype.StateWaitingOnAnswer {
-		if err := step(relaytype.StateRunning, "", lapsed); err != nil {
-			return nil, err
-		}
-	}
-	if j.State == relaytype.StateRunning {
-		if err := step(relaytype.StateStale, "", lapsed); err != nil {
-			return nil, err
-		}
-	}
-	var err error
-	if j.Attempt >= j.MaxAttempts {
-		err = step(relaytype.StateFailed, relaytype.ReasonInternalError,
-			fmt.Sprintf("worker lost the job on each of %d attempts (%s)", j.MaxAttempts, lapsed))
-	} else {
-		err = step(relaytype.StateQueued, "", "retrying after "+lapsed)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return j, nil
 }
 
 // JobExpire implements store.Store.
@@ -490,11 +384,17 @@ func (s *Store) JobExpire(ctx context.Context, p *store.JobExpireParams) ([]*rel
 		if err != nil {
 			return err
 		}
+		now := dbTime(p.Now)
 		for _, j := range jobs {
-			nj, err := transition(ctx, tx, j, &store.JobTransitionParams{
-				ID: j.ID, To: relaytype.StateExpired, Now: p.Now,
-				Summary: fmt.Sprintf("not started within its ttl of %ds", j.Spec.Execution.TTLS),
-			})
+			snap, err := snapshot(ctx, tx, j)
+			if err != nil {
+				return err
+			}
+			c, err := jobstate.Expire(snap, now)
+			if err != nil {
+				return err
+			}
+			nj, err := applyChanges(ctx, tx, []*jobstate.Change{c}, now)
 			if err != nil {
 				return err
 			}

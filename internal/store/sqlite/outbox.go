@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
-	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
 const outboxColumns = `id, job_id, project, kind, target, payload, status, attempts, created_at,
@@ -69,28 +68,6 @@ func insertOutbox(ctx context.Context, tx *sql.Tx, m *store.OutboxMessage, now t
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
-}
-
-// enqueueTerminal inserts the notifications of a job that just ended, in
-// the transaction of its terminal transition.
-func enqueueTerminal(ctx context.Context, tx *sql.Tx, j *relaytype.Job, now time.Time) error {
-	if j.Spec.Notify == nil || j.Spec.Notify.Webhook == "" {
-		return nil
-	}
-	arts, err := listArtifacts(ctx, tx, j.ID)
-	if err != nil {
-		return err
-	}
-	msgs, err := store.TerminalMessages(j, arts)
-	if err != nil {
-		return err
-	}
-	for _, m := range msgs {
-		if _, err := insertOutbox(ctx, tx, m, now); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func getOutbox(ctx context.Context, q interface {

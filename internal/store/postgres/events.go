@@ -1,0 +1,127 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/jobstate"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+// EventAppend implements store.Store.
+func (s *Store) EventAppend(ctx context.Context, p *store.EventAppendParams) (*relaytype.Event, error) {
+	var ev *relaytype.Event
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// The row lock orders this append after every other change to
+		// the job that is still in flight (see the package doc).
+		if _, err := lockJob(ctx, tx, p.JobID); err != nil {
+			return err
+		}
+		var err error
+		ev, err = appendEvent(ctx, tx, jobstate.Event{JobID: p.JobID, Type: p.Type, Payload: p.Payload}, p.Now)
+		return err
+	})
+	return ev, err
+}
+
+// EventList implements store.Store.
+func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*relaytype.Event, error) {
+	var a args
+	query := `SELECT id, job_id, ts, type, payload FROM job_events
+		WHERE job_id = ` + a.add(p.JobID) + ` AND id > ` + a.add(p.AfterID) + ` ORDER BY id`
+	if p.Limit > 0 {
+		query += ` LIMIT ` + a.add(p.Limit)
+	}
+	rows, err := s.pool.Query(ctx, query, a...)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	var out []*relaytype.Event
+	for rows.Next() {
+		var (
+			e  relaytype.Event
+			ts int64
+		)
+		if err := rows.Scan(&e.ID, &e.JobID, &ts, &e.Type, &e.Payload); err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		e.Time = fromMS(ts)
+		out = append(out, &e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return out, nil
+}
+
+// putArtifact stores artifact a (JobID and CreatedAt set), replacing the
+// job's artifact of its kind.
+func putArtifact(ctx context.Context, tx pgx.Tx, a *relaytype.Artifact) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO artifacts (job_id, kind, uri, digest, size, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (job_id, kind) DO UPDATE SET uri = excluded.uri, digest = excluded.digest,
+			size = excluded.size, created_at = excluded.created_at`,
+		a.JobID, string(a.Kind), a.URI, a.Digest, a.Size, ms(a.CreatedAt)); err != nil {
+		return fmt.Errorf("store artifact %s: %w", a.Kind, err)
+	}
+	return nil
+}
+
+const artifactColumns = `job_id, kind, uri, digest, size, created_at`
+
+func scanArtifact(row pgx.Row) (*relaytype.Artifact, error) {
+	var (
+		a  relaytype.Artifact
+		ts int64
+	)
+	if err := row.Scan(&a.JobID, &a.Kind, &a.URI, &a.Digest, &a.Size, &ts); err != nil {
+		return nil, err
+	}
+	a.CreatedAt = fromMS(ts)
+	return &a, nil
+}
+
+// ArtifactList implements store.Store.
+func (s *Store) ArtifactList(ctx context.Context, p *store.ArtifactListParams) ([]*relaytype.Artifact, error) {
+	return listArtifacts(ctx, s.pool, p.JobID)
+}
+
+// listArtifacts returns a job's artifacts ordered by kind, read through q
+// (the pool, or a transaction that just stored some).
+func listArtifacts(ctx context.Context, q querier, jobID string) ([]*relaytype.Artifact, error) {
+	rows, err := q.Query(ctx, `SELECT `+artifactColumns+` FROM artifacts WHERE job_id = $1 ORDER BY kind COLLATE "C"`, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("list artifacts: %w", err)
+	}
+	defer rows.Close()
+	var out []*relaytype.Artifact
+	for rows.Next() {
+		a, err := scanArtifact(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan artifact: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read artifacts: %w", err)
+	}
+	return out, nil
+}
+
+// ArtifactGet implements store.Store.
+func (s *Store) ArtifactGet(ctx context.Context, p *store.ArtifactGetParams) (*relaytype.Artifact, error) {
+	a, err := scanArtifact(s.pool.QueryRow(ctx, `SELECT `+artifactColumns+` FROM artifacts WHERE job_id = $1 AND kind = $2`,
+		p.JobID, string(p.Kind)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("artifact %s of job %s: %w", p.Kind, p.JobID, relaytype.ErrArtifactNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get artifact: %w", err)
+	}
+	return a, nil
+}

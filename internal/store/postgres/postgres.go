@@ -1,0 +1,258 @@
+// Package postgres implements store.Store on PostgreSQL through pgx/v5 and
+// a pgxpool connection pool. Its goose migrations (migrations/, numbered
+// like the SQLite store's) keep times as Unix milliseconds in bigint
+// columns, as the SQLite store does, and JSON in jsonb (json where bytes
+// must come back unchanged: event payloads, context envelopes, outbox
+// bodies).
+//
+// The job and ask state rules are not here: every method loads what the
+// rules of package jobstate need (the job row under its lock, its PENDING
+// asks, its artifacts), calls them, and writes the decision they return
+// (apply.go), so SQLite and PostgreSQL share one state machine. This
+// package only runs the queries and the transactions.
+//
+// # Concurrency contracts
+//
+// The SQLite store gets its guarantees from a single writer. Here many
+// connections, and many relays, write at once, and every transaction runs
+// at READ COMMITTED; the store keeps the same guarantees as follows.
+//
+//   - Job row lock. Every method that changes a job, its asks, answers,
+//     artifacts or events first locks the job's row (SELECT … FOR UPDATE)
+//     and reads it as it is then, so the state rules always judge the
+//     latest committed state and two changes to one job run one after
+//     the other (JobHeartbeat too). Asks are always
+//     locked through their job (job first), so no two transactions lock
+//     in opposite orders.
+//   - Claims. JobClaim selects QUEUED jobs with FOR UPDATE SKIP LOCKED: two
+//     claimers never wait for each other and never claim one job twice;
+//     the UPDATE that starts the job also checks state_version. JobRescue
+//     and JobExpire skip locked jobs the same way (a job being changed is
+//     handled by the next sweep), and OutboxClaim leases messages the same
+//     way.
+//   - Idempotent submit. At most one job per project and idempotency key
+//     is not terminal; a partial unique index (jobs_idempotency_live_idx)
+//     enforces it (no transition leaves a terminal state, so no UPDATE
+//     can break it). JobInsert looks up the job to return instead
+//     (jobstate.Reuses: the existing-job rules are unchanged), then
+//     inserts with ON CONFLICT DO NOTHING on that index. A submit that
+//     loses a race inserts nothing (PostgreSQL makes it wait for the
+//     winner's commit) and looks again, finding the winner's job.
+//   - Event ids in commit order. job_events.id is one global identity, as
+//     in SQLite. A job's events are only ever appended by a transaction
+//     that holds the job's row lock (or that inserted the job), and an id
+//     is drawn after the lock is taken, so the previous holder has
+//     committed every smaller id of that job before a larger one is drawn.
+//     A reader paging a job's events with id > Last-Event-ID therefore
+//     never skips one that commits later. The row lock is taken anyway for
+//     the state rules, so this costs nothing more than per-job sequence
+//     numbers or an advisory lock would, and keeps ids that sort across
+//     jobs.
+//
+// Errors from PostgreSQL are translated at this edge: a unique violation
+// on an ask id is relaytype.ErrAskConflict, on an answer
+// relaytype.ErrAnswerConflict, a foreign key violation on a job id
+// relaytype.ErrJobNotFound. A transaction that PostgreSQL aborts as a
+// deadlock or serialization failure is retried a few times.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Config configures Open.
+type Config struct {
+	// URL is the connection string (postgres://user@host:port/db?...).
+	URL string
+	// Schema, when set, is the search_path of every connection: the
+	// store's tables (and goose's version table) live in it. The schema
+	// must exist.
+	Schema string
+	// MaxConns caps the connection pool; zero keeps pgxpool's default.
+	MaxConns int32
+}
+
+// Store is the PostgreSQL store.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database and applies pending migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("open postgres: a connection URL is required")
+	}
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: parse URL: %w", err)
+	}
+	if cfg.Schema != "" {
+		pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres at %s:%d: %w", pc.ConnConfig.Host, pc.ConnConfig.Port, err)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// txRetries bounds the retries of a transaction PostgreSQL aborted as a
+// deadlock or serialization failure.
+const txRetries = 3
+
+// inTx runs fn in one READ COMMITTED transaction, retrying it when
+// PostgreSQL aborts it as a deadlock or serialization failure; fn must
+// reset whatever it returns through its closure.
+func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	for try := 0; ; try++ {
+		err := s.tryTx(ctx, fn)
+		if err == nil || try >= txRetries || !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(try+1) * 5 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) tryTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(ctx)
+		return translate(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return translate(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
+
+// PostgreSQL error codes the store acts on.
+const (
+	codeUniqueViolation      = "23505"
+	codeForeignKeyViolation  = "23503"
+	codeSerializationFailure = "40001"
+	codeDeadlockDetected     = "40P01"
+)
+
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == codeSerializationFailure || pe.Code == codeDeadlockDetected)
+}
+
+// translate maps constraint violations to the store's sentinel errors,
+// keeping the PostgreSQL error in the chain.
+func translate(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case codeUniqueViolation:
+		switch pe.TableName {
+		case "asks":
+			return fmt.Errorf("%w: %w", relaytype.ErrAskConflict, err)
+		case "answers":
+			return fmt.Errorf("%w: %w", relaytype.ErrAnswerConflict, err)
+		}
+	case codeForeignKeyViolation:
+		if strings.HasSuffix(pe.ConstraintName, "_job_id_fkey") {
+			return fmt.Errorf("%w: %w", relaytype.ErrJobNotFound, err)
+		}
+	}
+	return err
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func optTime(v *int64) *time.Time {
+	if v == nil {
+		return nil
+	}
+	t := fromMS(*v)
+	return &t
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// nullString stores "" as NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}

@@ -1,0 +1,138 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/storetest"
+)
+
+// defaultTestURL is the PostgreSQL the tests use unless
+// TASK_RELAY_TEST_POSTGRES_URL names another.
+const defaultTestURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// testURL returns the test database's URL. The tests fail when it cannot
+// be reached, unless TASK_RELAY_TEST_POSTGRES=off skips them explicitly.
+func testURL(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("TASK_RELAY_TEST_POSTGRES") == "off" {
+		t.Skip("TASK_RELAY_TEST_POSTGRES=off: PostgreSQL tests skipped")
+	}
+	url := os.Getenv("TASK_RELAY_TEST_POSTGRES_URL")
+	if url == "" {
+		url = defaultTestURL
+	}
+	return url
+}
+
+// adminConn connects to the test database to create and drop schemas.
+func adminConn(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("PostgreSQL is not reachable at TASK_RELAY_TEST_POSTGRES_URL (default %s): %v\n"+
+			"start it (pg_ctlcluster <version> main start), point TASK_RELAY_TEST_POSTGRES_URL at one, "+
+			"or set TASK_RELAY_TEST_POSTGRES=off to skip these tests", defaultTestURL, err)
+	}
+	return conn
+}
+
+// newSchema creates an empty schema relay_test_<random> that t.Cleanup
+// drops, and returns its name.
+func newSchema(t *testing.T, url string) string {
+	t.Helper()
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	schema := "relay_test_" + hex.EncodeToString(b[:])
+	conn := adminConn(t, url)
+	defer conn.Close(context.Background())
+	_, err := conn.Exec(t.Context(), `CREATE SCHEMA `+schema)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		conn := adminConn(t, url)
+		defer conn.Close(context.Background())
+		_, err := conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
+		require.NoError(t, err)
+	})
+	return schema
+}
+
+// openTest opens a store in a fresh schema; it is closed and the schema
+// dropped when t ends.
+func openTest(t *testing.T) *postgres.Store {
+	t.Helper()
+	s, _ := openTestSchema(t)
+	return s
+}
+
+// openTestSchema is openTest that also returns the URL of a connection
+// to the store's schema.
+func openTestSchema(t *testing.T) (*postgres.Store, string) {
+	t.Helper()
+	url := testURL(t)
+	schema := newSchema(t, url)
+	// The property test opens a store per check and closes them all at
+	// its end: idle connections go back to the server at once, so that
+	// the stores of one test never hold more than a few.
+	s, err := postgres.Open(t.Context(), postgres.Config{
+		URL: withParams(url, "pool_max_conn_idle_time=150ms", "pool_health_check_period=100ms"), Schema: schema, MaxConns: 6,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	return s, withParams(url, "search_path="+schema)
+}
+
+// withParams appends query parameters to a connection URL.
+func withParams(url string, params ...string) string {
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + strings.Join(params, "&")
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Exercise(t, func(t *testing.T) store.Store {
+		t.Helper()
+		return openTest(t)
+	})
+}
+
+func TestOpenMigratesOnce(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	schema := newSchema(t, url)
+	for range 2 {
+		s, err := postgres.Open(t.Context(), postgres.Config{URL: url, Schema: schema})
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+	}
+	conn := adminConn(t, url)
+	defer conn.Close(context.Background())
+	var version int64
+	require.NoError(t, conn.QueryRow(t.Context(),
+		`SELECT max(version_id) FROM `+schema+`.goose_db_version WHERE is_applied`).Scan(&version))
+	require.EqualValues(t, 7, version)
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err := postgres.Open(ctx, postgres.Config{URL: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "postgres")
+}
