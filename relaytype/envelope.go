@@ -72,7 +72,9 @@ func (e *EnvelopeError) Code() ErrorCode { return CodeInvalidRequest }
 // carry escapes), so that a hostile envelope costs no more than its
 // bytes. Errors are *EnvelopeError; the first problem found is reported.
 func CheckEnvelope(raw []byte) error {
-	raw = bytes.TrimSpace(raw)
+	// Only JSON's own whitespace: bytes.TrimSpace would also drop \f, \v
+	// and Unicode spaces, which make the text invalid JSON.
+	raw = bytes.Trim(raw, " \t\r\n")
 	if len(raw) > MaxEnvelopeBytes {
 		return &EnvelopeError{Message: fmt.Sprintf("is %d bytes, at most %d allowed", len(raw), MaxEnvelopeBytes),
 			Err: ErrEnvelopeTooLarge}
