@@ -335,3 +335,12 @@ func Expire(s Snapshot, now time.Time) (*Change, error) {
 		Summary: fmt.Sprintf("not started within its ttl of %ds", j.Spec.Execution.TTLS),
 	})
 }
+
+// ExpireAll is Expire in the shape of Rescue, for a driver's sweep loop.
+func ExpireAll(s Snapshot, now time.Time) ([]*Change, error) {
+	c, err := Expire(s, now)
+	if err != nil {
+		return nil, err
+	}
+	return []*Change{c}, nil
+}

@@ -355,81 +355,63 @@ func (s *Store) JobHeartbeat(ctx context.Context, p *store.JobHeartbeatParams) (
 
 // JobRescue implements store.Store.
 func (s *Store) JobRescue(ctx context.Context, p *store.JobRescueParams) ([]*relaytype.Job, error) {
-	now := dbTime(p.Now)
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		out = nil
+	err := s.inTx(ctx, func(tx pgx.Tx) (err error) {
 		// The jobs jobstate.Rescuable accepts; a job another transaction
 		// is changing is left to the next sweep.
-		rows, err := tx.Query(ctx, `SELECT `+jobColumns+` FROM jobs
+		out, err = sweep(ctx, tx, "select lapsed leases", `SELECT `+jobColumns+` FROM jobs
 			WHERE (state IN ('RUNNING', 'WAITING_ON_ANSWER') AND lease_expires_at <= $1) OR state = 'STALE'
-			ORDER BY seq FOR UPDATE SKIP LOCKED`, ms(now))
-		if err != nil {
-			return fmt.Errorf("select lapsed leases: %w", err)
-		}
-		jobs, err := collectJobs(rows)
-		if err != nil {
-			return err
-		}
-		for _, j := range jobs {
-			if !jobstate.Rescuable(j, now) {
-				continue
-			}
-			snap, err := snapshot(ctx, tx, j)
-			if err != nil {
-				return err
-			}
-			changes, err := jobstate.Rescue(snap, now)
-			if err != nil {
-				return err
-			}
-			nj, err := applyChanges(ctx, tx, changes, now)
-			if err != nil {
-				return err
-			}
-			out = append(out, nj)
-		}
-		return nil
+			ORDER BY seq FOR UPDATE SKIP LOCKED`, dbTime(p.Now), jobstate.Rescuable, jobstate.Rescue)
+		return err
 	})
 	return out, err
 }
 
 // JobExpire implements store.Store.
 func (s *Store) JobExpire(ctx context.Context, p *store.JobExpireParams) ([]*relaytype.Job, error) {
-	now := dbTime(p.Now)
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		out = nil
+	err := s.inTx(ctx, func(tx pgx.Tx) (err error) {
 		// The jobs jobstate.Expired accepts.
-		rows, err := tx.Query(ctx, `SELECT `+jobColumns+` FROM jobs
-			WHERE state = 'QUEUED' AND expires_at <= $1 ORDER BY seq FOR UPDATE SKIP LOCKED`, ms(now))
-		if err != nil {
-			return fmt.Errorf("select expired jobs: %w", err)
-		}
-		jobs, err := collectJobs(rows)
-		if err != nil {
-			return err
-		}
-		for _, j := range jobs {
-			if !jobstate.Expired(j, now) {
-				continue
-			}
-			snap, err := snapshot(ctx, tx, j)
-			if err != nil {
-				return err
-			}
-			c, err := jobstate.Expire(snap, now)
-			if err != nil {
-				return err
-			}
-			if err := applyChange(ctx, tx, c, now); err != nil {
-				return err
-			}
-			out = append(out, c.Job)
-		}
-		return nil
+		out, err = sweep(ctx, tx, "select expired jobs", `SELECT `+jobColumns+` FROM jobs
+			WHERE state = 'QUEUED' AND expires_at <= $1 ORDER BY seq FOR UPDATE SKIP LOCKED`,
+			dbTime(p.Now), jobstate.Expired, jobstate.ExpireAll)
+		return err
 	})
 	return out, err
+}
+
+// sweep selects jobs with query (its $1 is now), keeps those keep accepts
+// and writes what decide makes of each; it returns the jobs as they end.
+func sweep(ctx context.Context, tx pgx.Tx, what, query string, now time.Time,
+	keep func(*relaytype.Job, time.Time) bool, decide func(jobstate.Snapshot, time.Time) ([]*jobstate.Change, error)) ([]*relaytype.Job, error) {
+	rows, err := tx.Query(ctx, query, ms(now))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	jobs, err := collectJobs(rows)
+	if err != nil {
+		return nil, err
+	}
+	var out []*relaytype.Job
+	for _, j := range jobs {
+		if !keep(j, now) {
+			continue
+		}
+		snap, err := snapshot(ctx, tx, j)
+		if err != nil {
+			return nil, err
+		}
+		changes, err := decide(snap, now)
+		if err != nil {
+			return nil, err
+		}
+		nj, err := applyChanges(ctx, tx, changes, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, nj)
+	}
+	return out, nil
 }
 
 // JobNextWake implements store.Store.

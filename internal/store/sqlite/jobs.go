@@ -339,34 +339,11 @@ func (s *Store) JobHeartbeat(ctx context.Context, p *store.JobHeartbeatParams) (
 // JobRescue implements store.Store.
 func (s *Store) JobRescue(ctx context.Context, p *store.JobRescueParams) ([]*relaytype.Job, error) {
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
+	err := s.inTx(ctx, func(tx *sql.Tx) (err error) {
+		out, err = sweep(ctx, tx, "select lapsed leases", `SELECT `+jobColumns+` FROM jobs
 			WHERE (state IN ('RUNNING','WAITING_ON_ANSWER') AND lease_expires_at <= ?) OR state = 'STALE'
-			ORDER BY seq`, ms(p.Now))
-		if err != nil {
-			return fmt.Errorf("select lapsed leases: %w", err)
-		}
-		jobs, err := collectJobs(rows)
-		if err != nil {
-			return err
-		}
-		now := dbTime(p.Now)
-		for _, j := range jobs {
-			snap, err := snapshot(ctx, tx, j)
-			if err != nil {
-				return err
-			}
-			changes, err := jobstate.Rescue(snap, now)
-			if err != nil {
-				return err
-			}
-			nj, err := applyChanges(ctx, tx, changes, now)
-			if err != nil {
-				return err
-			}
-			out = append(out, nj)
-		}
-		return nil
+			ORDER BY seq`, p.Now, jobstate.Rescue)
+		return err
 	})
 	return out, err
 }
@@ -374,35 +351,44 @@ func (s *Store) JobRescue(ctx context.Context, p *store.JobRescueParams) ([]*rel
 // JobExpire implements store.Store.
 func (s *Store) JobExpire(ctx context.Context, p *store.JobExpireParams) ([]*relaytype.Job, error) {
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
-			WHERE state = 'QUEUED' AND expires_at <= ? ORDER BY seq`, ms(p.Now))
-		if err != nil {
-			return fmt.Errorf("select expired jobs: %w", err)
-		}
-		jobs, err := collectJobs(rows)
-		if err != nil {
-			return err
-		}
-		now := dbTime(p.Now)
-		for _, j := range jobs {
-			snap, err := snapshot(ctx, tx, j)
-			if err != nil {
-				return err
-			}
-			c, err := jobstate.Expire(snap, now)
-			if err != nil {
-				return err
-			}
-			nj, err := applyChanges(ctx, tx, []*jobstate.Change{c}, now)
-			if err != nil {
-				return err
-			}
-			out = append(out, nj)
-		}
-		return nil
+	err := s.inTx(ctx, func(tx *sql.Tx) (err error) {
+		out, err = sweep(ctx, tx, "select expired jobs", `SELECT `+jobColumns+` FROM jobs
+			WHERE state = 'QUEUED' AND expires_at <= ? ORDER BY seq`, p.Now, jobstate.ExpireAll)
+		return err
 	})
 	return out, err
+}
+
+// sweep selects jobs with query (its one parameter is now) and writes
+// what decide makes of each; it returns the jobs as they end.
+func sweep(ctx context.Context, tx *sql.Tx, what, query string, now time.Time,
+	decide func(jobstate.Snapshot, time.Time) ([]*jobstate.Change, error)) ([]*relaytype.Job, error) {
+	rows, err := tx.QueryContext(ctx, query, ms(now))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	jobs, err := collectJobs(rows)
+	if err != nil {
+		return nil, err
+	}
+	now = dbTime(now)
+	var out []*relaytype.Job
+	for _, j := range jobs {
+		snap, err := snapshot(ctx, tx, j)
+		if err != nil {
+			return nil, err
+		}
+		changes, err := decide(snap, now)
+		if err != nil {
+			return nil, err
+		}
+		nj, err := applyChanges(ctx, tx, changes, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, nj)
+	}
+	return out, nil
 }
 
 // JobNextWake implements store.Store.
