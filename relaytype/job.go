@@ -322,8 +322,11 @@ type Job struct {
 	// Project is the project the job was submitted from (the absolute
 	// path of its config directory); the job runs only with that
 	// project's executors and settings.
-	Project string  `json:"project,omitempty"`
-	Spec    JobSpec `json:"spec"`
+	Project string `json:"project,omitempty"`
+	// Host, when set, is the only host whose relays may run the job: its
+	// repository is a local path on that machine.
+	Host string  `json:"host,omitempty"`
+	Spec JobSpec `json:"spec"`
 }
 
 // Event is one entry of a job's append-only audit log.

@@ -192,6 +192,18 @@ type Store interface {
 // when it got there through AskInsert, and an ask's deadline can only
 // fail the attempt that asked it.
 
+// Fenced writes
+//
+// Several relays may share a store. A relay whose lease lapsed (it
+// stalled, or lost the network) may still hold a worker that believes it
+// runs the job while another relay runs its next attempt. Every write a
+// worker makes therefore names its lease (Owner) and attempt (Attempt):
+// heartbeat, transition, release, log events and, through the job token,
+// asks. The store checks both under the job's lock and refuses a write
+// whose lease or attempt is no longer the job's with an error wrapping
+// relaytype.ErrLeaseLost, changing nothing; so a relay that lost its
+// lease can never overwrite the new holder's work.
+
 // ErrAttemptOver is wrapped by errors about an ask whose attempt of its
 // job is over.
 var ErrAttemptOver = errors.New("the job attempt that posted the ask is over")
@@ -255,6 +267,9 @@ type JobInsertParams struct {
 	// Project is the project the job belongs to; idempotency keys are
 	// scoped to it.
 	Project string
+	// Host, when set, is the only host whose relays may claim the job (a
+	// local repository exists only there). Stored with the job.
+	Host string
 }
 
 // JobGetParams are the inputs of Store.JobGet.
@@ -277,16 +292,25 @@ type JobClaimParams struct {
 	// Projects, when not nil, claims only jobs of these projects (none
 	// when empty).
 	Projects []string
-	Owner    string
-	Now      time.Time
-	LeaseTTL time.Duration
-	Limit    int
+	// Host is the claiming relay's host: jobs bound to another host are
+	// left alone.
+	Host string
+	// Executors, when not nil, claims only jobs whose executor is one of
+	// these (none when empty).
+	Executors []string
+	Owner     string
+	Now       time.Time
+	LeaseTTL  time.Duration
+	Limit     int
 }
 
 // JobHeartbeatParams are the inputs of Store.JobHeartbeat.
 type JobHeartbeatParams struct {
-	ID       string
-	Owner    string
+	ID    string
+	Owner string
+	// Attempt, when not zero, must be the job's attempt (the fence of
+	// Owner's lease: see Fenced writes).
+	Attempt  int
 	Now      time.Time
 	LeaseTTL time.Duration
 }
@@ -297,6 +321,9 @@ type JobTransitionParams struct {
 	To relaytype.JobState
 	// Owner, when set, must hold the job's lease.
 	Owner string
+	// Attempt, when not zero, must be the job's attempt (see Fenced
+	// writes).
+	Attempt int
 	// LeaseTTL, when moving to an active state, sets the lease expiry.
 	LeaseTTL  time.Duration
 	Now       time.Time
@@ -307,6 +334,9 @@ type JobTransitionParams struct {
 	Usage *relaytype.Usage
 	// SessionID, when set, records the executor's agent session.
 	SessionID string
+	// Contents are the bytes of Artifacts, by kind, for a store that
+	// keeps them (ArtifactContents); others ignore them.
+	Contents map[relaytype.ArtifactKind][]byte
 }
 
 // JobReleaseParams are the inputs of Store.JobRelease.
@@ -314,7 +344,10 @@ type JobReleaseParams struct {
 	ID string
 	// Owner, when set, must hold the job's lease.
 	Owner string
-	Now   time.Time
+	// Attempt, when not zero, must be the job's attempt (see Fenced
+	// writes).
+	Attempt int
+	Now     time.Time
 	// Summary says why the job is released; it is the transitions'
 	// summary and part of the closed asks' error text.
 	Summary string
@@ -336,6 +369,10 @@ type EventAppendParams struct {
 	Type    string
 	Payload json.RawMessage
 	Now     time.Time
+	// Owner and Attempt, when set, fence a worker's write (see Fenced
+	// writes): the job must be active, leased to Owner, at Attempt.
+	Owner   string
+	Attempt int
 }
 
 // EventListParams are the inputs of Store.EventList.
@@ -360,6 +397,10 @@ type ArtifactGetParams struct {
 // AskInsertParams are the inputs of Store.AskInsert.
 type AskInsertParams struct {
 	Ask *relaytype.AskRecord
+	// Attempt, when not zero, must be the job's attempt: an executor of
+	// an attempt that is over cannot ask in the name of the next one
+	// (the error wraps ErrAttemptOver and relaytype.ErrLeaseLost).
+	Attempt int
 	// PayloadHash identifies the posted payload for idempotency.
 	PayloadHash string
 	Now         time.Time
