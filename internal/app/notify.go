@@ -26,6 +26,11 @@ func (s *Service) newNotifier(only string) (*notify.Worker, error) {
 		RetryMax: n.WebhookRetryMax(),
 		Logger:   s.log.With("component", "notify"),
 	}
+	if s.cluster != nil {
+		// Deliver for the projects this relay has the config (and so the
+		// webhook secret) of; other relays deliver the rest.
+		cfg.Projects = s.cluster.projects
+	}
 	if only != "" {
 		projects := []string{only}
 		cfg.Projects = func() []string { return projects }

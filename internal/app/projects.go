@@ -358,7 +358,7 @@ func (p *Project) load(_ context.Context) (*projectState, error) {
 		DefaultExecutor: cfg.Executors.Default,
 		ConfigFile:      filepath.Join(cfg.ConfigDir, config.ConfigFileName),
 		Env:             env,
-		JobToken:        s.tokens.Mint,
+		JobToken:        s.tokens.MintAttempt,
 		Bootstrap:       bootstraps(cfg),
 		SetupBaseEnv:    executor.ScrubEnv(base, nil),
 		Shim:            s.self,

@@ -80,6 +80,9 @@ type Service struct {
 
 	projects *projects
 	notify   *notify.Worker
+	// cluster is the membership in a store shared by several relays, or
+	// nil.
+	cluster *cluster
 
 	runCtx    context.Context
 	stopRun   context.CancelFunc
@@ -171,6 +174,14 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		LeaseTTL:          cfg.Server.LeaseTTL(),
 		HeartbeatInterval: cfg.Server.HeartbeatInterval(),
 		IdempotencyWindow: cfg.Server.IdempotencyWindow(),
+		MaxArtifactBytes:  cfg.Storage.MaxArtifactBytes,
+	}
+	s.cluster = newCluster(s)
+	if s.cluster != nil {
+		// Claim only what this relay can run; hear the other relays.
+		rcfg.Projects = s.cluster.projects
+		rcfg.Executors = s.cluster.executors
+		rcfg.OnRemote = s.cluster.onRemote
 	}
 	if opts.Only != "" {
 		only := []string{opts.Only}
@@ -184,13 +195,13 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	}
 	execMCP, err := mcpserver.NewExecutorHandler(mcpserver.ExecutorConfig{
 		Asks: s.asks, Jobs: s.relay, Profile: cfg.Profile, ProfileOf: s.profileOf, Logger: s.log, Version: s.version,
-		JobOf: func(h http.Header) (string, error) {
+		JobOf: func(h http.Header) (string, int, error) {
 			tok, _ := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-			jobID, _, err := s.tokens.Check(strings.TrimSpace(tok))
+			jobID, attempt, _, err := s.tokens.CheckAttempt(strings.TrimSpace(tok))
 			if err == nil && jobID == "" {
 				err = errors.New("the executor endpoint needs a job token")
 			}
-			return jobID, err
+			return jobID, attempt, err
 		},
 	})
 	if err != nil {
@@ -317,6 +328,9 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	// Webhooks a previous run left undelivered are due at once.
 	s.notify.Start(s.runCtx)
+	if s.cluster != nil {
+		go s.cluster.run(s.runCtx)
+	}
 	changes, unsubscribe := s.relay.Subscribe()
 	go func() {
 		// A job that ends closes its pending asks in the store; executors

@@ -305,7 +305,7 @@ func (s *Service) Create(ctx context.Context, a *relaytype.Ask) (*relaytype.AskR
 			rec.DeadlineAt = now.Add(rules.r.RunnerTimeout)
 		}
 	}
-	stored, created, job, err := s.store.AskInsert(ctx, &store.AskInsertParams{Ask: rec, PayloadHash: hash, Now: now})
+	stored, created, job, err := s.store.AskInsert(ctx, &store.AskInsertParams{Ask: rec, PayloadHash: hash, Now: now, Attempt: attemptOf(ctx)})
 	if err != nil {
 		return nil, false, err
 	}
@@ -530,6 +530,17 @@ func (s *Service) wake(askID string) {
 		close(w.ch)
 		// Waiters still registered re-register on a fresh channel.
 		w.ch = make(chan struct{})
+	}
+}
+
+// Wake wakes the waiters of one ask to look at the store again, and the
+// deadline loop to look at its deadline: another relay sharing the store
+// created, deferred or answered it.
+func (s *Service) Wake(askID string) {
+	s.wake(strings.ToLower(askID))
+	select {
+	case s.sweepWake <- struct{}{}:
+	default:
 	}
 }
 

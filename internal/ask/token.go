@@ -1,6 +1,7 @@
 package ask
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -52,33 +54,77 @@ func (t *Tokens) mac(jobID string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// Mint returns the job token of jobID.
+// Mint returns the job token of jobID, valid for every attempt.
 func (t *Tokens) Mint(jobID string) string {
 	return "trj." + jobID + "." + t.mac(jobID)
+}
+
+// MintAttempt returns the token of one attempt of a job
+// ("trj.<jobId>.<attempt>.<mac>"): asks made with it are refused once the
+// attempt is over, so an executor left running by a relay that lost its
+// lease cannot ask in the name of the job's next attempt.
+func (t *Tokens) MintAttempt(jobID string, attempt int) string {
+	scope := jobID + "." + strconv.Itoa(attempt)
+	return "trj." + scope + "." + t.mac(scope)
 }
 
 // Check returns the job a token is scoped to, or operator=true for the
 // operator token.
 func (t *Tokens) Check(token string) (jobID string, operator bool, err error) {
+	jobID, _, operator, err = t.CheckAttempt(token)
+	return jobID, operator, err
+}
+
+// CheckAttempt is Check that also returns the attempt a token of
+// MintAttempt is scoped to (zero for a token of Mint or the operator's).
+func (t *Tokens) CheckAttempt(token string) (jobID string, attempt int, operator bool, err error) {
 	if token == "" {
-		return "", false, ErrNoToken
+		return "", 0, false, ErrNoToken
 	}
 	if hmac.Equal([]byte(token), []byte(t.operator)) {
-		return "", true, nil
+		return "", 0, true, nil
 	}
 	rest, ok := strings.CutPrefix(token, "trj.")
 	if !ok {
-		return "", false, ErrBadToken
+		return "", 0, false, ErrBadToken
 	}
 	i := strings.LastIndexByte(rest, '.')
 	if i <= 0 {
-		return "", false, ErrBadToken
+		return "", 0, false, ErrBadToken
 	}
-	jobID = rest[:i]
-	if !relaytype.ValidJobID(jobID) || !hmac.Equal([]byte(rest[i+1:]), []byte(t.mac(jobID))) {
-		return "", false, ErrBadToken
+	scope := rest[:i]
+	if !hmac.Equal([]byte(rest[i+1:]), []byte(t.mac(scope))) {
+		return "", 0, false, ErrBadToken
 	}
-	return jobID, false, nil
+	jobID = scope
+	if id, n, ok := strings.Cut(scope, "."); ok {
+		a, err := strconv.Atoi(n)
+		if err != nil || a < 1 || strconv.Itoa(a) != n {
+			return "", 0, false, ErrBadToken
+		}
+		jobID, attempt = id, a
+	}
+	if !relaytype.ValidJobID(jobID) {
+		return "", 0, false, ErrBadToken
+	}
+	return jobID, attempt, false, nil
+}
+
+type attemptKey struct{}
+
+// WithAttempt returns ctx carrying the job attempt an ask is made for (from
+// a token of Tokens.MintAttempt): Service.Create refuses the ask once that
+// attempt is over.
+func WithAttempt(ctx context.Context, attempt int) context.Context {
+	if attempt == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, attemptKey{}, attempt)
+}
+
+func attemptOf(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
 }
 
 // LoadOperatorToken returns the operator token: env TASK_RELAY_API_TOKEN

@@ -99,6 +99,8 @@ const (
 	MaxAdmitTimeoutSec          = 45
 
 	DefaultStorageMode = StorageSQLite
+	// DefaultMaxArtifactBytes is the default of storage.maxArtifactBytes.
+	DefaultMaxArtifactBytes = 64 << 20
 
 	DefaultExecutorKind     = KindCommand
 	DefaultExecutorTimeoutS = 1800
@@ -250,6 +252,11 @@ type Storage struct {
 	// postgres. YAML key storage.postgresUrl, env TASK_RELAY_POSTGRES_URL.
 	// Defaults to empty.
 	PostgresURL string `yaml:"postgresUrl"`
+	// MaxArtifactBytes caps the bytes of one artifact stored in the
+	// database with mode postgres, where every relay sharing it serves
+	// it; a larger one is served only by the relay that ran the job.
+	// YAML key storage.maxArtifactBytes. Defaults to 64 MiB.
+	MaxArtifactBytes int64 `yaml:"maxArtifactBytes"`
 }
 
 // Executors are the configured executors. In YAML they form one mapping:
@@ -612,6 +619,9 @@ func (c *Config) WithDefaults() *Config {
 	s.AdmitTimeoutSec = or(s.AdmitTimeoutSec, DefaultAdmitTimeoutSec)
 
 	out.Storage.Mode = or(out.Storage.Mode, DefaultStorageMode)
+	if out.Storage.MaxArtifactBytes == 0 {
+		out.Storage.MaxArtifactBytes = DefaultMaxArtifactBytes
+	}
 	out.Storage.SQLitePath = or(out.Storage.SQLitePath, filepath.Join(out.DataDir, SQLiteFileName))
 
 	for name, e := range out.Executors.ByName {

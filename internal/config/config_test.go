@@ -39,7 +39,7 @@ func TestWithDefaults(t *testing.T) {
 		DataDir:              "/var/relay",
 		MaxOutputBytes:       8 << 20,
 	}, got.Server)
-	require.Equal(t, Storage{Mode: StorageSQLite, SQLitePath: "/var/relay/relay.db"}, got.Storage)
+	require.Equal(t, Storage{Mode: StorageSQLite, SQLitePath: "/var/relay/relay.db", MaxArtifactBytes: 64 << 20}, got.Storage)
 	require.Equal(t, "only", got.Executors.Default)
 	require.Equal(t, Executor{Kind: KindCommand, Argv: []string{"true"}, TimeoutS: 1800}, got.Executors.ByName["only"])
 	require.Equal(t, LogLevelInfo, got.Logging.Level)
@@ -157,6 +157,7 @@ func TestValidate(t *testing.T) {
 		{"heartbeat negative", func(c *Config) { c.Server.HeartbeatIntervalSec = -1 }, "server.heartbeatIntervalSec: must be at least 1, got -1"},
 		{"idempotency window", func(c *Config) { c.Server.IdempotencyWindowSec = -5 }, "server.idempotencyWindowSec: must be at least 1, got -5"},
 		{"maxOutputBytes", func(c *Config) { c.Server.MaxOutputBytes = -1 }, "server.maxOutputBytes: must be at least 1, got -1"},
+		{"maxArtifactBytes", func(c *Config) { c.Storage.MaxArtifactBytes = -1 }, "storage.maxArtifactBytes: must be at least 1, got -1"},
 		{"storage mode", func(c *Config) { c.Storage.Mode = "mysql" }, `storage.mode: must be one of memory, sqlite, postgres; got "mysql"`},
 		{"postgres needs url", func(c *Config) { c.Storage.Mode = StoragePostgres }, "storage.postgresUrl: required when storage.mode is postgres (or set TASK_RELAY_POSTGRES_URL)"},
 		{"postgres with url", func(c *Config) { c.Storage.Mode = StoragePostgres; c.Storage.PostgresURL = "postgres://x" }, ""},

@@ -59,6 +59,10 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.Storage.MaxArtifactBytes < 1 {
+		v.add("storage.maxArtifactBytes", "must be at least 1, got %d", c.Storage.MaxArtifactBytes)
+	}
+
 	c.validateExecutors(v)
 
 	v.oneOf("logging.level", c.Logging.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -29,7 +30,7 @@ func (s *Server) postAsk(w http.ResponseWriter, r *http.Request) {
 		writeError(w, forbidden("this token may only create asks for job %s", p.jobID))
 		return
 	}
-	rec, created, err := s.cfg.Asks.Create(r.Context(), &a)
+	rec, created, err := s.cfg.Asks.Create(ask.WithAttempt(r.Context(), p.attempt), &a)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -14,6 +14,8 @@ import (
 type principal struct {
 	operator bool
 	jobID    string
+	// attempt is the job attempt a job token is scoped to, or zero.
+	attempt int
 }
 
 // may reports whether p may act on jobID.
@@ -30,9 +32,10 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (p princip
 	token, err := bearer(r.Header.Get("Authorization"))
 	if err == nil {
 		var jobID string
+		var attempt int
 		var operator bool
-		if jobID, operator, err = s.cfg.Tokens.Check(token); err == nil {
-			return principal{operator: operator, jobID: jobID}, true
+		if jobID, attempt, operator, err = s.cfg.Tokens.CheckAttempt(token); err == nil {
+			return principal{operator: operator, jobID: jobID, attempt: attempt}, true
 		}
 	}
 	challenge := `Bearer realm="mcp-task-relay"`

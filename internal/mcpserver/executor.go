@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -31,10 +32,10 @@ type ExecutorConfig struct {
 	Jobs interface {
 		Get(ctx context.Context, id string) (*relaytype.Job, error)
 	}
-	// JobOf returns the job a request's bearer token is scoped to. The
-	// HTTP layer has already refused requests without a job token.
-	// Required.
-	JobOf func(h http.Header) (string, error)
+	// JobOf returns the job a request's bearer token is scoped to, and
+	// the attempt when the token names one (else zero). The HTTP layer
+	// has already refused requests without a job token. Required.
+	JobOf func(h http.Header) (jobID string, attempt int, err error)
 	// Profile and PolicyVersion go into the envelopes built for asks.
 	Profile, PolicyVersion string
 	// ProfileOf, when set, returns the profile and policy version of a
@@ -112,10 +113,11 @@ func (e *execServer) askAndWait(ctx context.Context, req *mcp.CallToolRequest, t
 	if req.Extra != nil {
 		h = req.Extra.Header
 	}
-	jobID, err := e.cfg.JobOf(h)
+	jobID, attempt, err := e.cfg.JobOf(h)
 	if err != nil {
 		return nil, err
 	}
+	ctx = ask.WithAttempt(ctx, attempt)
 	job, err := e.cfg.Jobs.Get(ctx, jobID)
 	if err != nil {
 		return nil, err
@@ -271,7 +273,7 @@ func (e *execServer) readOnly(ctx context.Context, req *mcp.CallToolRequest) boo
 	if req.Extra != nil {
 		h = req.Extra.Header
 	}
-	jobID, err := e.cfg.JobOf(h)
+	jobID, _, err := e.cfg.JobOf(h)
 	if err != nil {
 		return false
 	}

@@ -52,7 +52,7 @@ func setupExec(t *testing.T, spec *relaytype.JobSpec, cfg ExecutorConfig, opts *
 		t.Fatal("the job did not start")
 	}
 	cfg.Asks, cfg.Jobs, cfg.Logger = svc, r, quiet
-	cfg.JobOf = func(http.Header) (string, error) { return job.ID, nil }
+	cfg.JobOf = func(http.Header) (string, int, error) { return job.ID, 0, nil }
 	handler, err := NewExecutorHandler(cfg)
 	require.NoError(t, err)
 	srv := httptest.NewServer(handler)

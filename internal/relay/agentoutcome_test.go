@@ -118,7 +118,7 @@ func TestSetupSeesNoSecret(t *testing.T) {
 		Executors: map[string]executor.Runner{"agent": a}, Logger: quiet,
 		Bootstrap:    map[string]*relay.Bootstrap{"": {Setup: "env > " + dump}},
 		SetupBaseEnv: []string{"PATH=" + os.Getenv("PATH"), "OPENAI_API_KEY=sk-secret", "PGPASSWORD=pw", "HARMLESS=1"},
-		JobToken:     func(string) string { return "job-token-secret" }})
+		JobToken:     func(string, int) string { return "job-token-secret" }})
 	require.NoError(t, err)
 	s := &relaytype.JobSpec{Repo: relaytype.Repo{Type: "local", Path: repo}, Task: relaytype.Task{Title: "t", Description: "d"},
 		Execution: relaytype.Execution{Executor: "agent"}, IdempotencyKey: "k"}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -178,8 +179,61 @@ func (r *Relay) ReadArtifact(ctx context.Context, jobID string, kind relaytype.A
 		return nil, nil, err
 	}
 	data, err := r.cfg.Artifacts.Read(a)
-	if err != nil {
-		return nil, nil, err
+	if err == nil {
+		return data, a, nil
 	}
-	return data, a, nil
+	if ac, ok := r.store.(store.ArtifactContents); ok && errors.Is(err, fs.ErrNotExist) {
+		// Made by another relay sharing the store.
+		if data, err2 := readStoredArtifact(ctx, ac, a); err2 == nil {
+			return data, a, nil
+		} else if !errors.Is(err2, relaytype.ErrArtifactNotFound) {
+			return nil, nil, err2
+		}
+		return nil, nil, fmt.Errorf("artifact %s of %s (%d bytes) is kept only by the relay that ran the job (larger than its storage limit, or made before contents were stored): %w",
+			a.Kind, a.JobID, a.Size, relaytype.ErrArtifactNotFound)
+	}
+	return nil, nil, err
+}
+
+// readStoredArtifact reads an artifact's bytes from the store and checks
+// them against the digest.
+func readStoredArtifact(ctx context.Context, ac store.ArtifactContents, a *relaytype.Artifact) ([]byte, error) {
+	rc, _, err := ac.ArtifactOpen(ctx, &store.ArtifactGetParams{JobID: a.JobID, Kind: a.Kind})
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	data, err := io.ReadAll(io.TeeReader(io.LimitReader(rc, a.Size+1), h))
+	if err != nil {
+		return nil, fmt.Errorf("read stored artifact %s of %s: %w", a.Kind, a.JobID, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != a.Digest || int64(len(data)) != a.Size {
+		return nil, fmt.Errorf("stored artifact %s of %s: digest %s does not match the recorded %s", a.Kind, a.JobID, got, a.Digest)
+	}
+	return data, nil
+}
+
+// artifactContents returns the bytes of a run's artifacts for a store that
+// keeps them, each read back from the artifact directory and checked,
+// leaving out those larger than MaxArtifactBytes; nil for other stores.
+func (r *Relay) artifactContents(jobID string, arts []*relaytype.Artifact) map[relaytype.ArtifactKind][]byte {
+	if _, ok := r.store.(store.ArtifactContents); !ok || len(arts) == 0 {
+		return nil
+	}
+	out := make(map[relaytype.ArtifactKind][]byte, len(arts))
+	for _, a := range arts {
+		if a.Size > r.cfg.MaxArtifactBytes {
+			r.log.Warn("artifact larger than the storage limit: only this relay serves it",
+				"job_id", jobID, "kind", a.Kind, "size", a.Size, "limit", r.cfg.MaxArtifactBytes)
+			continue
+		}
+		data, err := r.cfg.Artifacts.Read(a)
+		if err != nil {
+			r.log.Warn("artifact not stored in the database", "job_id", jobID, "kind", a.Kind, "err", err)
+			continue
+		}
+		out[a.Kind] = data
+	}
+	return out
 }

@@ -61,8 +61,9 @@ type PipelineConfig struct {
 	// relay stores it as "log" events). Defaults to none.
 	LogSink LogSink
 	// JobToken returns the bearer token an executor uses for the
-	// Ask/Answer API of its job (TASK_RELAY_TOKEN). Defaults to none.
-	JobToken func(jobID string) string
+	// Ask/Answer API of one attempt of its job (TASK_RELAY_TOKEN).
+	// Defaults to none.
+	JobToken func(jobID string, attempt int) string
 	// AskTimeout is the deadline of an ask that sets none; agents' tool
 	// calls to relay_ask and relay_approve may wait that long. Defaults to
 	// none (the adapters' own).
@@ -304,7 +305,7 @@ func (p *Pipeline) Handle(ctx context.Context, job *relaytype.Job) Outcome {
 	env["TASK_RELAY_PROMPT_FILE"] = promptFile
 	token := ""
 	if p.cfg.JobToken != nil {
-		token = p.cfg.JobToken(job.ID)
+		token = p.cfg.JobToken(job.ID, job.Attempt)
 		env["TASK_RELAY_TOKEN"] = token
 	}
 	if job.Spec.Repo.BaseBranch != "" {

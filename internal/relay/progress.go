@@ -115,6 +115,7 @@ func (t *tracker) setPhase(ctx context.Context, phase relaytype.Phase) {
 	if err == nil {
 		_, err = t.r.store.EventAppend(ctx, &store.EventAppendParams{
 			JobID: t.jobID, Type: relaytype.EventPhase, Payload: payload, Now: now,
+			Owner: t.r.cfg.InstanceID, Attempt: t.attempt,
 		})
 	}
 	if err != nil {

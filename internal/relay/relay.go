@@ -25,6 +25,7 @@ const (
 	DefaultIdempotencyWindow = 24 * time.Hour
 	DefaultPollInterval      = 2 * time.Second
 	DefaultCancelWait        = 10 * time.Second
+	DefaultMaxArtifactBytes  = 64 << 20
 	maxSweepSleep            = 5 * time.Second
 )
 
@@ -89,6 +90,25 @@ type Config struct {
 	// claim; jobs of other projects are left to relays that serve them.
 	// Defaults to none (every project's jobs).
 	Projects func() []string
+	// Executors, when set, returns the executors this relay can run; jobs
+	// of other executors are left to relays that have them. Defaults to
+	// none (every executor).
+	Executors func() []string
+	// Host is this relay's host name: it binds the jobs submitted here
+	// whose repository is a local path, and only jobs bound to it (or to
+	// no host) are claimed. Defaults to os.Hostname().
+	Host string
+	// MaxArtifactBytes caps the bytes of one artifact handed to a store
+	// that keeps artifact contents (store.ArtifactContents), so that
+	// every relay sharing it can serve them; a larger artifact is kept
+	// only in this relay's Artifacts directory. Defaults to 64 MiB.
+	MaxArtifactBytes int64
+	// OnRemote, when set, hears every change another process sharing the
+	// store committed (see store.Notifier), after the relay acted on it:
+	// the ask service wakes the waiters of an ask, the webhook worker
+	// looks at the outbox, and a NotifyResync means anything may have
+	// changed.
+	OnRemote func(store.Notification)
 	// InstanceID names this process as lease owner. Defaults to
 	// host:pid:random.
 	InstanceID string
@@ -119,8 +139,14 @@ func (c Config) WithDefaults() Config {
 	if c.CancelWait == 0 {
 		c.CancelWait = DefaultCancelWait
 	}
+	if c.Host == "" {
+		c.Host, _ = os.Hostname()
+	}
+	if c.MaxArtifactBytes == 0 {
+		c.MaxArtifactBytes = DefaultMaxArtifactBytes
+	}
 	if c.InstanceID == "" {
-		host, _ := os.Hostname()
+		host := c.Host
 		c.InstanceID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
 	}
 	if c.Now == nil {
@@ -212,6 +238,15 @@ func (r *Relay) Start(ctx context.Context) error {
 	loops.Add(2)
 	go func() { defer loops.Done(); r.dispatchLoop(ctx) }()
 	go func() { defer loops.Done(); r.sweepLoop(ctx) }()
+	if n, ok := r.store.(store.Notifier); ok {
+		ch, err := n.Listen(ctx)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("relay: listen for changes of other relays: %w", err)
+		}
+		loops.Add(1)
+		go func() { defer loops.Done(); r.listenLoop(ctx, ch) }()
+	}
 	go func() {
 		loops.Wait()
 		r.wg.Wait()
@@ -271,6 +306,10 @@ func (r *Relay) Drain(grace time.Duration) {
 	r.Stop()
 }
 
+// Wake makes the dispatcher try to claim at once: something it may now
+// claim appeared (a project it can run was opened).
+func (r *Relay) Wake() { signal(r.wake) }
+
 // Draining reports whether Drain has been called.
 func (r *Relay) Draining() bool { return r.draining.Load() }
 
@@ -309,7 +348,13 @@ func (r *Relay) enqueue(ctx context.Context, spec *relaytype.JobSpec, parentID, 
 		return nil, false, err
 	}
 	spec.Repo.BaselineCommit = baseline
+	host := ""
+	if spec.Repo.Type == relaytype.RepoLocal {
+		// The path exists on this machine only.
+		host = r.cfg.Host
+	}
 	job, created, err := r.store.JobInsert(ctx, &store.JobInsertParams{
+		Host:              host,
 		ID:                NewJobID(),
 		Spec:              spec,
 		Executor:          executor,
@@ -493,14 +538,18 @@ func (r *Relay) Notify(job *relaytype.Job, asks bool) {
 
 // AppendLog stores a chunk of executor output as a "log" event of the job
 // and tells subscribers (SSE streams, resource subscriptions).
+// Called with the context of a run, the write is fenced by the run's
+// lease and attempt.
 func (r *Relay) AppendLog(ctx context.Context, jobID string, chunk []byte) error {
 	payload, err := json.Marshal(map[string]string{"text": string(chunk)})
 	if err != nil {
 		return err
 	}
-	if _, err := r.store.EventAppend(ctx, &store.EventAppendParams{
-		JobID: jobID, Type: relaytype.EventLog, Payload: payload, Now: r.cfg.Now(),
-	}); err != nil {
+	p := &store.EventAppendParams{JobID: jobID, Type: relaytype.EventLog, Payload: payload, Now: r.cfg.Now()}
+	if t := trackerOf(ctx); t != nil && t.jobID == jobID {
+		p.Owner, p.Attempt = r.cfg.InstanceID, t.attempt
+	}
+	if _, err := r.store.EventAppend(ctx, p); err != nil {
 		return err
 	}
 	r.publish(Change{JobID: jobID, Log: true})

@@ -43,8 +43,14 @@ func (r *Relay) dispatchLoop(ctx context.Context) {
 					projects = []string{}
 				}
 			}
+			var executors []string
+			if r.cfg.Executors != nil {
+				if executors = r.cfg.Executors(); executors == nil {
+					executors = []string{}
+				}
+			}
 			jobs, err := r.store.JobClaim(ctx, &store.JobClaimParams{
-				Projects: projects, Owner: r.cfg.InstanceID, Now: r.cfg.Now(), LeaseTTL: r.cfg.LeaseTTL, Limit: free,
+				Projects: projects, Executors: executors, Host: r.cfg.Host, Owner: r.cfg.InstanceID, Now: r.cfg.Now(), LeaseTTL: r.cfg.LeaseTTL, Limit: free,
 			})
 			if err != nil {
 				if ctx.Err() != nil {
@@ -151,9 +157,9 @@ func (r *Relay) work(ctx context.Context, w *worker) {
 			Summary: fmt.Sprintf("handler returned state %q", out.State), Artifacts: out.Artifacts}
 	}
 	finish := &store.JobTransitionParams{
-		ID: job.ID, To: out.State, Owner: r.cfg.InstanceID, Now: r.cfg.Now(),
+		ID: job.ID, To: out.State, Owner: r.cfg.InstanceID, Attempt: job.Attempt, Now: r.cfg.Now(),
 		Reason: out.Reason, Summary: out.Summary, Artifacts: out.Artifacts,
-		Usage: out.Usage, SessionID: out.SessionID,
+		Usage: out.Usage, SessionID: out.SessionID, Contents: r.artifactContents(job.ID, out.Artifacts),
 	}
 	final, err := r.store.JobTransition(fctx, finish)
 	var te *relaytype.TransitionError
@@ -161,7 +167,7 @@ func (r *Relay) work(ctx context.Context, w *worker) {
 		// The executor finished without waiting for its answer: the job
 		// is running again first (its pending asks close as it ends).
 		if _, err = r.store.JobTransition(fctx, &store.JobTransitionParams{
-			ID: job.ID, To: relaytype.StateRunning, Owner: r.cfg.InstanceID, Now: r.cfg.Now(),
+			ID: job.ID, To: relaytype.StateRunning, Owner: r.cfg.InstanceID, Attempt: job.Attempt, Now: r.cfg.Now(),
 			Summary: "executor finished with asks pending",
 		}); err == nil {
 			finish.Now = r.cfg.Now()
@@ -206,7 +212,7 @@ func (r *Relay) heartbeat(ctx context.Context, w *worker, done <-chan struct{}) 
 		case <-t.C:
 		}
 		_, err := r.store.JobHeartbeat(ctx, &store.JobHeartbeatParams{
-			ID: w.job.ID, Owner: r.cfg.InstanceID, Now: r.cfg.Now(), LeaseTTL: r.cfg.LeaseTTL,
+			ID: w.job.ID, Owner: r.cfg.InstanceID, Attempt: w.job.Attempt, Now: r.cfg.Now(), LeaseTTL: r.cfg.LeaseTTL,
 		})
 		switch {
 		case err == nil:
@@ -233,7 +239,7 @@ func (r *Relay) heartbeat(ctx context.Context, w *worker, done <-chan struct{}) 
 // pending asks, which no executor will read.
 func (r *Relay) release(ctx context.Context, job *relaytype.Job) {
 	j, err := r.store.JobRelease(ctx, &store.JobReleaseParams{
-		ID: job.ID, Owner: r.cfg.InstanceID, Now: r.cfg.Now(),
+		ID: job.ID, Owner: r.cfg.InstanceID, Attempt: job.Attempt, Now: r.cfg.Now(),
 		Summary: "relay shut down during the run",
 	})
 	if err != nil {
