@@ -17,6 +17,7 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
@@ -85,9 +86,25 @@ func (holdHandler) Handle(ctx context.Context, _ *relaytype.Job) relay.Outcome {
 	return relay.Outcome{}
 }
 
-func newBenchStack(ctx context.Context) (_ *benchStack, err error) {
+func newBenchStack(ctx context.Context) (*benchStack, error) {
+	st, err := sqlite.Open(ctx, sqlite.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("bench: open store: %w", err)
+	}
+	tokens, err := ask.NewTokens("tro_" + rand.Text())
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return newBenchStackOn(ctx, st, tokens, true)
+}
+
+// newBenchStackOn builds the stack on st, which it closes with the stack.
+// With withJob, its relay runs one job that stays running (its asks are
+// the benchmark's); without, its relay claims nothing.
+func newBenchStackOn(ctx context.Context, st store.Store, tokens *ask.Tokens, withJob bool) (_ *benchStack, err error) {
 	quiet := slog.New(slog.DiscardHandler)
-	var closers []func() error
+	closers := []func() error{st.Close}
 	closeAll := func() error {
 		var errs []error
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -101,12 +118,20 @@ func newBenchStack(ctx context.Context) (_ *benchStack, err error) {
 		}
 	}()
 
-	st, err := sqlite.Open(ctx, sqlite.Config{})
-	if err != nil {
-		return nil, fmt.Errorf("bench: open store: %w", err)
+	var svc *ask.Service
+	rcfg := relay.Config{Store: st, Handler: holdHandler{}, Logger: quiet, OnRemote: func(n store.Notification) {
+		if n.Kind == store.NotifyAsk && svc != nil {
+			svc.Wake(n.AskID)
+		}
+	}}
+	if !withJob {
+		rcfg.Projects = func() []string { return []string{} }
 	}
-	closers = append(closers, st.Close)
-	rl, err := relay.New(relay.Config{Store: st, Handler: holdHandler{}, Logger: quiet})
+	rl, err := relay.New(rcfg)
+	if err != nil {
+		return nil, err
+	}
+	svc, err = ask.New(ask.Config{Store: st, Logger: quiet, OnChange: func(j *relaytype.Job) { rl.Notify(j, true) }})
 	if err != nil {
 		return nil, err
 	}
@@ -114,18 +139,10 @@ func newBenchStack(ctx context.Context) (_ *benchStack, err error) {
 		return nil, err
 	}
 	closers = append(closers, func() error { rl.Stop(); return nil })
-	svc, err := ask.New(ask.Config{Store: st, Logger: quiet, OnChange: func(j *relaytype.Job) { rl.Notify(j, true) }})
-	if err != nil {
-		return nil, err
-	}
 	if err := svc.Start(ctx); err != nil {
 		return nil, err
 	}
 	closers = append(closers, func() error { svc.Stop(); return nil })
-	tokens, err := ask.NewTokens("tro_" + rand.Text())
-	if err != nil {
-		return nil, err
-	}
 	parked := make(chan struct{}, 1)
 	srv, err := httpapi.New(httpapi.Config{Asks: svc, Jobs: rl, Tokens: tokens, Logger: quiet, OnWait: func(string) {
 		select {
@@ -150,6 +167,10 @@ func newBenchStack(ctx context.Context) (_ *benchStack, err error) {
 		return <-served
 	})
 
+	b := &benchStack{base: "http://" + ln.Addr().String(), client: client, operator: tokens.Operator(), parked: parked, close: closeAll}
+	if !withJob {
+		return b, nil
+	}
 	changes, unsubscribe := rl.Subscribe()
 	defer unsubscribe()
 	job, _, err := rl.Submit(ctx, &relaytype.JobSpec{
@@ -185,10 +206,8 @@ func newBenchStack(ctx context.Context) (_ *benchStack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return &benchStack{
-		base: "http://" + ln.Addr().String(), client: client, operator: tokens.Operator(),
-		jobToken: tokens.Mint(job.ID), job: job, envelope: raw, hash: hash, parked: parked, close: closeAll,
-	}, nil
+	b.jobToken, b.job, b.envelope, b.hash = tokens.Mint(job.ID), job, raw, hash
+	return b, nil
 }
 
 // newUUID returns a random (version 4) UUID.
@@ -251,6 +270,12 @@ func (b *benchStack) answer(askID string) *relaytype.Answer {
 
 // wakeOnce parks a long poll and measures the answer's way to it.
 func (b *benchStack) wakeOnce(ctx context.Context) (time.Duration, error) {
+	return b.wakeVia(ctx, b)
+}
+
+// wakeVia parks a long poll on b and posts the answer to via (another
+// relay sharing b's store, or b itself).
+func (b *benchStack) wakeVia(ctx context.Context, via *benchStack) (time.Duration, error) {
 	a := b.newAsk()
 	if err := b.do(ctx, http.MethodPost, "/asks", b.jobToken, a, http.StatusAccepted, nil); err != nil {
 		return 0, err
@@ -273,7 +298,7 @@ func (b *benchStack) wakeOnce(ctx context.Context) (time.Duration, error) {
 		return 0, ctx.Err()
 	}
 	start := time.Now()
-	if err := b.do(ctx, http.MethodPost, "/answers", b.operator, b.answer(a.AskID), http.StatusAccepted, nil); err != nil {
+	if err := via.do(ctx, http.MethodPost, "/answers", via.operator, b.answer(a.AskID), http.StatusAccepted, nil); err != nil {
 		return 0, err
 	}
 	r := <-got

@@ -13,6 +13,7 @@ import (
 func newBench() *cobra.Command {
 	var (
 		jobs, dispatchN, coldN, concurrency, pipelineN, asksN int
+		storage, pgURL                                        string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -28,6 +29,13 @@ func newBench() *cobra.Command {
 			defer os.RemoveAll(dir)
 			host, _ := os.Hostname()
 			fmt.Fprintf(out, "machine: %s, %s/%s, %d CPUs, %s\n", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+			switch storage {
+			case "sqlite":
+			case "postgres":
+				return benchPostgres(cmd, pgURL, jobs, dispatchN, asksN, concurrency)
+			default:
+				return fmt.Errorf("--storage: must be sqlite or postgres, got %q", storage)
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return err
@@ -81,6 +89,8 @@ func newBench() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&storage, "storage", "sqlite", "sqlite: the single-relay runs; postgres: relays sharing one PostgreSQL database (throughput with 1 and 3 relays, submit on one relay → start on another, cross-relay answer wake-up)")
+	cmd.Flags().StringVar(&pgURL, "postgres-url", "", "database for --storage postgres (default $TASK_RELAY_POSTGRES_URL); runs use fresh schemas they drop")
 	cmd.Flags().IntVar(&jobs, "jobs", 5000, "no-op jobs for the throughput run")
 	cmd.Flags().IntVar(&dispatchN, "dispatch", 500, "jobs for the latency run")
 	cmd.Flags().IntVar(&coldN, "cold", 20, "cold starts to time")
@@ -88,4 +98,41 @@ func newBench() *cobra.Command {
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "workers for the throughput runs")
 	cmd.Flags().IntVar(&pipelineN, "pipeline", 100, "real jobs (git worktree, shell executor, patch) for the full-pipeline run; 0 skips it")
 	return cmd
+}
+
+// benchPostgres runs the benchmarks of relays sharing one PostgreSQL
+// database.
+func benchPostgres(cmd *cobra.Command, url string, jobs, dispatchN, asksN, concurrency int) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	if url == "" {
+		url = os.Getenv("TASK_RELAY_POSTGRES_URL")
+	}
+	if url == "" {
+		return fmt.Errorf("--postgres-url: required with --storage postgres (or set TASK_RELAY_POSTGRES_URL)")
+	}
+	pg, err := bench.NewPostgres(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	for _, n := range []int{1, 3} {
+		tp, err := pg.Throughput(ctx, n, jobs, concurrency)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, tp)
+	}
+	submit, dispatch, err := pg.Dispatch(ctx, dispatchN)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, submit)
+	fmt.Fprintln(out, dispatch)
+	wake, err := pg.AskWake(ctx, asksN)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, bench.Summarize("answer on A → waiter on B wake-up", wake))
+	return nil
 }

@@ -65,7 +65,8 @@ type Notification struct {
 // ArtifactContents is a store that keeps the bytes of artifacts, so that
 // every relay sharing it can serve them. JobTransition stores
 // JobTransitionParams.Contents in the same transaction as the artifacts'
-// metadata.
+// metadata; an artifact stored again without contents has none (its
+// older bytes are not the new artifact's).
 type ArtifactContents interface {
 	// ArtifactOpen streams the stored bytes of one artifact. An artifact
 	// with no stored bytes (unknown, or left out for its size) fails with

@@ -36,21 +36,26 @@ type Store interface {
 	// JobClaim moves up to Limit QUEUED jobs that are unexpired (ExpiresAt
 	// after Now) and have attempts left to RUNNING under a lease held by
 	// Owner, highest priority first then oldest first, incrementing each
-	// job's attempt. Like every start of an attempt, it closes any ask of
-	// an earlier attempt still PENDING (see Attempts and asks).
+	// job's attempt. Only jobs of Projects and Executors (each: any when
+	// nil, none when empty) that are bound to no host or to Host are
+	// claimed. Like every start of an attempt, it closes any ask of an
+	// earlier attempt still PENDING (see Attempts and asks).
 	JobClaim(ctx context.Context, p *JobClaimParams) ([]*relaytype.Job, error)
 	// JobHeartbeat extends the lease of an active job held by Owner. It
 	// returns an error wrapping relaytype.ErrLeaseLost when the job is no
-	// longer active or the lease belongs to someone else.
+	// longer active, the lease belongs to someone else, or a non-zero
+	// Attempt is not the job's (see Fenced writes).
 	JobHeartbeat(ctx context.Context, p *JobHeartbeatParams) (*relaytype.Job, error)
 	// JobTransition moves one job to another state, storing Artifacts in the
 	// same transaction. Illegal transitions return a
 	// *relaytype.TransitionError; a non-empty Owner that does not hold the
 	// lease of an active job returns an error wrapping
-	// relaytype.ErrLeaseLost. A start (QUEUED or STALE → RUNNING) is a
+	// relaytype.ErrLeaseLost, as does a non-zero Attempt that is not the
+	// job's (see Fenced writes). A start (QUEUED or STALE → RUNNING) is a
 	// claim: Owner and LeaseTTL are required, Owner becomes the lease
-	// holder, the attempt is counted, and a job that has used MaxAttempts is
-	// refused with ErrIllegalTransition. A move to QUEUED clears the lease
+	// holder, the attempt is counted (a non-zero Attempt must name the
+	// attempt it starts), and a job that has used MaxAttempts is refused
+	// with ErrIllegalTransition. A move to QUEUED clears the lease
 	// and gives the job a fresh ttl in the queue. A start, a move to STALE
 	// and a move to a terminal state close the job's PENDING asks in the
 	// same transaction (see Attempts and asks). A move to a terminal
@@ -61,9 +66,10 @@ type Store interface {
 	// for a retry at once: the job goes to STALE, a WAITING_ON_ANSWER job
 	// passing through RUNNING (two transition events), and the attempt's
 	// PENDING asks are closed, all in one transaction. A non-empty Owner
-	// that does not hold the lease returns an error wrapping
-	// relaytype.ErrLeaseLost; a job that is not active returns a
-	// *relaytype.TransitionError. Either changes nothing.
+	// that does not hold the lease, or a non-zero Attempt that is not the
+	// job's, returns an error wrapping relaytype.ErrLeaseLost; a job that
+	// is not active returns a *relaytype.TransitionError. Either changes
+	// nothing.
 	JobRelease(ctx context.Context, p *JobReleaseParams) (*relaytype.Job, error)
 	// JobRescue handles jobs whose lease lapsed at or before Now, and jobs
 	// left in STALE: each becomes STALE (an active WAITING_ON_ANSWER job
@@ -81,6 +87,9 @@ type Store interface {
 	JobNextWake(ctx context.Context) (time.Time, error)
 
 	// EventAppend appends a non-transition event (log line, note) to a job.
+	// With Owner or Attempt set it is a worker's fenced write (see Fenced
+	// writes): a job that is not active, not leased to Owner or not at
+	// Attempt fails with an error wrapping relaytype.ErrLeaseLost.
 	EventAppend(ctx context.Context, p *EventAppendParams) (*relaytype.Event, error)
 	// EventList returns a job's events with ID > AfterID in ID order.
 	EventList(ctx context.Context, p *EventListParams) ([]*relaytype.Event, error)
@@ -98,8 +107,10 @@ type Store interface {
 	// stored ask with created=false; with another payload it fails with
 	// relaytype.ErrAskConflict; an ask id stored by an earlier attempt
 	// fails with an *AttemptOverError (ErrAttemptOver, ErrAskConflict).
-	// A job that is not RUNNING or WAITING_ON_ANSWER fails with
-	// relaytype.ErrJobNotActive.
+	// A non-zero Attempt that is not the job's (an executor of an attempt
+	// that is over) fails with an error wrapping ErrAttemptOver and
+	// relaytype.ErrLeaseLost, storing nothing. A job that is not RUNNING
+	// or WAITING_ON_ANSWER fails with relaytype.ErrJobNotActive.
 	AskInsert(ctx context.Context, p *AskInsertParams) (ask *relaytype.AskRecord, created bool, job *relaytype.Job, err error)
 	// AskGet returns one ask or an error wrapping relaytype.ErrAskNotFound.
 	AskGet(ctx context.Context, p *AskGetParams) (*relaytype.AskRecord, error)

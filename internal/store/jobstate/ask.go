@@ -113,15 +113,21 @@ type AskOutcome struct {
 // (existing), else of p.Ask.JobID. A repeat of a stored ask id by another
 // job or with another PayloadHash fails with relaytype.ErrAskConflict; by
 // a later attempt of the job with an *store.AttemptOverError (Repost). A
-// new ask of a job that is not active fails with
-// relaytype.ErrJobNotActive; otherwise it is stored PENDING, bound to the
-// job's current attempt, and a RUNNING job moves to WAITING_ON_ANSWER.
+// non-zero p.Attempt that is not the job's attempt (an executor of an
+// attempt that is over) fails with an error wrapping store.ErrAttemptOver
+// and relaytype.ErrLeaseLost. A new ask of a job that is not active fails
+// with relaytype.ErrJobNotActive; otherwise it is stored PENDING, bound to
+// the job's current attempt, and a RUNNING job moves to WAITING_ON_ANSWER.
 func AskInsert(s Snapshot, existing *StoredAsk, p *store.AskInsertParams) (*AskOutcome, error) {
 	a, job := p.Ask, s.Job
+	if existing != nil && existing.Record.JobID != a.JobID {
+		return nil, fmt.Errorf("ask %s: %w", a.AskID, relaytype.ErrAskConflict)
+	}
+	if p.Attempt != 0 && p.Attempt != job.Attempt {
+		return nil, fmt.Errorf("ask %s of attempt %d of job %s, which is on attempt %d: %w: %w",
+			a.AskID, p.Attempt, job.ID, job.Attempt, store.ErrAttemptOver, relaytype.ErrLeaseLost)
+	}
 	if existing != nil {
-		if existing.Record.JobID != a.JobID {
-			return nil, fmt.Errorf("ask %s: %w", a.AskID, relaytype.ErrAskConflict)
-		}
 		if job.Attempt != existing.Attempt {
 			// Another attempt's executor (or a leftover of the dead
 			// one) must not take over the dead attempt's ask.

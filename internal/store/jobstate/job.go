@@ -2,6 +2,7 @@ package jobstate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -27,6 +28,7 @@ func NewJob(p *store.JobInsertParams) (*relaytype.Job, Event) {
 		ExpiresAt:      queueExpiry(p.Spec, p.Now),
 		ParentJobID:    p.ParentJobID,
 		Project:        p.Project,
+		Host:           p.Host,
 		Spec:           *p.Spec,
 	}
 	return j, Event{JobID: p.ID, Type: relaytype.EventSubmitted, Payload: relaytype.TransitionPayload{
@@ -58,6 +60,48 @@ func Reuses(j *relaytype.Job, p *store.JobInsertParams) bool {
 // A driver's claim query selects exactly these jobs.
 func Claimable(j *relaytype.Job, now time.Time) bool {
 	return j.State == relaytype.StateQueued && j.ExpiresAt.After(now) && j.Attempt < j.MaxAttempts
+}
+
+// ClaimableBy reports whether the claim p may start j besides
+// Claimable: j's project is one of p.Projects (any when nil), j is bound
+// to no host or to p.Host, and its executor is one of p.Executors (any
+// when nil). An empty, non-nil Projects or Executors claims nothing. A
+// driver's claim query selects exactly these jobs.
+func ClaimableBy(j *relaytype.Job, p *store.JobClaimParams) bool {
+	if p.Projects != nil && !slices.Contains(p.Projects, j.Project) {
+		return false
+	}
+	if j.Host != "" && j.Host != p.Host {
+		return false
+	}
+	return p.Executors == nil || slices.Contains(p.Executors, j.Executor)
+}
+
+// Fence checks a worker's write to job j that names its lease (owner)
+// and attempt (see store's Fenced writes): j must be active, leased to
+// owner when owner is set, and at attempt when attempt is not zero. A
+// write that names neither passes. The error wraps
+// relaytype.ErrLeaseLost.
+func Fence(j *relaytype.Job, owner string, attempt int) error {
+	if owner == "" && attempt == 0 {
+		return nil
+	}
+	if !j.State.Active() {
+		return fmt.Errorf("job %s is %s: %w", j.ID, j.State, relaytype.ErrLeaseLost)
+	}
+	return checkLease(j, owner, attempt)
+}
+
+// checkLease refuses a write whose owner (when set) does not hold j's
+// lease or whose attempt (when not zero) is not j's attempt.
+func checkLease(j *relaytype.Job, owner string, attempt int) error {
+	if owner != "" && j.LeaseOwner != owner {
+		return fmt.Errorf("job %s is held by %q, not %q: %w", j.ID, j.LeaseOwner, owner, relaytype.ErrLeaseLost)
+	}
+	if attempt != 0 && j.Attempt != attempt {
+		return fmt.Errorf("job %s is on attempt %d, not %d: %w", j.ID, j.Attempt, attempt, relaytype.ErrLeaseLost)
+	}
+	return nil
 }
 
 // Rescuable reports whether Store.JobRescue at now handles j: an active
@@ -94,10 +138,14 @@ func WakeAt(j *relaytype.Job) (time.Time, bool) {
 // It refuses an edge relaytype.CanTransition does not allow with a
 // *relaytype.TransitionError, and a non-empty Owner that does not hold
 // the lease of an active job with an error wrapping
-// relaytype.ErrLeaseLost. A start (QUEUED or STALE → RUNNING) is a claim:
-// it needs Owner and LeaseTTL, counts the attempt, makes Owner the lease
-// holder and is refused with relaytype.ErrIllegalTransition once the job
-// has used MaxAttempts. A move to QUEUED clears the lease and restarts
+// relaytype.ErrLeaseLost, as is a non-zero Attempt that is not the job's
+// (the fence of the lease: see store's Fenced writes). A start (QUEUED or
+// STALE → RUNNING) is a claim: it needs Owner and LeaseTTL, counts the
+// attempt, makes Owner the lease holder and is refused with
+// relaytype.ErrIllegalTransition once the job has used MaxAttempts; a
+// non-zero Attempt of a start must be the attempt it starts (so a worker
+// of an attempt that is over cannot start the job again by moving it to
+// RUNNING). A move to QUEUED clears the lease and restarts
 // the queue ttl; a terminal move clears the lease and sets FinishedAt,
 // ReasonCode and Summary. A start closes the PENDING asks of earlier
 // attempts, a move to STALE or to a terminal state all of them; a
@@ -108,8 +156,17 @@ func Transition(s Snapshot, p *store.JobTransitionParams) (*Change, error) {
 		return nil, &relaytype.TransitionError{JobID: j.ID, From: j.State, To: p.To}
 	}
 	claim := p.To == relaytype.StateRunning && (j.State == relaytype.StateQueued || j.State == relaytype.StateStale)
-	if p.Owner != "" && !claim && (j.LeaseOwner != p.Owner || !j.State.Active()) {
-		return nil, fmt.Errorf("job %s is held by %q, not %q: %w", j.ID, j.LeaseOwner, p.Owner, relaytype.ErrLeaseLost)
+	switch {
+	case claim:
+		if p.Attempt != 0 && p.Attempt != j.Attempt+1 {
+			return nil, fmt.Errorf("start job %s: it would start attempt %d, not %d: %w", j.ID, j.Attempt+1, p.Attempt, relaytype.ErrLeaseLost)
+		}
+	case p.Owner != "" && !j.State.Active():
+		return nil, fmt.Errorf("job %s is %s, no longer held by %q: %w", j.ID, j.State, p.Owner, relaytype.ErrLeaseLost)
+	default:
+		if err := checkLease(j, p.Owner, p.Attempt); err != nil {
+			return nil, err
+		}
 	}
 	now := p.Now
 	n := cloneJob(j)
@@ -155,6 +212,12 @@ func Transition(s Snapshot, p *store.JobTransitionParams) (*Change, error) {
 		}
 		c.Artifacts = append(c.Artifacts, stored)
 		c.Events = append(c.Events, ev)
+		if b, ok := p.Contents[a.Kind]; ok {
+			if c.Contents == nil {
+				c.Contents = map[relaytype.ArtifactKind][]byte{}
+			}
+			c.Contents[a.Kind] = b
+		}
 	}
 	c.Events = append(c.Events, Event{JobID: j.ID, Type: relaytype.EventTransition, Payload: relaytype.TransitionPayload{
 		From: j.State, To: p.To, StateVersion: n.StateVersion, Attempt: n.Attempt,
@@ -229,12 +292,16 @@ func Claim(s Snapshot, owner string, leaseTTL time.Duration, now time.Time) (*Ch
 
 // Heartbeat returns the job of Store.JobHeartbeat p as it is after its
 // lease is extended, or an error wrapping relaytype.ErrLeaseLost when j is
-// not active or its lease belongs to someone else. A heartbeat changes no
+// not active, its lease belongs to someone else, or p.Attempt is not zero
+// and not j's attempt. A heartbeat changes no
 // state: StateVersion stays, no event is appended; a driver writes
 // LeaseExpiresAt and HeartbeatAt.
 func Heartbeat(j *relaytype.Job, p *store.JobHeartbeatParams) (*relaytype.Job, error) {
 	if !j.State.Active() || j.LeaseOwner != p.Owner {
 		return nil, fmt.Errorf("heartbeat job %s (%s, held by %q): %w", j.ID, j.State, j.LeaseOwner, relaytype.ErrLeaseLost)
+	}
+	if err := checkLease(j, "", p.Attempt); err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", err)
 	}
 	n := cloneJob(j)
 	n.LeaseExpiresAt, n.HeartbeatAt = timePtr(p.Now.Add(p.LeaseTTL)), timePtr(p.Now)
@@ -275,14 +342,15 @@ func (s Snapshot) after(c *Change) Snapshot {
 // to STALE, a WAITING_ON_ANSWER one through RUNNING (two changes, in
 // order), closing the attempt's PENDING asks. A job that is not active is
 // refused with a *relaytype.TransitionError, a non-empty Owner that does
-// not hold the lease with an error wrapping relaytype.ErrLeaseLost.
+// not hold the lease or a non-zero Attempt that is not the job's with an
+// error wrapping relaytype.ErrLeaseLost.
 func Release(s Snapshot, p *store.JobReleaseParams) ([]*Change, error) {
 	j := s.Job
 	if !j.State.Active() {
 		return nil, &relaytype.TransitionError{JobID: j.ID, From: j.State, To: relaytype.StateStale}
 	}
-	if p.Owner != "" && j.LeaseOwner != p.Owner {
-		return nil, fmt.Errorf("job %s is held by %q, not %q: %w", j.ID, j.LeaseOwner, p.Owner, relaytype.ErrLeaseLost)
+	if err := checkLease(j, p.Owner, p.Attempt); err != nil {
+		return nil, err
 	}
 	var steps []*store.JobTransitionParams
 	// WAITING_ON_ANSWER has no edge to STALE: the job is running again

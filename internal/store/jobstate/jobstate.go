@@ -18,7 +18,8 @@
 // Writing a Change: the driver updates the job row to Change.Job under the
 // optimistic check that its state_version is still Change.FromVersion
 // (one row updated, or the change fails with
-// relaytype.ErrIllegalTransition), upserts Change.Artifacts, appends
+// relaytype.ErrIllegalTransition), upserts Change.Artifacts (and, when it
+// keeps artifact bytes, Change.Contents), appends
 // Change.Events in order, writes each of Change.Closes (see AnswerWrite)
 // and inserts Change.Outbox (a message whose ID is stored already is left
 // as it is), all in the transaction of the request.
@@ -121,6 +122,11 @@ type Change struct {
 	// of a kind already stored replaces it), with JobID and CreatedAt
 	// set.
 	Artifacts []*relaytype.Artifact
+	// Contents are the bytes of Artifacts by kind, from
+	// JobTransitionParams.Contents, for a driver that keeps them
+	// (store.ArtifactContents); an artifact with no entry has no stored
+	// bytes (a driver drops those of the artifact it replaces).
+	Contents map[relaytype.ArtifactKind][]byte
 	// Events are the change's events in order: one "artifact" event per
 	// artifact, then the "transition" event.
 	Events []Event

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/jobstate"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
@@ -30,7 +28,7 @@ func optMS(t *time.Time) any {
 
 // snapshot loads what the rules need to know of job j, whose row lock tx
 // holds: its PENDING asks and, when its end notifies, its artifacts.
-func snapshot(ctx context.Context, tx pgx.Tx, j *relaytype.Job) (jobstate.Snapshot, error) {
+func snapshot(ctx context.Context, tx *txn, j *relaytype.Job) (jobstate.Snapshot, error) {
 	s := jobstate.Snapshot{Job: j}
 	pending, err := pendingAsks(ctx, tx, j.ID)
 	if err != nil {
@@ -46,7 +44,7 @@ func snapshot(ctx context.Context, tx pgx.Tx, j *relaytype.Job) (jobstate.Snapsh
 }
 
 // lockSnapshot locks job id and loads its snapshot.
-func lockSnapshot(ctx context.Context, tx pgx.Tx, id string) (jobstate.Snapshot, error) {
+func lockSnapshot(ctx context.Context, tx *txn, id string) (jobstate.Snapshot, error) {
 	j, err := lockJob(ctx, tx, id)
 	if err != nil {
 		return jobstate.Snapshot{}, err
@@ -56,7 +54,7 @@ func lockSnapshot(ctx context.Context, tx pgx.Tx, id string) (jobstate.Snapshot,
 
 // applyChanges writes changes in order and returns the job as the last
 // one leaves it (nil for none).
-func applyChanges(ctx context.Context, tx pgx.Tx, changes []*jobstate.Change, now time.Time) (*relaytype.Job, error) {
+func applyChanges(ctx context.Context, tx *txn, changes []*jobstate.Change, now time.Time) (*relaytype.Job, error) {
 	var j *relaytype.Job
 	for _, c := range changes {
 		if err := applyChange(ctx, tx, c, now); err != nil {
@@ -71,7 +69,7 @@ func applyChanges(ctx context.Context, tx pgx.Tx, changes []*jobstate.Change, no
 // of its state version), the artifacts, the events, the answers that
 // close asks and the outbox messages. It is the only code that writes
 // jobs.state after insert.
-func applyChange(ctx context.Context, tx pgx.Tx, c *jobstate.Change, now time.Time) error {
+func applyChange(ctx context.Context, tx *txn, c *jobstate.Change, now time.Time) error {
 	j := c.Job
 	tag, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, state_version = $2, updated_at = $3, attempt = $4,
 		started_at = $5, finished_at = $6, expires_at = $7, lease_owner = $8, lease_expires_at = $9, heartbeat_at = $10,
@@ -89,8 +87,13 @@ func applyChange(ctx context.Context, tx pgx.Tx, c *jobstate.Change, now time.Ti
 	if tag.RowsAffected() != 1 {
 		return fmt.Errorf("update job %s: state changed concurrently: %w", j.ID, relaytype.ErrIllegalTransition)
 	}
+	tx.notify(store.Notification{Kind: store.NotifyJob, JobID: j.ID, State: j.State, StateVersion: j.StateVersion})
 	for _, a := range c.Artifacts {
 		if err := putArtifact(ctx, tx, a); err != nil {
+			return err
+		}
+		b, ok := c.Contents[a.Kind]
+		if err := putContents(ctx, tx, a, b, ok); err != nil {
 			return err
 		}
 	}
@@ -114,7 +117,7 @@ func applyChange(ctx context.Context, tx pgx.Tx, c *jobstate.Change, now time.Ti
 
 // applyAnswer writes one answer: the answer row, its usage added to the
 // job's sums, the ask marked with its status, and its event.
-func applyAnswer(ctx context.Context, tx pgx.Tx, w *jobstate.AnswerWrite, now time.Time) error {
+func applyAnswer(ctx context.Context, tx *txn, w *jobstate.AnswerWrite, now time.Time) error {
 	a := w.Answer
 	ajson, err := jsonArg(a.AnswerJSON)
 	if err != nil {
@@ -150,13 +153,14 @@ func applyAnswer(ctx context.Context, tx pgx.Tx, w *jobstate.AnswerWrite, now ti
 		string(a.Status), ms(now), a.AskID); err != nil {
 		return fmt.Errorf("close ask: %w", err)
 	}
+	tx.notify(store.Notification{Kind: store.NotifyAsk, JobID: a.JobID, AskID: a.AskID})
 	_, err = appendEvent(ctx, tx, w.Event, now)
 	return err
 }
 
 // transition decides transition p of job j (locked by tx) and writes it.
 // It returns the job as it is afterwards.
-func transition(ctx context.Context, tx pgx.Tx, j *relaytype.Job, p *store.JobTransitionParams) (*relaytype.Job, error) {
+func transition(ctx context.Context, tx *txn, j *relaytype.Job, p *store.JobTransitionParams) (*relaytype.Job, error) {
 	s, err := snapshot(ctx, tx, j)
 	if err != nil {
 		return nil, err

@@ -115,7 +115,7 @@ func storedAsk(ctx context.Context, q querier, id string) (*jobstate.StoredAsk, 
 
 // lockAskJob locks the job of ask id and then reads the ask: asks change
 // only under their job's row lock, so the ask read is current.
-func lockAskJob(ctx context.Context, tx pgx.Tx, id string) (*jobstate.StoredAsk, jobstate.Snapshot, error) {
+func lockAskJob(ctx context.Context, tx *txn, id string) (*jobstate.StoredAsk, jobstate.Snapshot, error) {
 	a, _, err := getAsk(ctx, tx, id)
 	if err != nil {
 		return nil, jobstate.Snapshot{}, err
@@ -143,7 +143,7 @@ func (s *Store) AskInsert(ctx context.Context, p *store.AskInsertParams) (*relay
 		created bool
 		job     *relaytype.Job
 	)
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		out, created, job = nil, false, nil
 		// The snapshot is of the stored ask's job, else of the posted
 		// one; under its lock the ask is read again as it is now.
@@ -189,6 +189,7 @@ func (s *Store) AskInsert(ctx context.Context, p *store.AskInsertParams) (*relay
 			o.Insert.PayloadHash, o.Insert.Attempt); err != nil {
 			return fmt.Errorf("insert ask: %w", err)
 		}
+		tx.notify(store.Notification{Kind: store.NotifyAsk, JobID: a.JobID, AskID: a.AskID})
 		if _, err := appendEvent(ctx, tx, o.Event, q.Now); err != nil {
 			return err
 		}
@@ -276,7 +277,7 @@ func (s *Store) AskDefer(ctx context.Context, p *store.AskDeferParams) (*relayty
 		out *relaytype.AskRecord
 		job *relaytype.Job
 	)
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		out, job = nil, nil
 		ask, snap, err := lockAskJob(ctx, tx, p.AskID)
 		if err != nil {
@@ -290,6 +291,7 @@ func (s *Store) AskDefer(ctx context.Context, p *store.AskDeferParams) (*relayty
 			o.Route, ms(o.DeadlineAt), p.AskID); err != nil {
 			return fmt.Errorf("defer ask: %w", err)
 		}
+		tx.notify(store.Notification{Kind: store.NotifyAsk, JobID: ask.Record.JobID, AskID: p.AskID})
 		if _, err := appendEvent(ctx, tx, o.Event, q.Now); err != nil {
 			return err
 		}
@@ -350,7 +352,7 @@ func (s *Store) AnswerInsert(ctx context.Context, p *store.AnswerInsertParams) (
 	q := *p
 	q.Now = dbTime(p.Now)
 	var o *jobstate.AnswerOutcome
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		o = nil
 		ask, snap, err := lockAskJob(ctx, tx, p.Answer.AskID)
 		if err != nil {
@@ -408,7 +410,7 @@ func (s *Store) AnswerGet(ctx context.Context, p *store.AnswerGetParams) (*relay
 }
 
 // pendingAsks returns the PENDING asks of a job, oldest first.
-func pendingAsks(ctx context.Context, tx pgx.Tx, jobID string) ([]*jobstate.StoredAsk, error) {
+func pendingAsks(ctx context.Context, tx *txn, jobID string) ([]*jobstate.StoredAsk, error) {
 	rows, err := tx.Query(ctx, `SELECT `+askColumns+` FROM asks WHERE job_id = $1 AND status = 'PENDING'
 		ORDER BY created_at, seq`, jobID)
 	if err != nil {
@@ -453,7 +455,7 @@ func (s *Store) DecisionPut(ctx context.Context, p *store.DecisionPutParams) err
 	if err != nil {
 		return fmt.Errorf("decision cache encode: %w", err)
 	}
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+	return s.inTx(ctx, func(tx *txn) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM decision_cache WHERE expires_at <= $1`, ms(p.Now)); err != nil {
 			return fmt.Errorf("decision cache prune: %w", err)
 		}

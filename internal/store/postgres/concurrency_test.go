@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -315,4 +316,274 @@ func TestEventAppendWaitsForTheJobLock(t *testing.T) {
 	require.Len(t, evs, 2)
 	require.Equal(t, inFlight, evs[0].ID)
 	require.Equal(t, ev.ID, evs[1].ID)
+}
+
+// Several relays share the database: three Store values on one schema
+// sweep the same lapsed leases and expired queued jobs at once, again
+// and again. Every job is changed exactly once: one rescue or expiry, its
+// transitions each recorded once, its asks closed once.
+func TestSeveralSweepersChangeEachJobOnce(t *testing.T) {
+	t.Parallel()
+	stores, _ := openShared(t, 3)
+	ctx := t.Context()
+	s := stores[0]
+	const lapsed, expiring = 24, 24
+	for i := range lapsed {
+		sp := spec(fmt.Sprintf("key-lapsed-%d", i))
+		if i%4 == 0 {
+			sp.Execution.MaxAttempts = 1 // its rescue fails it
+		}
+		_, _, err := s.JobInsert(ctx, &store.JobInsertParams{ID: fmt.Sprintf("job_lapsed_%02d", i), Spec: sp,
+			Executor: "codex", Now: base, IdempotencyWindow: time.Hour, Project: "p"})
+		require.NoError(t, err)
+	}
+	claimed, err := s.JobClaim(ctx, &store.JobClaimParams{Owner: "dead-relay", Now: base, LeaseTTL: time.Minute, Limit: lapsed})
+	require.NoError(t, err)
+	require.Len(t, claimed, lapsed)
+	asks := map[string]string{} // job → its pending ask
+	for i, j := range claimed {
+		if i%2 == 1 {
+			continue
+		}
+		askID := fmt.Sprintf("00000000-0000-4000-8000-1%011d", i)
+		_, _, _, err := s.AskInsert(ctx, &store.AskInsertParams{Ask: &relaytype.AskRecord{
+			AskID: askID, JobID: j.ID, StepID: "attempt-1", AskType: relaytype.AskClarification, Prompt: "which?",
+			ContextHash: "abc", ContextEnvelope: json.RawMessage(`{}`), Route: "orchestrator",
+			Status: relaytype.StatusPending, CreatedAt: base, DeadlineAt: base.Add(time.Hour),
+		}, Attempt: 1, PayloadHash: "h", Now: base})
+		require.NoError(t, err)
+		asks[j.ID] = askID
+	}
+	for i := range expiring {
+		sp := spec(fmt.Sprintf("key-expiring-%d", i))
+		sp.Execution.TTLS = 60
+		_, _, err := s.JobInsert(ctx, &store.JobInsertParams{ID: fmt.Sprintf("job_expiring_%02d", i), Spec: sp,
+			Executor: "codex", Now: base.Add(2 * time.Second), IdempotencyWindow: time.Hour, Project: "p"})
+		require.NoError(t, err)
+	}
+
+	// Every sweeper runs both sweeps, several times, at the same instant:
+	// each lease lapsed and each queue ttl ran out by then, and no
+	// requeued job expires yet.
+	now := base.Add(10 * time.Minute)
+	const sweepers, rounds = 3, 6
+	var mu sync.Mutex
+	rescuedBy, expiredBy := map[string]int{}, map[string]int{}
+	errs := make([]error, sweepers)
+	run(sweepers, func(i int) {
+		for range rounds {
+			rescued, err := stores[i].JobRescue(ctx, &store.JobRescueParams{Now: now})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			expired, err := stores[i].JobExpire(ctx, &store.JobExpireParams{Now: now})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			mu.Lock()
+			for _, j := range rescued {
+				rescuedBy[j.ID]++
+			}
+			for _, j := range expired {
+				expiredBy[j.ID]++
+			}
+			mu.Unlock()
+		}
+	})
+	for i, err := range errs {
+		require.NoError(t, err, "sweeper %d", i)
+	}
+	require.Len(t, rescuedBy, lapsed)
+	require.Len(t, expiredBy, expiring)
+	for id, n := range rescuedBy {
+		require.Equal(t, 1, n, "%s rescued %d times", id, n)
+	}
+	for id, n := range expiredBy {
+		require.Equal(t, 1, n, "%s expired %d times", id, n)
+	}
+
+	transitions := func(id string) (trs []relaytype.TransitionPayload, answers int) {
+		evs, err := s.EventList(ctx, &store.EventListParams{JobID: id})
+		require.NoError(t, err)
+		for _, ev := range evs {
+			switch ev.Type {
+			case relaytype.EventTransition:
+				var p relaytype.TransitionPayload
+				require.NoError(t, json.Unmarshal(ev.Payload, &p))
+				trs = append(trs, p)
+			case relaytype.EventAnswer:
+				answers++
+			}
+		}
+		return trs, answers
+	}
+	for i := range lapsed {
+		id := fmt.Sprintf("job_lapsed_%02d", i)
+		j, err := s.JobGet(ctx, &store.JobGetParams{ID: id})
+		require.NoError(t, err)
+		want := []relaytype.JobState{relaytype.StateRunning}
+		if _, ok := asks[id]; ok {
+			want = append(want, relaytype.StateWaitingOnAnswer, relaytype.StateRunning)
+		}
+		want = append(want, relaytype.StateStale)
+		if i%4 == 0 {
+			require.Equal(t, relaytype.StateFailed, j.State, id)
+			require.Equal(t, relaytype.ReasonInternalError, j.ReasonCode)
+			want = append(want, relaytype.StateFailed)
+		} else {
+			require.Equal(t, relaytype.StateQueued, j.State, id)
+			want = append(want, relaytype.StateQueued)
+		}
+		require.Equal(t, 1, j.Attempt, "%s: a rescue counts no attempt", id)
+		require.EqualValues(t, 1+len(want), j.StateVersion, id)
+		trs, answers := transitions(id)
+		require.Len(t, trs, len(want), "%s: one event per transition", id)
+		for k, tr := range trs {
+			require.Equal(t, want[k], tr.To, "%s transition %d", id, k)
+			require.EqualValues(t, k+2, tr.StateVersion, "%s transition %d", id, k)
+		}
+		if askID, ok := asks[id]; ok {
+			require.Equal(t, 1, answers, "%s: its ask closed once", id)
+			a, err := s.AskGet(ctx, &store.AskGetParams{AskID: askID})
+			require.NoError(t, err)
+			require.Equal(t, relaytype.StatusError, a.Status)
+		} else {
+			require.Zero(t, answers, id)
+		}
+	}
+	for i := range expiring {
+		id := fmt.Sprintf("job_expiring_%02d", i)
+		j, err := s.JobGet(ctx, &store.JobGetParams{ID: id})
+		require.NoError(t, err)
+		require.Equal(t, relaytype.StateExpired, j.State)
+		require.EqualValues(t, 2, j.StateVersion)
+		trs, _ := transitions(id)
+		require.Len(t, trs, 1, id)
+		require.Equal(t, relaytype.StateExpired, trs[0].To)
+	}
+}
+
+// Two relays time out the same due ask at once: one answer is stored and
+// fails the job once; the other relay's answer (another payload) is a
+// conflict, and the same answer twice is the stored one.
+func TestSeveralRelaysTimeOutOneAsk(t *testing.T) {
+	t.Parallel()
+	stores, _ := openShared(t, 2)
+	ctx := t.Context()
+	for round := range 6 {
+		sameHash := round%2 == 1
+		id := fmt.Sprintf("job_to_%d", round)
+		_, _, err := insert(ctx, stores[0], id, "key-"+id)
+		require.NoError(t, err)
+		_, err = stores[0].JobTransition(ctx, &store.JobTransitionParams{ID: id, To: relaytype.StateRunning, Owner: "w",
+			LeaseTTL: time.Hour, Now: base})
+		require.NoError(t, err)
+		askID := fmt.Sprintf("00000000-0000-4000-8000-2%011d", round)
+		_, _, _, err = stores[0].AskInsert(ctx, &store.AskInsertParams{Ask: &relaytype.AskRecord{
+			AskID: askID, JobID: id, StepID: "attempt-1", AskType: relaytype.AskClarification, Prompt: "which?",
+			ContextHash: "abc", ContextEnvelope: json.RawMessage(`{}`), Route: "orchestrator",
+			Status: relaytype.StatusPending, CreatedAt: base, DeadlineAt: base.Add(time.Minute),
+		}, Attempt: 1, PayloadHash: "h", Now: base})
+		require.NoError(t, err)
+		due, err := stores[1].AskDue(ctx, &store.AskDueParams{Now: base.Add(time.Minute)})
+		require.NoError(t, err)
+		require.Len(t, due, 1)
+
+		created := make([]bool, 2)
+		errs := make([]error, 2)
+		run(2, func(i int) {
+			hash := fmt.Sprintf("timeout-by-relay-%d", i)
+			if sameHash {
+				hash = "timeout"
+			}
+			_, created[i], _, errs[i] = stores[i].AnswerInsert(ctx, &store.AnswerInsertParams{Answer: &relaytype.AnswerRecord{
+				AskID: askID, JobID: id, StepID: "attempt-1", Status: relaytype.StatusTimeout,
+				Error: fmt.Sprintf("no answer within 60s (relay %d)", i)}, PayloadHash: hash, Now: base.Add(time.Minute)})
+		})
+		wins := 0
+		for i := range 2 {
+			if created[i] {
+				require.NoError(t, errs[i])
+				wins++
+				continue
+			}
+			if sameHash {
+				require.NoError(t, errs[i], "round %d: the same answer again is the stored one", round)
+			} else {
+				require.ErrorIs(t, errs[i], relaytype.ErrAnswerConflict, "round %d", round)
+			}
+		}
+		require.Equal(t, 1, wins, "round %d: one answer stored", round)
+
+		j, err := stores[0].JobGet(ctx, &store.JobGetParams{ID: id})
+		require.NoError(t, err)
+		require.Equal(t, relaytype.StateFailed, j.State)
+		require.Equal(t, relaytype.ReasonTimeout, j.ReasonCode)
+		evs, err := stores[0].EventList(ctx, &store.EventListParams{JobID: id})
+		require.NoError(t, err)
+		answers, failed := 0, 0
+		for _, ev := range evs {
+			if ev.Type == relaytype.EventAnswer {
+				answers++
+			}
+			if ev.Type == relaytype.EventTransition && strings.Contains(string(ev.Payload), `"to":"FAILED"`) {
+				failed++
+			}
+		}
+		require.Equal(t, 1, answers, "round %d: one answer event", round)
+		require.Equal(t, 1, failed, "round %d: failed once", round)
+	}
+}
+
+// Three relays' deliverers claim from one outbox: every message is leased
+// to exactly one of them, once.
+func TestSeveralDeliverersLeaseEachMessageOnce(t *testing.T) {
+	t.Parallel()
+	stores, _ := openShared(t, 3)
+	ctx := t.Context()
+	const messages = 60
+	for i := range messages {
+		_, created, err := stores[i%3].OutboxEnqueue(ctx, &store.OutboxEnqueueParams{Now: base, Message: &store.OutboxMessage{
+			ID: fmt.Sprintf("msg_%02d", i), Kind: "test", Target: "https://example.com/hook", Payload: json.RawMessage(`{}`)}})
+		require.NoError(t, err)
+		require.True(t, created)
+	}
+	var mu sync.Mutex
+	leasedTo := map[string]string{}
+	var failures []error
+	run(3, func(i int) {
+		owner := fmt.Sprintf("relay-%d", i)
+		for {
+			got, err := stores[i].OutboxClaim(ctx, &store.OutboxClaimParams{Owner: owner, Now: base.Add(time.Second),
+				LeaseTTL: time.Minute, Limit: 4})
+			mu.Lock()
+			if err != nil {
+				failures = append(failures, err)
+			}
+			for _, m := range got {
+				if prev, ok := leasedTo[m.ID]; ok {
+					failures = append(failures, fmt.Errorf("message %s leased to %s and %s", m.ID, prev, owner))
+				}
+				leasedTo[m.ID] = owner
+				if m.LeaseOwner != owner || m.Attempts != 1 {
+					failures = append(failures, fmt.Errorf("message %s: lease %q, attempts %d", m.ID, m.LeaseOwner, m.Attempts))
+				}
+			}
+			mu.Unlock()
+			if err != nil || len(got) == 0 {
+				return
+			}
+		}
+	})
+	require.Empty(t, failures)
+	require.Len(t, leasedTo, messages)
+	all, err := stores[0].OutboxList(ctx, &store.OutboxListParams{})
+	require.NoError(t, err)
+	require.Len(t, all, messages)
+	for _, m := range all {
+		require.Equal(t, 1, m.Attempts, m.ID)
+		require.Equal(t, leasedTo[m.ID], m.LeaseOwner, m.ID)
+	}
 }

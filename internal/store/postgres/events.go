@@ -15,15 +15,23 @@ import (
 // EventAppend implements store.Store.
 func (s *Store) EventAppend(ctx context.Context, p *store.EventAppendParams) (*relaytype.Event, error) {
 	var ev *relaytype.Event
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		// The row lock orders this append after every other change to
-		// the job that is still in flight (see the package doc).
-		if _, err := lockJob(ctx, tx, p.JobID); err != nil {
+		// the job that is still in flight (see the package doc), and
+		// holds the job still for the fence.
+		j, err := lockJob(ctx, tx, p.JobID)
+		if err != nil {
 			return err
 		}
-		var err error
+		if err := jobstate.Fence(j, p.Owner, p.Attempt); err != nil {
+			return fmt.Errorf("append %s event: %w", p.Type, err)
+		}
 		ev, err = appendEvent(ctx, tx, jobstate.Event{JobID: p.JobID, Type: p.Type, Payload: p.Payload}, p.Now)
-		return err
+		if err != nil {
+			return err
+		}
+		tx.notify(store.Notification{Kind: store.NotifyEvent, JobID: p.JobID})
+		return nil
 	})
 	return ev, err
 }
@@ -61,7 +69,7 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*rel
 
 // putArtifact stores artifact a (JobID and CreatedAt set), replacing the
 // job's artifact of its kind.
-func putArtifact(ctx context.Context, tx pgx.Tx, a *relaytype.Artifact) error {
+func putArtifact(ctx context.Context, tx *txn, a *relaytype.Artifact) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO artifacts (job_id, kind, uri, digest, size, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (job_id, kind) DO UPDATE SET uri = excluded.uri, digest = excluded.digest,

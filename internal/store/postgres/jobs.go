@@ -19,7 +19,7 @@ import (
 const jobColumns = `id, idempotency_key, state, state_version, priority, attempt, max_attempts,
 	executor, baseline_commit, spec, created_at, updated_at, started_at, finished_at, expires_at,
 	lease_owner, lease_expires_at, heartbeat_at, reason_code, summary, input_tokens, output_tokens,
-	cached_input_tokens, cost_usd, session_id, parent_job_id, project`
+	cached_input_tokens, cost_usd, session_id, parent_job_id, project, host`
 
 // liveJob selects the jobs that are not terminal; the partial unique
 // index jobs_idempotency_live_idx has the same predicate.
@@ -48,7 +48,7 @@ func scanJob(row pgx.Row) (*relaytype.Job, error) {
 	if err := row.Scan(&j.ID, &j.IdempotencyKey, &j.State, &j.StateVersion, &prio, &j.Attempt, &j.MaxAttempts,
 		&j.Executor, &j.BaselineCommit, &spec, &created, &updated, &started, &finished, &expires,
 		&leaseOwner, &leaseExp, &heartbeat, &reason, &summary, &in, &out,
-		&cached, &j.Usage.CostUSD, &session, &parent, &j.Project); err != nil {
+		&cached, &j.Usage.CostUSD, &session, &parent, &j.Project, &j.Host); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(spec, &j.Spec); err != nil {
@@ -82,7 +82,7 @@ func getJob(ctx context.Context, q querier, id string, lock bool) (*relaytype.Jo
 }
 
 // lockJob reads a job under its row lock.
-func lockJob(ctx context.Context, tx pgx.Tx, id string) (*relaytype.Job, error) {
+func lockJob(ctx context.Context, tx *txn, id string) (*relaytype.Job, error) {
 	return getJob(ctx, tx, id, true)
 }
 
@@ -105,7 +105,7 @@ func collectJobs(rows pgx.Rows) ([]*relaytype.Job, error) {
 // appendEvent appends event ev at now. The caller holds the job's row
 // lock (or inserted the job in tx), which keeps the job's event ids in
 // commit order.
-func appendEvent(ctx context.Context, tx pgx.Tx, ev jobstate.Event, now time.Time) (*relaytype.Event, error) {
+func appendEvent(ctx context.Context, tx *txn, ev jobstate.Event, now time.Time) (*relaytype.Event, error) {
 	raw, err := ev.Encode()
 	if err != nil {
 		return nil, err
@@ -128,7 +128,7 @@ func appendEvent(ctx context.Context, tx pgx.Tx, ev jobstate.Event, now time.Tim
 // inserting one (jobstate.Reuses), or nil. The query narrows the lookup
 // to the candidates of that rule (the newest job with the key that is not
 // terminal or SUCCEEDED within the window); the rule decides.
-func findReused(ctx context.Context, tx pgx.Tx, p *store.JobInsertParams) (*relaytype.Job, error) {
+func findReused(ctx context.Context, tx *txn, p *store.JobInsertParams) (*relaytype.Job, error) {
 	since := ms(p.Now.Add(-p.IdempotencyWindow))
 	existing, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs
 		WHERE idempotency_key = $1 AND project = $2
@@ -163,7 +163,7 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 		job     *relaytype.Job
 		created bool
 	)
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx *txn) error {
 		job, created = nil, false
 		for range insertRetries {
 			existing, err := findReused(ctx, tx, &q)
@@ -178,12 +178,13 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 			// this insert a no-op (after waiting for its commit); the
 			// next lookup, a fresh snapshot, finds its job.
 			tag, err := tx.Exec(ctx, `INSERT INTO jobs (id, idempotency_key, state, state_version, priority,
-				attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at, parent_job_id, project)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+				attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at, parent_job_id,
+				project, host)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 				ON CONFLICT (project, idempotency_key) WHERE `+liveJob+` DO NOTHING`,
 				j.ID, j.IdempotencyKey, string(j.State), j.StateVersion, j.Priority.Rank(), j.Attempt, j.MaxAttempts,
 				j.Executor, j.BaselineCommit, string(spec), ms(j.CreatedAt), ms(j.UpdatedAt), ms(j.ExpiresAt),
-				nullString(j.ParentJobID), j.Project)
+				nullString(j.ParentJobID), j.Project, j.Host)
 			if err != nil {
 				return fmt.Errorf("insert job: %w", err)
 			}
@@ -193,6 +194,7 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 			if _, err := appendEvent(ctx, tx, ev, q.Now); err != nil {
 				return err
 			}
+			tx.notify(store.Notification{Kind: store.NotifyJob, JobID: j.ID, State: j.State, StateVersion: j.StateVersion})
 			job, err = getJob(ctx, tx, j.ID, false)
 			created = true
 			return err
@@ -246,7 +248,7 @@ func (s *Store) JobList(ctx context.Context, p *store.JobListParams) ([]*relayty
 // JobTransition implements store.Store.
 func (s *Store) JobTransition(ctx context.Context, p *store.JobTransitionParams) (*relaytype.Job, error) {
 	var out *relaytype.Job
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		j, err := lockJob(ctx, tx, p.ID)
 		if err != nil {
 			return err
@@ -262,7 +264,7 @@ func (s *Store) JobRelease(ctx context.Context, p *store.JobReleaseParams) (*rel
 	q := *p
 	q.Now = dbTime(p.Now)
 	var out *relaytype.Job
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		snap, err := lockSnapshot(ctx, tx, p.ID)
 		if err != nil {
 			return err
@@ -279,24 +281,36 @@ func (s *Store) JobRelease(ctx context.Context, p *store.JobReleaseParams) (*rel
 
 // JobClaim implements store.Store.
 func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relaytype.Job, error) {
-	if p.Limit <= 0 || (p.Projects != nil && len(p.Projects) == 0) {
+	if p.Limit <= 0 || (p.Projects != nil && len(p.Projects) == 0) || (p.Executors != nil && len(p.Executors) == 0) {
 		return nil, nil
 	}
 	now := dbTime(p.Now)
+	// The jobs jobstate.Claimable and ClaimableBy accept. Every condition
+	// is a plain comparison of a column, so that the planner walks
+	// jobs_claim_idx in (priority, seq) order and filters as it goes.
+	var a args
+	query := `SELECT ` + jobColumns + ` FROM jobs
+		WHERE state = 'QUEUED' AND expires_at > ` + a.add(ms(now)) + ` AND attempt < max_attempts`
+	if p.Projects != nil {
+		// A relay that serves only some projects leaves the others'
+		// jobs to the relays that have their executors.
+		query += ` AND project = ANY(` + a.add(p.Projects) + `)`
+	}
+	if p.Executors != nil {
+		query += ` AND executor = ANY(` + a.add(p.Executors) + `)`
+	}
+	// A job bound to a host (a local repository) is left to its host.
+	if p.Host == "" {
+		query += ` AND host = ''`
+	} else {
+		query += ` AND host IN ('', ` + a.add(p.Host) + `)`
+	}
+	// Rows another claimer holds are skipped, not waited for.
+	query += ` ORDER BY priority, seq LIMIT ` + a.add(p.Limit) + ` FOR UPDATE SKIP LOCKED`
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		out = nil
-		// The jobs jobstate.Claimable accepts.
-		var a args
-		query := `SELECT ` + jobColumns + ` FROM jobs
-			WHERE state = 'QUEUED' AND expires_at > ` + a.add(ms(now)) + ` AND attempt < max_attempts`
-		if p.Projects != nil {
-			// A relay that serves only some projects leaves the others'
-			// jobs to the relays that have their executors.
-			query += ` AND project = ANY(` + a.add(p.Projects) + `)`
-		}
-		// Rows another claimer holds are skipped, not waited for.
-		rows, err := tx.Query(ctx, query+` ORDER BY priority, seq LIMIT `+a.add(p.Limit)+` FOR UPDATE SKIP LOCKED`, a...)
+		rows, err := tx.Query(ctx, query, a...)
 		if err != nil {
 			return fmt.Errorf("select claimable jobs: %w", err)
 		}
@@ -305,7 +319,7 @@ func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relay
 			return err
 		}
 		for _, j := range jobs {
-			if !jobstate.Claimable(j, now) {
+			if !jobstate.Claimable(j, now) || !jobstate.ClaimableBy(j, p) {
 				continue
 			}
 			snap, err := snapshot(ctx, tx, j)
@@ -334,7 +348,7 @@ func (s *Store) JobHeartbeat(ctx context.Context, p *store.JobHeartbeatParams) (
 	q := *p
 	q.Now = dbTime(p.Now)
 	var out *relaytype.Job
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		j, err := lockJob(ctx, tx, p.ID)
 		if err != nil {
 			return err
@@ -356,7 +370,7 @@ func (s *Store) JobHeartbeat(ctx context.Context, p *store.JobHeartbeatParams) (
 // JobRescue implements store.Store.
 func (s *Store) JobRescue(ctx context.Context, p *store.JobRescueParams) ([]*relaytype.Job, error) {
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx pgx.Tx) (err error) {
+	err := s.inTx(ctx, func(tx *txn) (err error) {
 		// The jobs jobstate.Rescuable accepts; a job another transaction
 		// is changing is left to the next sweep.
 		out, err = sweep(ctx, tx, "select lapsed leases", `SELECT `+jobColumns+` FROM jobs
@@ -370,7 +384,7 @@ func (s *Store) JobRescue(ctx context.Context, p *store.JobRescueParams) ([]*rel
 // JobExpire implements store.Store.
 func (s *Store) JobExpire(ctx context.Context, p *store.JobExpireParams) ([]*relaytype.Job, error) {
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx pgx.Tx) (err error) {
+	err := s.inTx(ctx, func(tx *txn) (err error) {
 		// The jobs jobstate.Expired accepts.
 		out, err = sweep(ctx, tx, "select expired jobs", `SELECT `+jobColumns+` FROM jobs
 			WHERE state = 'QUEUED' AND expires_at <= $1 ORDER BY seq FOR UPDATE SKIP LOCKED`,
@@ -382,7 +396,7 @@ func (s *Store) JobExpire(ctx context.Context, p *store.JobExpireParams) ([]*rel
 
 // sweep selects jobs with query (its $1 is now), keeps those keep accepts
 // and writes what decide makes of each; it returns the jobs as they end.
-func sweep(ctx context.Context, tx pgx.Tx, what, query string, now time.Time,
+func sweep(ctx context.Context, tx *txn, what, query string, now time.Time,
 	keep func(*relaytype.Job, time.Time) bool, decide func(jobstate.Snapshot, time.Time) ([]*jobstate.Change, error)) ([]*relaytype.Job, error) {
 	rows, err := tx.Query(ctx, query, ms(now))
 	if err != nil {

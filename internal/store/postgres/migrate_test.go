@@ -78,7 +78,7 @@ func TestMigrationsDownAndUp(t *testing.T) {
 	require.NoError(t, err)
 	v, err := p.GetDBVersion(ctx)
 	require.NoError(t, err)
-	require.EqualValues(t, 7, v)
+	require.EqualValues(t, 8, v)
 }
 
 // Asks stored before asks were bound to attempts get the attempt their

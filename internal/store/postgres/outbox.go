@@ -54,7 +54,7 @@ func collectOutbox(rows pgx.Rows) ([]*store.OutboxMessage, error) {
 
 // insertOutbox stores m as PENDING and due at now unless its ID is
 // stored already; it reports whether it inserted.
-func insertOutbox(ctx context.Context, tx pgx.Tx, m *store.OutboxMessage, now time.Time) (bool, error) {
+func insertOutbox(ctx context.Context, tx *txn, m *store.OutboxMessage, now time.Time) (bool, error) {
 	if m.ID == "" || m.Kind == "" || m.Target == "" {
 		return false, errors.New("outbox message needs an id, a kind and a target")
 	}
@@ -69,7 +69,11 @@ func insertOutbox(ctx context.Context, tx pgx.Tx, m *store.OutboxMessage, now ti
 	if err != nil {
 		return false, fmt.Errorf("enqueue outbox message %s: %w", m.ID, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	if tag.RowsAffected() != 1 {
+		return false, nil
+	}
+	tx.notify(store.Notification{Kind: store.NotifyOutbox, JobID: m.JobID})
+	return true, nil
 }
 
 func getOutbox(ctx context.Context, q querier, id string) (*store.OutboxMessage, error) {
@@ -89,7 +93,7 @@ func (s *Store) OutboxEnqueue(ctx context.Context, p *store.OutboxEnqueueParams)
 		out     *store.OutboxMessage
 		created bool
 	)
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		var err error
 		if created, err = insertOutbox(ctx, tx, p.Message, p.Now); err != nil {
 			return err
@@ -133,7 +137,7 @@ func (s *Store) OutboxClaim(ctx context.Context, p *store.OutboxClaimParams) ([]
 		m   *store.OutboxMessage
 	}
 	var out []claimed
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		out = nil
 		rows, err := tx.Query(ctx, update, a...)
 		if err != nil {
@@ -186,7 +190,7 @@ func prefixed(prefix, columns string) string {
 
 // settleOutbox applies one change to a PENDING message leased to owner.
 func (s *Store) settleOutbox(ctx context.Context, id, owner, what, set string, setArgs ...any) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+	return s.inTx(ctx, func(tx *txn) error {
 		a := args(setArgs)
 		tag, err := tx.Exec(ctx, `UPDATE outbox SET `+set+`, lease_owner = NULL, lease_expires_at = NULL
 			WHERE id = `+a.add(id)+` AND status = 'PENDING' AND lease_owner = `+a.add(owner), a...)

@@ -24,9 +24,20 @@
 //     the other (JobHeartbeat too). Asks are always
 //     locked through their job (job first), so no two transactions lock
 //     in opposite orders.
+//   - Fenced writes. A worker's heartbeat, transition, release, log event
+//     and ask name its lease (Owner) and attempt (Attempt); the rules of
+//     jobstate (Heartbeat, Transition, Release, Fence, AskInsert) compare
+//     them with the job row read under its lock, in the transaction that
+//     would write. A relay whose lease lapsed, and whose job another
+//     relay (or the same one, under the same Owner) now runs as the next
+//     attempt, is refused with relaytype.ErrLeaseLost: it cannot slip a
+//     write in between the check and the write, because the row stays
+//     locked until the write commits.
 //   - Claims. JobClaim selects QUEUED jobs with FOR UPDATE SKIP LOCKED: two
 //     claimers never wait for each other and never claim one job twice;
-//     the UPDATE that starts the job also checks state_version. JobRescue
+//     the UPDATE that starts the job also checks state_version. Its
+//     filters (project, executor, host) are plain comparisons of columns,
+//     so the query walks jobs_claim_idx in claim order. JobRescue
 //     and JobExpire skip locked jobs the same way (a job being changed is
 //     handled by the next sweep), and OutboxClaim leases messages the same
 //     way.
@@ -48,6 +59,37 @@
 //     the state rules, so this costs nothing more than per-job sequence
 //     numbers or an advisory lock would, and keeps ids that sort across
 //     jobs.
+//   - Notifications (store.Notifier). Every transaction that changes a
+//     job (insert, claim, transition, release, rescue, expire; not a
+//     heartbeat), an ask (insert, defer, answer, closing with its
+//     attempt), appends an event through EventAppend or enqueues an
+//     outbox message runs SELECT pg_notify(...) as its last statement
+//     before COMMIT (notify.go), so PostgreSQL delivers the notifications
+//     at commit and drops them with a rollback; a job is named once per
+//     transaction, in the state it commits. The payload is the JSON of a
+//     store.Notification (ids, no data) plus the random origin id of the
+//     Store value, whose own listeners skip it. The channel is
+//     "mcp_task_relay", suffixed with Config.Schema (or its hash, should
+//     the name pass 63 bytes) so that stores in different schemas of one
+//     database do not hear each other. Listen holds a dedicated
+//     connection; it never blocks on its receiver (a full buffer drops
+//     and owes one NotifyResync), and after a lost connection it
+//     reconnects with backoff (up to 2 s) and sends NotifyResync.
+//     Notifications are wake-ups, not a log: receivers keep a slow poll.
+//   - Artifact bytes (store.ArtifactContents). JobTransition stores the
+//     Contents of each artifact it stores in artifact_chunks, 256 KiB per
+//     row, in its own transaction, replacing the artifact's older chunks.
+//     ArtifactOpen counts the chunks, then the reader fetches one chunk
+//     per query as it is read: no transaction or connection is held
+//     between reads and at most one chunk is in memory. A reader that
+//     finds the artifact replaced under it fails rather than mix versions
+//     (a replacement with chunks of the very same sizes is told by the
+//     digest ArtifactOpen returned).
+//   - Schema refusal. Open reads goose's version table before it migrates
+//     or writes anything; a version newer than the newest embedded
+//     migration (a newer relay migrated the database) fails with a
+//     *store.SchemaTooNewError, since this binary would write rows whose
+//     meaning it does not know.
 //
 // Errors from PostgreSQL are translated at this edge: a unique violation
 // on an ask id is relaytype.ErrAskConflict, on an answer
@@ -93,9 +135,22 @@ type Config struct {
 // Store is the PostgreSQL store.
 type Store struct {
 	pool *pgxpool.Pool
+	// origin identifies this Store value in its notifications, so that
+	// its own listeners skip them.
+	origin string
+	// channel is the NOTIFY channel of the store's schema.
+	channel string
+	// closed ends with Close, and with it every Listen.
+	closed context.Context
+	close  context.CancelFunc
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store            = (*Store)(nil)
+	_ store.Notifier         = (*Store)(nil)
+	_ store.ArtifactContents = (*Store)(nil)
+	_ store.Registry         = (*Store)(nil)
+)
 
 // Open connects to the database and applies pending migrations.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
@@ -120,7 +175,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres at %s:%d: %w", pc.ConnConfig.Host, pc.ConnConfig.Port, err)
 	}
-	s := &Store{pool: pool}
+	origin, err := newOrigin()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool, origin: origin, channel: channelName(cfg.Schema)}
+	s.closed, s.close = context.WithCancel(context.Background())
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -139,14 +200,44 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
+	if err := s.checkSchemaVersion(ctx, p); err != nil {
+		return err
+	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
 	}
 	return nil
 }
 
-// Close closes the connection pool.
+// checkSchemaVersion refuses a database that a newer binary migrated
+// (store.SchemaTooNewError), before anything is written: not even goose's
+// version table is created here.
+func (s *Store) checkSchemaVersion(ctx context.Context, p *goose.Provider) error {
+	var known int64
+	for _, src := range p.ListSources() {
+		known = max(known, src.Version)
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables
+		WHERE schemaname = current_schema() AND tablename = $1)`, goose.DefaultTablename).Scan(&exists); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if !exists {
+		return nil
+	}
+	var version *int64
+	if err := s.pool.QueryRow(ctx, `SELECT max(version_id) FROM `+goose.DefaultTablename).Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version != nil && *version > known {
+		return fmt.Errorf("open postgres: %w", &store.SchemaTooNewError{Database: *version, Known: known})
+	}
+	return nil
+}
+
+// Close stops the store's listeners and closes the connection pool.
 func (s *Store) Close() error {
+	s.close()
 	s.pool.Close()
 	return nil
 }
@@ -158,7 +249,7 @@ const txRetries = 3
 // inTx runs fn in one READ COMMITTED transaction, retrying it when
 // PostgreSQL aborts it as a deadlock or serialization failure; fn must
 // reset whatever it returns through its closure.
-func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	for try := 0; ; try++ {
 		err := s.tryTx(ctx, fn)
 		if err == nil || try >= txRetries || !retryable(err) {
@@ -172,14 +263,20 @@ func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 }
 
-func (s *Store) tryTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := s.pool.Begin(ctx)
+func (s *Store) tryTx(ctx context.Context, fn func(tx *txn) error) error {
+	ptx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	tx := &txn{Tx: ptx}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback(ctx)
 		return translate(err)
+	}
+	// The notifications go out with the commit, and only then.
+	if err := s.sendNotes(ctx, tx); err != nil {
+		_ = tx.Rollback(ctx)
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return translate(fmt.Errorf("commit: %w", err))

@@ -94,6 +94,23 @@ func openTestSchema(t *testing.T) (*postgres.Store, string) {
 	return s, withParams(url, "search_path="+schema)
 }
 
+// openShared opens n stores on one fresh schema, as n relays sharing a
+// database do; they are closed and the schema dropped when t ends. It
+// returns the stores and the URL of a connection to the schema.
+func openShared(t *testing.T, n int) ([]*postgres.Store, string) {
+	t.Helper()
+	url := testURL(t)
+	schema := newSchema(t, url)
+	stores := make([]*postgres.Store, n)
+	for i := range stores {
+		s, err := postgres.Open(t.Context(), postgres.Config{URL: url, Schema: schema, MaxConns: 4})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, s.Close()) })
+		stores[i] = s
+	}
+	return stores, withParams(url, "search_path="+schema)
+}
+
 // withParams appends query parameters to a connection URL.
 func withParams(url string, params ...string) string {
 	sep := "?"
@@ -125,7 +142,7 @@ func TestOpenMigratesOnce(t *testing.T) {
 	var version int64
 	require.NoError(t, conn.QueryRow(t.Context(),
 		`SELECT max(version_id) FROM `+schema+`.goose_db_version WHERE is_applied`).Scan(&version))
-	require.EqualValues(t, 7, version)
+	require.EqualValues(t, 8, version)
 }
 
 func TestOpenUnreachable(t *testing.T) {
@@ -135,4 +152,39 @@ func TestOpenUnreachable(t *testing.T) {
 	_, err := postgres.Open(ctx, postgres.Config{URL: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "postgres")
+}
+
+// A database that a newer binary migrated is refused before anything is
+// written, with a *store.SchemaTooNewError.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	schema := newSchema(t, url)
+	s, err := postgres.Open(t.Context(), postgres.Config{URL: url, Schema: schema})
+	require.NoError(t, err)
+	defer s.Close()
+	_, _, err = insert(t.Context(), s, "job_kept", "key-kept")
+	require.NoError(t, err)
+
+	conn := adminConn(t, withParams(url, "search_path="+schema))
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(t.Context(), `INSERT INTO goose_db_version (version_id, is_applied) VALUES (99, true)`)
+	require.NoError(t, err)
+	count := func() (n int) {
+		require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM goose_db_version`).Scan(&n))
+		return n
+	}
+	versions := count()
+
+	_, err = postgres.Open(t.Context(), postgres.Config{URL: url, Schema: schema})
+	var tooNew *store.SchemaTooNewError
+	require.ErrorAs(t, err, &tooNew)
+	require.EqualValues(t, 99, tooNew.Database)
+	require.EqualValues(t, 8, tooNew.Known)
+	require.Contains(t, err.Error(), "upgrade this relay")
+
+	require.Equal(t, versions, count(), "no migration recorded")
+	j, err := s.JobGet(t.Context(), &store.JobGetParams{ID: "job_kept"})
+	require.NoError(t, err)
+	require.Equal(t, "job_kept", j.ID)
 }

@@ -15,10 +15,13 @@ import (
 func (s *Store) EventAppend(ctx context.Context, p *store.EventAppendParams) (*relaytype.Event, error) {
 	var ev *relaytype.Event
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := getJob(ctx, tx, p.JobID); err != nil {
+		j, err := getJob(ctx, tx, p.JobID)
+		if err != nil {
 			return err
 		}
-		var err error
+		if err := jobstate.Fence(j, p.Owner, p.Attempt); err != nil {
+			return fmt.Errorf("append %s event: %w", p.Type, err)
+		}
 		ev, err = appendEvent(ctx, tx, jobstate.Event{JobID: p.JobID, Type: p.Type, Payload: p.Payload}, p.Now)
 		return err
 	})

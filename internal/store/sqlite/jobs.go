@@ -17,7 +17,7 @@ import (
 const jobColumns = `id, idempotency_key, state, state_version, priority, attempt, max_attempts,
 	executor, baseline_commit, spec, created_at, updated_at, started_at, finished_at, expires_at,
 	lease_owner, lease_expires_at, heartbeat_at, reason_code, summary, input_tokens, output_tokens,
-	cached_input_tokens, cost_usd, session_id, parent_job_id, project`
+	cached_input_tokens, cost_usd, session_id, parent_job_id, project, host`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -46,7 +46,7 @@ func scanJob(row scanner) (*relaytype.Job, error) {
 	if err := row.Scan(&j.ID, &j.IdempotencyKey, &j.State, &j.StateVersion, &prio, &j.Attempt, &j.MaxAttempts,
 		&j.Executor, &j.BaselineCommit, &spec, &created, &updated, &started, &finished, &expires,
 		&leaseOwner, &leaseExp, &heartbeat, &reason, &summary, &j.Usage.InputTokens, &j.Usage.OutputTokens,
-		&j.Usage.CachedInputTokens, &j.Usage.CostUSD, &session, &parent, &j.Project); err != nil {
+		&j.Usage.CachedInputTokens, &j.Usage.CostUSD, &session, &parent, &j.Project, &j.Host); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &j.Spec); err != nil {
@@ -125,11 +125,12 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 		}
 		nj, ev := jobstate.NewJob(&q)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, idempotency_key, state, state_version, priority,
-			attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at, parent_job_id, project)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			attempt, max_attempts, executor, baseline_commit, spec, created_at, updated_at, expires_at, parent_job_id,
+			project, host)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			nj.ID, nj.IdempotencyKey, string(nj.State), nj.StateVersion, nj.Priority.Rank(), nj.Attempt, nj.MaxAttempts,
 			nj.Executor, nj.BaselineCommit, string(spec), ms(nj.CreatedAt), ms(nj.UpdatedAt), ms(nj.ExpiresAt),
-			nullString(nj.ParentJobID), nj.Project); err != nil {
+			nullString(nj.ParentJobID), nj.Project, nj.Host); err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
 		if _, err := appendEvent(ctx, tx, ev, q.Now); err != nil {
@@ -262,25 +263,34 @@ func (s *Store) JobRelease(ctx context.Context, p *store.JobReleaseParams) (*rel
 
 // JobClaim implements store.Store.
 func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relaytype.Job, error) {
-	if p.Limit <= 0 {
+	if p.Limit <= 0 || (p.Projects != nil && len(p.Projects) == 0) || (p.Executors != nil && len(p.Executors) == 0) {
 		return nil, nil
 	}
+	// The jobs jobstate.Claimable and ClaimableBy accept, as plain column
+	// comparisons that leave jobs_claim_idx usable.
+	query, args := `SELECT `+jobColumns+` FROM jobs
+		WHERE state = 'QUEUED' AND expires_at > ? AND attempt < max_attempts`, []any{ms(p.Now)}
+	in := func(column string, values []string) {
+		query += ` AND ` + column + ` IN (?` + strings.Repeat(`, ?`, len(values)-1) + `)`
+		for _, v := range values {
+			args = append(args, v)
+		}
+	}
+	if p.Projects != nil {
+		// A relay that serves only some projects leaves the others'
+		// jobs to the relays that have their executors.
+		in("project", p.Projects)
+	}
+	if p.Executors != nil {
+		in("executor", p.Executors)
+	}
+	// A job bound to a host (a local repository) is left to its host.
+	in("host", []string{"", p.Host})
+	query += ` ORDER BY priority, seq LIMIT ?`
+	args = append(args, p.Limit)
 	var out []*relaytype.Job
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		query, args := `SELECT `+jobColumns+` FROM jobs
-			WHERE state = 'QUEUED' AND expires_at > ? AND attempt < max_attempts`, []any{ms(p.Now)}
-		if p.Projects != nil {
-			// A relay that serves only some projects leaves the others'
-			// jobs to the relays that have their executors.
-			if len(p.Projects) == 0 {
-				return nil
-			}
-			query += ` AND project IN (?` + strings.Repeat(`, ?`, len(p.Projects)-1) + `)`
-			for _, pr := range p.Projects {
-				args = append(args, pr)
-			}
-		}
-		rows, err := tx.QueryContext(ctx, query+` ORDER BY priority, seq LIMIT ?`, append(args, p.Limit)...)
+		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return fmt.Errorf("select claimable jobs: %w", err)
 		}
@@ -290,6 +300,9 @@ func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relay
 		}
 		now := dbTime(p.Now)
 		for _, j := range jobs {
+			if !jobstate.Claimable(j, now) || !jobstate.ClaimableBy(j, p) {
+				continue
+			}
 			snap, err := snapshot(ctx, tx, j)
 			if err != nil {
 				return err

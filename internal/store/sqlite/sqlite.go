@@ -6,7 +6,20 @@
 // never touches the disk.
 //
 // There is no SKIP LOCKED here: with a single writer, a claim transaction
-// sees every other claim as committed before it starts.
+// sees every other claim as committed before it starts. For the same
+// reason the fenced writes of a worker (store's Fenced writes: Owner and
+// Attempt checked by the jobstate rules) need no row lock: the job row a
+// rule judges cannot change before the transaction that read it commits.
+//
+// A SQLite store serves one relay process on one machine. It implements
+// store.Registry (the relays table), but not store.Notifier (the relay's
+// in-process signals are enough) nor store.ArtifactContents (artifact
+// bytes stay in the relay's data directory, and JobTransitionParams.
+// Contents is ignored).
+//
+// Open refuses a database that a newer binary migrated (its goose version
+// is above the newest embedded migration) with a *store.SchemaTooNewError,
+// before it migrates or writes anything.
 package sqlite
 
 import (
@@ -146,8 +159,37 @@ func (s *Store) init(ctx context.Context, path string) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
+	if err := s.checkSchemaVersion(ctx, p); err != nil {
+		return err
+	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+// checkSchemaVersion refuses a database that a newer binary migrated
+// (store.SchemaTooNewError), before anything is written: not even goose's
+// version table is created here.
+func (s *Store) checkSchemaVersion(ctx context.Context, p *goose.Provider) error {
+	var known int64
+	for _, src := range p.ListSources() {
+		known = max(known, src.Version)
+	}
+	var tables int
+	if err := s.writer.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
+		goose.DefaultTablename).Scan(&tables); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if tables == 0 {
+		return nil
+	}
+	var version sql.NullInt64
+	if err := s.writer.QueryRowContext(ctx, `SELECT max(version_id) FROM `+goose.DefaultTablename).Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version.Valid && version.Int64 > known {
+		return fmt.Errorf("open sqlite: %w", &store.SchemaTooNewError{Database: version.Int64, Known: known})
 	}
 	return nil
 }

@@ -102,3 +102,45 @@ func TestOpenErrorNamesPath(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "sqlite")
 }
+
+// A database that a newer binary migrated is refused before anything is
+// written, with a *store.SchemaTooNewError.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	require.NoError(t, err)
+	insertOne(t, s, "job_kept")
+	require.NoError(t, s.Close())
+
+	db, err := sql.Open("sqlite", "file:"+path)
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (99, 1)`)
+	require.NoError(t, err)
+	count := func() (n int) {
+		require.NoError(t, db.QueryRow(`SELECT count(*) FROM goose_db_version`).Scan(&n))
+		return n
+	}
+	versions := count()
+
+	_, err = sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	var tooNew *store.SchemaTooNewError
+	require.ErrorAs(t, err, &tooNew)
+	require.EqualValues(t, 99, tooNew.Database)
+	require.EqualValues(t, 8, tooNew.Known)
+	require.Equal(t, versions, count(), "no migration recorded")
+	var id string
+	require.NoError(t, db.QueryRow(`SELECT id FROM jobs`).Scan(&id))
+	require.Equal(t, "job_kept", id)
+
+	// Once the newer version is gone (a downgrade done by hand), it opens.
+	_, err = db.Exec(`DELETE FROM goose_db_version WHERE version_id = 99`)
+	require.NoError(t, err)
+	s, err = sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	require.NoError(t, err)
+	defer s.Close()
+	j, err := s.JobGet(context.Background(), &store.JobGetParams{ID: "job_kept"})
+	require.NoError(t, err)
+	require.Equal(t, "job_kept", j.ID)
+}

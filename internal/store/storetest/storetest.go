@@ -1,9 +1,10 @@
 // Package storetest owns the conformance suite that every store.Store
 // implementation runs, in the manner of River's riverdrivertest: an
 // implementation's own test calls Exercise with a constructor, and the suite
-// checks the job state machine, idempotency, claims, leases, rescue, expiry,
-// events, artifacts and the outbox against the contract of store.Store and the job state
-// machine of relaytype.
+// checks the job state machine, idempotency, claims (by project, host and
+// executor), leases and fenced writes, rescue, expiry, events, artifacts,
+// the outbox and, for a store that implements it, store.Registry against
+// the contract of store.Store and the job state machine of relaytype.
 //
 // Every check passes explicit times (a fixed base time plus offsets), so the
 // suite never sleeps and never reads the wall clock. All times used are
@@ -50,6 +51,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("AskAttempts", func(t *testing.T) { t.Parallel(); exerciseAskAttempts(t, newStore) })
 	t.Run("UsageAndCache", func(t *testing.T) { t.Parallel(); exerciseUsageAndCache(t, newStore) })
 	t.Run("Outbox", func(t *testing.T) { t.Parallel(); exerciseOutbox(t, newStore) })
+	t.Run("Fencing", func(t *testing.T) { t.Parallel(); exerciseFencing(t, newStore) })
+	t.Run("HostClaims", func(t *testing.T) { t.Parallel(); exerciseHostClaims(t, newStore) })
+	t.Run("Registry", func(t *testing.T) { t.Parallel(); exerciseRegistry(t, newStore) })
 	t.Run("StateMachineProperty", func(t *testing.T) { t.Parallel(); exerciseProperty(t, newStore) })
 }
 
