@@ -182,13 +182,22 @@ func (r *Relay) ReadArtifact(ctx context.Context, jobID string, kind relaytype.A
 	if err == nil {
 		return data, a, nil
 	}
-	if ac, ok := r.store.(store.ArtifactContents); ok && errors.Is(err, fs.ErrNotExist) {
-		// Made by another relay sharing the store.
-		if data, err2 := readStoredArtifact(ctx, ac, a); err2 == nil {
-			return data, a, nil
-		} else if !errors.Is(err2, relaytype.ErrArtifactNotFound) {
-			return nil, nil, err2
-		}
+	ac, ok := r.store.(store.ArtifactContents)
+	if !ok {
+		return nil, nil, err
+	}
+	// Made by another relay sharing the store, or by an attempt of this
+	// relay that lost its lease and left a file the winner's artifact
+	// replaced (its digest no longer matches): the stored bytes are the
+	// artifact's.
+	stored, serr := readStoredArtifact(ctx, ac, a)
+	if serr == nil {
+		return stored, a, nil
+	}
+	if !errors.Is(serr, relaytype.ErrArtifactNotFound) {
+		return nil, nil, serr
+	}
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("artifact %s of %s (%d bytes) is kept only by the relay that ran the job (larger than its storage limit, or made before contents were stored): %w",
 			a.Kind, a.JobID, a.Size, relaytype.ErrArtifactNotFound)
 	}

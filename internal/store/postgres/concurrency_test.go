@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -586,4 +587,39 @@ func TestSeveralDeliverersLeaseEachMessageOnce(t *testing.T) {
 		require.Equal(t, 1, m.Attempts, m.ID)
 		require.Equal(t, leasedTo[m.ID], m.LeaseOwner, m.ID)
 	}
+}
+
+// Relays that start together on a fresh database migrate one at a time
+// (a session advisory lock per schema): every Open succeeds and the
+// schema is migrated once.
+func TestConcurrentOpensMigrateOnce(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	schema := newSchema(t, url)
+	const n = 4
+	errs := make(chan error, n)
+	stores := make(chan *postgres.Store, n)
+	for range n {
+		go func() {
+			s, err := postgres.Open(t.Context(), postgres.Config{URL: url, Schema: schema, MaxConns: 2})
+			if err == nil {
+				stores <- s
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	close(stores)
+	for s := range stores {
+		require.NoError(t, s.Close())
+	}
+	conn := adminConn(t, url)
+	defer conn.Close(context.Background())
+	var applied, distinct int
+	require.NoError(t, conn.QueryRow(t.Context(),
+		`SELECT count(*), count(DISTINCT version_id) FROM `+schema+`.goose_db_version WHERE version_id > 0`).Scan(&applied, &distinct))
+	require.Equal(t, distinct, applied, "each migration applied once")
+	require.Equal(t, 8, distinct)
 }
