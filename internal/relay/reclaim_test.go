@@ -39,7 +39,7 @@ func TestStartReleasesJobsOfDeadRelays(t *testing.T) {
 	insertClaimed := func(key, owner string) string {
 		j, _, err := b.relay.Submit(ctx, spec(key, relaytype.PriorityP1))
 		require.NoError(t, err)
-		claimed, err := b.store.JobClaim(ctx, &store.JobClaimParams{Owner: owner, Now: time.Now(), LeaseTTL: time.Hour, Limit: 1})
+		claimed, err := b.store.JobClaim(ctx, &store.JobClaimParams{Owner: owner, Host: host, Now: time.Now(), LeaseTTL: time.Hour, Limit: 1})
 		require.NoError(t, err)
 		require.Len(t, claimed, 1)
 		require.Equal(t, j.ID, claimed[0].ID)
