@@ -22,39 +22,16 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres/pgtest"
 )
 
-// pgSchema makes a fresh schema of the test database and returns a
-// connection to the database and the URL whose search_path is the
-// schema. The test fails when PostgreSQL cannot be reached, unless
-// TASK_RELAY_TEST_POSTGRES=off skips it.
+// pgSchema makes a fresh schema of the test database (see pgtest) and
+// returns a connection to it, its name and the URL of a connection to it.
 func pgSchema(t *testing.T) (*pgx.Conn, string, string) {
 	t.Helper()
-	if os.Getenv("TASK_RELAY_TEST_POSTGRES") == "off" {
-		t.Skip("TASK_RELAY_TEST_POSTGRES=off: PostgreSQL tests skipped")
-	}
-	url := os.Getenv("TASK_RELAY_TEST_POSTGRES_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("PostgreSQL is not reachable at %s (TASK_RELAY_TEST_POSTGRES_URL): %v; set TASK_RELAY_TEST_POSTGRES=off to skip", url, err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	schema := "relay_e2e_" + strings.ToLower(rand.Text()[:12])
-	_, err = conn.Exec(ctx, `CREATE SCHEMA `+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, _ = conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
-	})
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	return conn, schema, url + sep + "search_path=" + schema
+	url, schema := pgtest.SchemaURL(t)
+	return pgtest.Connect(t, url), schema, url
 }
 
 // clusterRelay is one relay service (`daemon run`) of a cluster sharing a
@@ -672,10 +649,11 @@ func TestClusterCancelElsewhere(t *testing.T) {
 	pidFile := filepath.Join(dir, "executor.pid")
 	script := writeScript(t, dir, "slow.sh", fmt.Sprintf("#!/bin/sh\necho $$ > %q\nexec sleep 300\n", pidFile))
 	cfg := writeConfig(t, dir, fmt.Sprintf("executors:\n  slow: {kind: command, argv: [%q]}\n", script))
-	// Heartbeats every 10 s: only the notification can stop the executor
-	// within the test's bound.
-	a := newClusterRelay(t, "a", url, token, "  leaseTtlSec: 30\n  heartbeatIntervalSec: 10\n")
-	b := newClusterRelay(t, "b", url, token, "  leaseTtlSec: 30\n  heartbeatIntervalSec: 10\n")
+	// The first heartbeat comes a minute after the job starts (where a
+	// lost lease would also stop the run): only the notification can stop
+	// the executor within the test's 8 s.
+	a := newClusterRelay(t, "a", url, token, "  leaseTtlSec: 120\n  heartbeatIntervalSec: 60\n")
+	b := newClusterRelay(t, "b", url, token, "  leaseTtlSec: 120\n  heartbeatIntervalSec: 60\n")
 	a.start(t)
 	b.start(t)
 	jobID := callTool(t, a.session(t, cfg), "jobs_submit", map[string]any{"spec": seedSpec("file://"+repo, base, "cluster-cancel")})["jobId"].(string)

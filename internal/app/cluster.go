@@ -27,8 +27,12 @@ const (
 	// registryEvery is how often a relay refreshes its registry record.
 	registryEvery = 30 * time.Second
 	// discoverEvery is how often a relay looks at the queued jobs for
-	// projects it has not opened yet.
-	discoverEvery = 2 * time.Second
+	// projects it has not opened yet, besides whenever another relay
+	// queues a job: a safety net for a lost notification.
+	discoverEvery = 30 * time.Second
+	// kickGap is the least time between two looks at the queue that
+	// other relays' submits cause.
+	kickGap = time.Second
 	// missingFor is how long a project directory found missing on this
 	// host is not looked for again.
 	missingFor = 30 * time.Second
@@ -38,7 +42,8 @@ const (
 type cluster struct {
 	s   *Service
 	reg store.Registry
-	id  string
+	// id is host:dataDir, stable across restarts.
+	id, host, dataDir string
 
 	started time.Time
 	kick    chan struct{}
@@ -62,7 +67,7 @@ func newCluster(s *Service) *cluster {
 	if err != nil {
 		dir = s.cfg.DataDir
 	}
-	return &cluster{s: s, reg: reg, id: host + ":" + dir, started: time.Now(),
+	return &cluster{s: s, reg: reg, id: host + ":" + dir, host: host, dataDir: dir, started: time.Now(),
 		kick: make(chan struct{}, 1), missing: map[string]time.Time{}}
 }
 
@@ -106,10 +111,8 @@ func (c *cluster) executors() []string {
 
 // record returns this relay's registry record as of now.
 func (c *cluster) record() *store.RelayRecord {
-	host, _ := os.Hostname()
-	dir, _ := filepath.Abs(c.s.cfg.DataDir)
 	return &store.RelayRecord{
-		ID: c.id, Host: host, DataDir: dir, Instance: c.s.relay.InstanceID(), Version: c.s.version,
+		ID: c.id, Host: c.host, DataDir: c.dataDir, Instance: c.s.relay.InstanceID(), Version: c.s.version,
 		Projects: c.projects(), Executors: c.executors(), StartedAt: c.started, SeenAt: time.Now(),
 	}
 }
@@ -149,6 +152,10 @@ func (c *cluster) run(ctx context.Context) {
 	defer reg.Stop()
 	disc := time.NewTicker(discoverEvery)
 	defer disc.Stop()
+	// Kicks come with every job another relay queues: they are handled
+	// at most once per kickGap, so that a burst of submits costs one look.
+	last := time.Now()
+	var soon <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,8 +164,15 @@ func (c *cluster) run(ctx context.Context) {
 			c.upsert(ctx)
 		case <-disc.C:
 			c.discover(ctx)
+			last = time.Now()
 		case <-c.kick:
+			if soon == nil {
+				soon = time.After(max(0, kickGap-time.Since(last)))
+			}
+		case <-soon:
+			soon = nil
 			c.discover(ctx)
+			last = time.Now()
 		}
 	}
 }

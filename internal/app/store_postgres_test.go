@@ -2,19 +2,15 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres/pgtest"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -24,36 +20,12 @@ import (
 // TASK_RELAY_TEST_POSTGRES=off skips it.
 func TestOpenStorePostgres(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("TASK_RELAY_TEST_POSTGRES") == "off" {
-		t.Skip("TASK_RELAY_TEST_POSTGRES=off: PostgreSQL tests skipped")
-	}
-	url := os.Getenv("TASK_RELAY_TEST_POSTGRES_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	url, schema := pgtest.SchemaURL(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("PostgreSQL is not reachable at %s (TASK_RELAY_TEST_POSTGRES_URL): %v; "+
-			"set TASK_RELAY_TEST_POSTGRES=off to skip", url, err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	schema := "relay_test_" + hex.EncodeToString(b[:])
-	_, err = conn.Exec(ctx, `CREATE SCHEMA `+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, err := conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
-		require.NoError(t, err)
-	})
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
+	conn := pgtest.Connect(t, url)
 
-	cfg := &config.Config{Storage: config.Storage{Mode: config.StoragePostgres, PostgresURL: url + sep + "search_path=" + schema}}
+	cfg := &config.Config{Storage: config.Storage{Mode: config.StoragePostgres, PostgresURL: url}}
 	s, err := openStore(ctx, cfg)
 	require.NoError(t, err)
 	defer s.Close()

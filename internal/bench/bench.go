@@ -210,21 +210,31 @@ func (q *Queue) Close() error {
 // Dispatch submits n jobs one at a time to an idle relay and measures the
 // Submit call and the time from before Submit to the handler starting.
 func (q *Queue) Dispatch(ctx context.Context, n int) (submit, dispatch Result, err error) {
-	var sd, dd []time.Duration
-	for i := range n {
-		t0 := time.Now()
-		if _, _, err := q.Relay.Submit(ctx, spec(i)); err != nil {
-			return submit, dispatch, err
-		}
-		sd = append(sd, time.Since(t0))
-		select {
-		case s := <-q.started:
-			dd = append(dd, s.Sub(t0))
-		case <-time.After(10 * time.Second):
-			return submit, dispatch, fmt.Errorf("job %d never started", i)
-		}
+	sd, dd, err := measureDispatch(ctx, n, q.Relay, q.started)
+	if err != nil {
+		return submit, dispatch, err
 	}
 	return Summarize("submit (SQLite file, WAL)", sd), Summarize("submit → executor start", dd), nil
+}
+
+// measureDispatch submits n jobs one at a time through r and returns the
+// durations of the Submit calls and, for each job, the time from before
+// its Submit to the handler reporting its start on started.
+func measureDispatch(ctx context.Context, n int, r *relay.Relay, started <-chan time.Time) (submit, dispatch []time.Duration, err error) {
+	for i := range n {
+		t0 := time.Now()
+		if _, _, err := r.Submit(ctx, spec(i)); err != nil {
+			return nil, nil, err
+		}
+		submit = append(submit, time.Since(t0))
+		select {
+		case s := <-started:
+			dispatch = append(dispatch, s.Sub(t0))
+		case <-time.After(10 * time.Second):
+			return nil, nil, fmt.Errorf("job %d never started", i)
+		}
+	}
+	return submit, dispatch, nil
 }
 
 // Throughput pushes n no-op jobs through a fresh relay on a SQLite file and
@@ -242,40 +252,51 @@ func Throughput(ctx context.Context, dir string, n, concurrency int) (Result, er
 	if err != nil {
 		return Result{}, err
 	}
-	el, err := drive(ctx, r, n, 4, spec, 2*time.Minute)
+	el, err := drive(ctx, []*relay.Relay{r}, n, 4, spec, 2*time.Minute)
 	if err != nil {
 		return Result{}, err
 	}
 	return Result{Name: "no-op jobs through SQLite queue", N: n, PerSec: float64(n) / el.Seconds()}, nil
 }
 
-// drive starts r, submits n jobs made by mk from the given number of
-// goroutines, and waits until all n have finished. It returns the time
-// from the first submit to the last finish, or an error if a job ended in
-// another state than SUCCEEDED.
-func drive(ctx context.Context, r *relay.Relay, n, submitters int, mk func(int) *relaytype.JobSpec, timeout time.Duration) (time.Duration, error) {
-	changes, unsub := r.Subscribe()
-	defer unsub()
-	var done, failed atomic.Int64
+// drive starts the relays rs (sharing one store), submits n jobs made by
+// mk round robin through them from the given number of goroutines, and
+// waits until all n have finished. It returns the time from the first
+// submit to the last finish, or an error if a job ended in another state
+// than SUCCEEDED. A job's end is counted once, whichever relay reports it.
+func drive(ctx context.Context, rs []*relay.Relay, n, submitters int, mk func(int) *relaytype.JobSpec, timeout time.Duration) (time.Duration, error) {
+	var mu sync.Mutex
+	ended := make(map[string]bool, n)
+	var failed atomic.Int64
 	all := make(chan struct{})
-	go func() {
-		for c := range changes {
-			if !c.State.Terminal() {
-				continue
+	for _, r := range rs {
+		changes, unsub := r.Subscribe()
+		defer unsub()
+		go func() {
+			for c := range changes {
+				if !c.State.Terminal() {
+					continue
+				}
+				mu.Lock()
+				if !ended[c.JobID] {
+					ended[c.JobID] = true
+					if c.State != relaytype.StateSucceeded {
+						failed.Add(1)
+					}
+					if len(ended) == n {
+						close(all)
+					}
+				}
+				mu.Unlock()
 			}
-			if c.State != relaytype.StateSucceeded {
-				failed.Add(1)
-			}
-			if done.Add(1) == int64(n) {
-				close(all)
-				return
-			}
-		}
-	}()
-	if err := r.Start(ctx); err != nil {
-		return 0, err
+		}()
 	}
-	defer r.Stop()
+	for _, r := range rs {
+		if err := r.Start(ctx); err != nil {
+			return 0, err
+		}
+		defer r.Stop()
+	}
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, submitters)
@@ -284,7 +305,7 @@ func drive(ctx context.Context, r *relay.Relay, n, submitters int, mk func(int) 
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += submitters {
-				if _, _, err := r.Submit(ctx, mk(i)); err != nil {
+				if _, _, err := rs[i%len(rs)].Submit(ctx, mk(i)); err != nil {
 					errs <- err
 					return
 				}
@@ -299,7 +320,9 @@ func drive(ctx context.Context, r *relay.Relay, n, submitters int, mk func(int) 
 	select {
 	case <-all:
 	case <-time.After(timeout):
-		return 0, fmt.Errorf("only %d of %d jobs finished", done.Load(), n)
+		mu.Lock()
+		defer mu.Unlock()
+		return 0, fmt.Errorf("only %d of %d jobs finished", len(ended), n)
 	}
 	if f := failed.Load(); f > 0 {
 		return 0, fmt.Errorf("%d of %d jobs did not succeed", f, n)

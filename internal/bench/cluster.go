@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,67 +105,9 @@ func (p *Postgres) Throughput(ctx context.Context, relays, n, concurrency int) (
 		return Result{}, err
 	}
 	defer closeAll()
-	done := map[string]bool{}
-	var mu sync.Mutex
-	var failed atomic.Int64
-	all := make(chan struct{})
-	for _, r := range rs {
-		changes, unsub := r.Subscribe()
-		defer unsub()
-		go func() {
-			for c := range changes {
-				if !c.State.Terminal() {
-					continue
-				}
-				mu.Lock()
-				if !done[c.JobID] {
-					done[c.JobID] = true
-					if c.State != relaytype.StateSucceeded {
-						failed.Add(1)
-					}
-					if len(done) == n {
-						close(all)
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, r := range rs {
-		if err := r.Start(ctx); err != nil {
-			return Result{}, err
-		}
-	}
-	t0 := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += 4 {
-				if _, _, err := rs[i%len(rs)].Submit(ctx, spec(i)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	el, err := drive(ctx, rs, n, 4, spec, 5*time.Minute)
+	if err != nil {
 		return Result{}, err
-	}
-	select {
-	case <-all:
-	case <-time.After(5 * time.Minute):
-		mu.Lock()
-		defer mu.Unlock()
-		return Result{}, fmt.Errorf("only %d of %d jobs finished", len(done), n)
-	}
-	el := time.Since(t0)
-	if f := failed.Load(); f > 0 {
-		return Result{}, fmt.Errorf("%d of %d jobs did not succeed", f, n)
 	}
 	return Result{Name: fmt.Sprintf("no-op jobs, PostgreSQL, %d relay(s)", relays), N: n, PerSec: float64(n) / el.Seconds()}, nil
 }
@@ -190,19 +130,9 @@ func (p *Postgres) Dispatch(ctx context.Context, n int) (submit, dispatch Result
 			return submit, dispatch, err
 		}
 	}
-	var sd, dd []time.Duration
-	for i := range n {
-		t0 := time.Now()
-		if _, _, err := rs[0].Submit(ctx, spec(i)); err != nil {
-			return submit, dispatch, err
-		}
-		sd = append(sd, time.Since(t0))
-		select {
-		case s := <-started:
-			dd = append(dd, s.Sub(t0))
-		case <-time.After(10 * time.Second):
-			return submit, dispatch, fmt.Errorf("job %d never started on the other relay", i)
-		}
+	sd, dd, err := measureDispatch(ctx, n, rs[0], started)
+	if err != nil {
+		return submit, dispatch, err
 	}
 	return Summarize("submit (PostgreSQL)", sd), Summarize("submit on A → start on B (PostgreSQL)", dd), nil
 }

@@ -65,7 +65,7 @@ func Pipeline(ctx context.Context, dir, shim string, n, concurrency int) (Result
 	if err != nil {
 		return Result{}, err
 	}
-	el, err := drive(ctx, r, n, 1, func(i int) *relaytype.JobSpec {
+	el, err := drive(ctx, []*relay.Relay{r}, n, 1, func(i int) *relaytype.JobSpec {
 		s := spec(i)
 		s.Repo = relaytype.Repo{Type: "local", Path: repo}
 		return s

@@ -22,6 +22,7 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/policy"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
 )
@@ -334,10 +335,42 @@ func doctorAskPort(cfg *config.Config) doctorCheck {
 	return c
 }
 
+// relayStaleAfter is how long a relay may go unseen in the registry
+// before doctor calls it gone (it refreshes its record every 30 s).
+const relayStaleAfter = 2 * time.Minute
+
+// doctorRelays describes the relays recorded in a shared database: each
+// one's id, version and what it runs, and which have not been seen lately
+// (stopped, or cut off from the database).
+func doctorRelays(relays []*store.RelayRecord, now time.Time) *doctorCheck {
+	c := &doctorCheck{name: "relays", status: doctorOK}
+	if len(relays) == 0 {
+		c.detail = "none has run on this database yet"
+		return c
+	}
+	var live, gone []string
+	for _, r := range relays {
+		desc := fmt.Sprintf("%s (%s, %d projects, executors %s)", r.ID, r.Version, len(r.Projects), strings.Join(r.Executors, ","))
+		if age := now.Sub(r.SeenAt); age > relayStaleAfter {
+			gone = append(gone, fmt.Sprintf("%s, last seen %s ago", r.ID, age.Round(time.Second)))
+		} else {
+			live = append(live, desc)
+		}
+	}
+	c.detail = fmt.Sprintf("%d running: %s", len(live), strings.Join(live, "; "))
+	if len(gone) > 0 {
+		c.status = doctorWarn
+		c.detail += fmt.Sprintf("; %d not seen lately: %s", len(gone), strings.Join(gone, "; "))
+		c.fix = "a relay not seen for minutes has stopped or lost the database; its jobs are retried by the others once their leases lapse"
+	}
+	return c
+}
+
 // doctorStorage opens the store as serve would (creating and migrating a
 // SQLite database) and checks that the data directories can be written.
 func doctorStorage(ctx context.Context, cfg *config.Config) []doctorCheck {
 	st := doctorCheck{name: "storage"}
+	var relayRow *doctorCheck
 	switch cfg.Storage.Mode {
 	case config.StorageMemory:
 		st.status, st.detail = doctorOK, "memory: jobs are lost when the relay stops"
@@ -355,20 +388,26 @@ func doctorStorage(ctx context.Context, cfg *config.Config) []doctorCheck {
 	case config.StoragePostgres:
 		// The URL may hold a password: only the outcome is shown.
 		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.Storage.PostgresURL})
+		var relays []*store.RelayRecord
 		if err == nil {
-			err = s.Close()
+			relays, err = s.RelayList(ctx)
+			err = errors.Join(err, s.Close())
 		}
 		if err != nil {
 			st.status, st.detail = doctorFail, err.Error()
 			st.fix = "check storage.postgresUrl (TASK_RELAY_POSTGRES_URL): the server must be reachable and the user allowed to create tables"
 		} else {
 			st.status, st.detail = doctorOK, "postgres: connected and migrated"
+			relayRow = doctorRelays(relays, time.Now())
 		}
 	default:
 		st.status, st.detail = doctorFail, fmt.Sprintf("storage.mode %s is not available in this build", cfg.Storage.Mode)
 		st.fix = "set storage.mode to sqlite, postgres or memory (--storage, TASK_RELAY_STORAGE)"
 	}
 	checks := []doctorCheck{st}
+	if relayRow != nil {
+		checks = append(checks, *relayRow)
+	}
 	for _, d := range []struct{ name, dir, setting string }{
 		{"data dir", cfg.DataDir, "server.dataDir (TASK_RELAY_DATA_DIR)"},
 		{"artifact root", cfg.Server.ArtifactRoot, "server.artifactRoot"},

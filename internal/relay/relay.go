@@ -146,8 +146,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxArtifactBytes = DefaultMaxArtifactBytes
 	}
 	if c.InstanceID == "" {
-		host := c.Host
-		c.InstanceID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
+		c.InstanceID = fmt.Sprintf("%s:%d:%s", c.Host, os.Getpid(), rand.Text()[:8])
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -234,18 +233,25 @@ func (r *Relay) Start(ctx context.Context) error {
 	r.cancel = cancel
 	r.done = make(chan struct{})
 	r.reclaimDead(ctx)
-	loops := sync.WaitGroup{}
-	loops.Add(2)
-	go func() { defer loops.Done(); r.dispatchLoop(ctx) }()
-	go func() { defer loops.Done(); r.sweepLoop(ctx) }()
+	// Listening starts first: a relay that cannot hear the others does
+	// not start at all (and leaves nothing running).
+	var remote <-chan store.Notification
 	if n, ok := r.store.(store.Notifier); ok {
 		ch, err := n.Listen(ctx)
 		if err != nil {
 			cancel()
+			r.cancel = nil
 			return fmt.Errorf("relay: listen for changes of other relays: %w", err)
 		}
+		remote = ch
+	}
+	loops := sync.WaitGroup{}
+	loops.Add(2)
+	go func() { defer loops.Done(); r.dispatchLoop(ctx) }()
+	go func() { defer loops.Done(); r.sweepLoop(ctx) }()
+	if remote != nil {
 		loops.Add(1)
-		go func() { defer loops.Done(); r.listenLoop(ctx, ch) }()
+		go func() { defer loops.Done(); r.listenLoop(ctx, remote) }()
 	}
 	go func() {
 		loops.Wait()

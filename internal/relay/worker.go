@@ -36,19 +36,7 @@ func (r *Relay) dispatchLoop(ctx context.Context) {
 	for {
 		free := r.cfg.MaxConcurrency - r.runningCount()
 		if free > 0 && !r.draining.Load() {
-			var projects []string
-			if r.cfg.Projects != nil {
-				projects = r.cfg.Projects()
-				if projects == nil {
-					projects = []string{}
-				}
-			}
-			var executors []string
-			if r.cfg.Executors != nil {
-				if executors = r.cfg.Executors(); executors == nil {
-					executors = []string{}
-				}
-			}
+			projects, executors := claimFilter(r.cfg.Projects), claimFilter(r.cfg.Executors)
 			jobs, err := r.store.JobClaim(ctx, &store.JobClaimParams{
 				Projects: projects, Executors: executors, Host: r.cfg.Host, Owner: r.cfg.InstanceID, Now: r.cfg.Now(), LeaseTTL: r.cfg.LeaseTTL, Limit: free,
 			})
@@ -88,6 +76,18 @@ func (r *Relay) dispatchLoop(ctx context.Context) {
 		case <-poll.C:
 		}
 	}
+}
+
+// claimFilter returns the list a Config function gives for a claim: nil
+// (no filter) without the function, else never nil (empty: claim none).
+func claimFilter(f func() []string) []string {
+	if f == nil {
+		return nil
+	}
+	if l := f(); l != nil {
+		return l
+	}
+	return []string{}
 }
 
 func (r *Relay) runningCount() int {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"strconv"
 	"time"
@@ -102,6 +103,19 @@ type RelayRecord struct {
 	Executors []string  `json:"executors,omitempty"`
 	StartedAt time.Time `json:"startedAt"`
 	SeenAt    time.Time `json:"seenAt"`
+}
+
+// ParseRelayList decodes a relay's projects or executors as the drivers
+// store them: a JSON array, or NULL (raw nil) for a nil list (any).
+func ParseRelayList(raw []byte) ([]string, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	out := []string{}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // SchemaTooNewError refuses to open a database migrated by a newer

@@ -36,6 +36,11 @@ func jsonArg(v any) (any, error) {
 			return nil, nil
 		}
 		return string(x), nil
+	case []string:
+		// A relay's projects or executors: NULL for nil (any).
+		if x == nil {
+			return nil, nil
+		}
 	case *relaytype.AskConstraints:
 		if x == nil {
 			return nil, nil

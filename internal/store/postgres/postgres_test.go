@@ -2,10 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,60 +10,15 @@ import (
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres/pgtest"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/storetest"
 )
 
-// defaultTestURL is the PostgreSQL the tests use unless
-// TASK_RELAY_TEST_POSTGRES_URL names another.
-const defaultTestURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+func testURL(t *testing.T) string { return pgtest.URL(t) }
 
-// testURL returns the test database's URL. The tests fail when it cannot
-// be reached, unless TASK_RELAY_TEST_POSTGRES=off skips them explicitly.
-func testURL(t *testing.T) string {
-	t.Helper()
-	if os.Getenv("TASK_RELAY_TEST_POSTGRES") == "off" {
-		t.Skip("TASK_RELAY_TEST_POSTGRES=off: PostgreSQL tests skipped")
-	}
-	url := os.Getenv("TASK_RELAY_TEST_POSTGRES_URL")
-	if url == "" {
-		url = defaultTestURL
-	}
-	return url
-}
+func adminConn(t *testing.T, url string) *pgx.Conn { return pgtest.Connect(t, url) }
 
-// adminConn connects to the test database to create and drop schemas.
-func adminConn(t *testing.T, url string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("PostgreSQL is not reachable at TASK_RELAY_TEST_POSTGRES_URL (default %s): %v\n"+
-			"start it (pg_ctlcluster <version> main start), point TASK_RELAY_TEST_POSTGRES_URL at one, "+
-			"or set TASK_RELAY_TEST_POSTGRES=off to skip these tests", defaultTestURL, err)
-	}
-	return conn
-}
-
-// newSchema creates an empty schema relay_test_<random> that t.Cleanup
-// drops, and returns its name.
-func newSchema(t *testing.T, url string) string {
-	t.Helper()
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	schema := "relay_test_" + hex.EncodeToString(b[:])
-	conn := adminConn(t, url)
-	defer conn.Close(context.Background())
-	_, err := conn.Exec(t.Context(), `CREATE SCHEMA `+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		conn := adminConn(t, url)
-		defer conn.Close(context.Background())
-		_, err := conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
-		require.NoError(t, err)
-	})
-	return schema
-}
+func newSchema(t *testing.T, url string) string { return pgtest.NewSchema(t, url) }
 
 // openTest opens a store in a fresh schema; it is closed and the schema
 // dropped when t ends.
@@ -111,14 +62,7 @@ func openShared(t *testing.T, n int) ([]*postgres.Store, string) {
 	return stores, withParams(url, "search_path="+schema)
 }
 
-// withParams appends query parameters to a connection URL.
-func withParams(url string, params ...string) string {
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	return url + sep + strings.Join(params, "&")
-}
+func withParams(url string, params ...string) string { return pgtest.WithParams(url, params...) }
 
 func TestConformance(t *testing.T) {
 	t.Parallel()

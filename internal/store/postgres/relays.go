@@ -2,47 +2,21 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 )
-
-// listArg is the stored form of a relay's projects or executors: NULL for
-// nil (any), a JSON array otherwise, so that nil and empty stay apart.
-func listArg(l []string) (any, error) {
-	if l == nil {
-		return nil, nil
-	}
-	b, err := json.Marshal(l)
-	if err != nil {
-		return nil, err
-	}
-	return string(b), nil
-}
-
-// scanList decodes what listArg stored.
-func scanList(raw []byte) ([]string, error) {
-	if raw == nil {
-		return nil, nil
-	}
-	out := []string{}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
 
 // RelayUpsert implements store.Registry.
 func (s *Store) RelayUpsert(ctx context.Context, r *store.RelayRecord) error {
 	if r.ID == "" {
 		return fmt.Errorf("record relay: an id is required")
 	}
-	projects, err := listArg(r.Projects)
+	projects, err := jsonArg(r.Projects)
 	if err != nil {
 		return fmt.Errorf("record relay %s: %w", r.ID, err)
 	}
-	executors, err := listArg(r.Executors)
+	executors, err := jsonArg(r.Executors)
 	if err != nil {
 		return fmt.Errorf("record relay %s: %w", r.ID, err)
 	}
@@ -75,10 +49,10 @@ func (s *Store) RelayList(ctx context.Context) ([]*store.RelayRecord, error) {
 		if err := rows.Scan(&r.ID, &r.Host, &r.DataDir, &r.Instance, &r.Version, &projects, &executors, &started, &seen); err != nil {
 			return nil, fmt.Errorf("scan relay: %w", err)
 		}
-		if r.Projects, err = scanList(projects); err != nil {
+		if r.Projects, err = store.ParseRelayList(projects); err != nil {
 			return nil, fmt.Errorf("decode projects of relay %s: %w", r.ID, err)
 		}
-		if r.Executors, err = scanList(executors); err != nil {
+		if r.Executors, err = store.ParseRelayList(executors); err != nil {
 			return nil, fmt.Errorf("decode executors of relay %s: %w", r.ID, err)
 		}
 		r.StartedAt, r.SeenAt = fromMS(started), fromMS(seen)

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -11,19 +10,6 @@ import (
 )
 
 var _ store.Registry = (*Store)(nil)
-
-// scanList decodes a relay's projects or executors as jsonArg stored
-// them: NULL for nil (any), a JSON array otherwise.
-func scanList(v sql.NullString) ([]string, error) {
-	if !v.Valid {
-		return nil, nil
-	}
-	out := []string{}
-	if err := json.Unmarshal([]byte(v.String), &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
 
 // RelayUpsert implements store.Registry.
 func (s *Store) RelayUpsert(ctx context.Context, r *store.RelayRecord) error {
@@ -63,16 +49,16 @@ func (s *Store) RelayList(ctx context.Context) ([]*store.RelayRecord, error) {
 	for rows.Next() {
 		var (
 			r                   store.RelayRecord
-			projects, executors sql.NullString
+			projects, executors []byte
 			started, seen       int64
 		)
 		if err := rows.Scan(&r.ID, &r.Host, &r.DataDir, &r.Instance, &r.Version, &projects, &executors, &started, &seen); err != nil {
 			return nil, fmt.Errorf("scan relay: %w", err)
 		}
-		if r.Projects, err = scanList(projects); err != nil {
+		if r.Projects, err = store.ParseRelayList(projects); err != nil {
 			return nil, fmt.Errorf("decode projects of relay %s: %w", r.ID, err)
 		}
-		if r.Executors, err = scanList(executors); err != nil {
+		if r.Executors, err = store.ParseRelayList(executors); err != nil {
 			return nil, fmt.Errorf("decode executors of relay %s: %w", r.ID, err)
 		}
 		r.StartedAt, r.SeenAt = fromMS(started), fromMS(seen)
