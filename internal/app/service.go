@@ -25,6 +25,7 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/metrics"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/notify"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
@@ -80,6 +81,7 @@ type Service struct {
 
 	projects *projects
 	notify   *notify.Worker
+	metrics  *metrics.Metrics
 
 	runCtx    context.Context
 	stopRun   context.CancelFunc
@@ -139,6 +141,10 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if s.tokens, err = ask.NewTokens(operator); err != nil {
 		return nil, err
 	}
+	if s.metrics, err = s.newMetrics(); err != nil {
+		return nil, err
+	}
+	s.store = s.metrics.Store(s.store)
 	if s.ln, s.origin, err = listenHTTP(cfg, s.log); err != nil {
 		return nil, err
 	}
@@ -212,6 +218,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		AttestationKey: s.answerKey,
 		Health:         s.health,
 		Logger:         s.log,
+		Handlers:       map[string]http.Handler{"GET /metrics": s.metrics.Handler()},
 	}); err != nil {
 		return nil, err
 	}
@@ -317,6 +324,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	// Webhooks a previous run left undelivered are due at once.
 	s.notify.Start(s.runCtx)
+	go s.metrics.Run(s.runCtx, s.relay)
 	changes, unsubscribe := s.relay.Subscribe()
 	go func() {
 		// A job that ends closes its pending asks in the store; executors
