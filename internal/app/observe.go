@@ -1,6 +1,11 @@
 package app
 
 import (
+	"crypto/sha256"
+	"net/http"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/dashboard"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/metrics"
 )
 
@@ -41,4 +46,31 @@ func (s *Service) executorKind(project, executor string) string {
 		return "command"
 	}
 	return e.Kind
+}
+
+// newDashboard builds the web dashboard: sessions made from one-time
+// codes that the operator token asks for (`open`), and notification
+// action links signed with a key derived from the operator token, so
+// that they outlive a restart.
+func (s *Service) newDashboard(operator string) (*dashboard.Dashboard, error) {
+	key := sha256.Sum256([]byte("mcp-task-relay dashboard actions\x00" + operator))
+	return dashboard.New(dashboard.Config{
+		Jobs: s.relay,
+		Asks: s.asks,
+		Operator: func(tok string) bool {
+			_, op, err := s.tokens.Check(tok)
+			return err == nil && op
+		},
+		AuthNone:  s.cfg.AskAnswer.Auth == config.AuthNone,
+		ActionKey: key[:],
+		Logger:    s.log.With("component", "dashboard"),
+	})
+}
+
+// handlers are the routes the HTTP API serves besides its own: the
+// dashboard and /metrics.
+func (s *Service) handlers() map[string]http.Handler {
+	h := s.dashboard.Handlers()
+	h["GET /metrics"] = s.metrics.Handler()
+	return h
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/dashboard"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/metrics"
@@ -82,6 +83,8 @@ type Service struct {
 	projects *projects
 	notify   *notify.Worker
 	metrics  *metrics.Metrics
+	// dashboard is the web dashboard served on the HTTP API's port.
+	dashboard *dashboard.Dashboard
 
 	runCtx    context.Context
 	stopRun   context.CancelFunc
@@ -202,6 +205,9 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.dashboard, err = s.newDashboard(operator); err != nil {
+		return nil, err
+	}
 	clientMCP := s.clientMCPHandler(mcpserver.GuardHTTP(mcp.NewStreamableHTTPHandler(s.httpSessionServer, &mcp.StreamableHTTPOptions{Logger: s.log}), 0))
 	if s.api, err = httpapi.New(httpapi.Config{
 		ExecutorMCP:    execMCP,
@@ -218,7 +224,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		AttestationKey: s.answerKey,
 		Health:         s.health,
 		Logger:         s.log,
-		Handlers:       map[string]http.Handler{"GET /metrics": s.metrics.Handler()},
+		Handlers:       s.handlers(),
 	}); err != nil {
 		return nil, err
 	}
