@@ -82,6 +82,7 @@ type Service struct {
 
 	projects *projects
 	notify   *notify.Worker
+	planner  *notify.Planner
 	metrics  *metrics.Metrics
 	// dashboard is the web dashboard served on the HTTP API's port.
 	dashboard *dashboard.Dashboard
@@ -208,6 +209,9 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if s.dashboard, err = s.newDashboard(operator); err != nil {
 		return nil, err
 	}
+	if s.planner, err = s.newPlanner(opts.Only); err != nil {
+		return nil, err
+	}
 	clientMCP := s.clientMCPHandler(mcpserver.GuardHTTP(mcp.NewStreamableHTTPHandler(s.httpSessionServer, &mcp.StreamableHTTPOptions{Logger: s.log}), 0))
 	if s.api, err = httpapi.New(httpapi.Config{
 		ExecutorMCP:    execMCP,
@@ -331,6 +335,7 @@ func (s *Service) Start(ctx context.Context) error {
 	// Webhooks a previous run left undelivered are due at once.
 	s.notify.Start(s.runCtx)
 	go s.metrics.Run(s.runCtx, s.relay)
+	go s.planner.Run(s.runCtx)
 	changes, unsubscribe := s.relay.Subscribe()
 	go func() {
 		// A job that ends closes its pending asks in the store; executors
