@@ -129,7 +129,9 @@ executors:
 	s1 := startServer(t, args...)
 	done := submit(s1, "done", "ok")
 	require.Equal(t, "SUCCEEDED", s1.waitState(t, done, "SUCCEEDED", "FAILED")["state"])
-	waitFor(t, func() bool { return len(slack.matching("text", "Job succeeded: notify done")) == 1 && ntfy.refusals() >= 2 })
+	waitFor(t, func() bool {
+		return len(slack.matching("text", "Job succeeded: notify done")) == 1 && ntfy.refusals() >= 2
+	})
 	require.NoError(t, s1.cmd.Process.Signal(syscall.SIGKILL))
 	_ = s1.cmd.Wait()
 
