@@ -305,7 +305,7 @@ func jobNote(j *relaytype.Job, dash string) note {
 }
 
 func askNote(j *relaytype.Job, a *relaytype.AskRecord, dash string) note {
-	n := note{title: fmt.Sprintf("%s needs input: %s", j.Spec.Task.Title, a.AskType), message: a.Prompt, priority: 4,
+	n := note{title: fmt.Sprintf("%s needs input: %s", store.MaskURLs(j.Spec.Task.Title), a.AskType), message: a.Prompt, priority: 4,
 		tags: []string{"question", "needs-input"}}
 	if a.AskType == relaytype.AskApproval {
 		n.priority = 5
