@@ -55,11 +55,11 @@ type cluster struct {
 // newCluster returns the membership of s, or nil when its store serves
 // one relay process only.
 func newCluster(s *Service) *cluster {
-	reg, ok := s.store.(store.Registry)
+	reg, ok := store.As[store.Registry](s.store)
 	if !ok {
 		return nil
 	}
-	if _, ok := s.store.(store.Notifier); !ok {
+	if _, ok := store.As[store.Notifier](s.store); !ok {
 		return nil
 	}
 	host, _ := os.Hostname()

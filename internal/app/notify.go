@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/mail"
+	"time"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/dashboard"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/notify"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
@@ -85,4 +87,44 @@ func prConfig(cfg *config.Config, base []string) relay.PRConfig {
 		pc.AuthorName, pc.AuthorEmail = a.Name, a.Address
 	}
 	return pc
+}
+
+// newPlanner builds the planner of the chat notifications (ntfy, Slack)
+// and of the ask.waiting webhooks. only, when set, limits it to that
+// project (standalone).
+func (s *Service) newPlanner(only string) (*notify.Planner, error) {
+	cfg := notify.PlannerConfig{
+		Store:   s.store,
+		Jobs:    s.relay,
+		Targets: s.notifyTargets,
+		ActionURL: func(dash, askID, decision string, expires time.Time) string {
+			return s.dashboard.ActionURL(dash, askID, dashboard.ActionDecision(decision), expires)
+		},
+		Wake:   s.notify.Wake,
+		Logger: s.log.With("component", "notify"),
+	}
+	if only != "" {
+		projects := []string{only}
+		cfg.Projects = func() []string { return projects }
+	}
+	return notify.NewPlanner(cfg)
+}
+
+// notifyTargets returns a project's notification targets from its
+// current config.
+func (s *Service) notifyTargets(ctx context.Context, project string) (notify.Targets, error) {
+	p, err := s.projects.open(ctx, project, nil)
+	if err != nil {
+		return notify.Targets{}, err
+	}
+	cfg := p.Config()
+	if cfg == nil {
+		return notify.Targets{}, fmt.Errorf("project %s has no usable config", project)
+	}
+	n := cfg.Notify
+	t := notify.Targets{NtfyURL: n.NtfyURL, SlackURL: n.SlackWebhookURL, AskWaiting: n.AskWaiting(), DashboardURL: n.DashboardURL}
+	if t.DashboardURL == "" {
+		t.DashboardURL = s.origin
+	}
+	return t, nil
 }

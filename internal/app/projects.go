@@ -331,6 +331,9 @@ func (p *Project) load(_ context.Context) (*projectState, error) {
 		return nil, err
 	}
 	st.policyVersion = ans.policyVersion
+	if ans.runner != nil && s.metrics != nil {
+		s.metrics.AddRunner(cfg.AskAnswer.Runner.Provider, ans.runner.Metrics())
+	}
 	rules := routing(cfg)
 	if rules.Default == "" && ans.runner != nil {
 		rules.Default = ask.RouteRunner

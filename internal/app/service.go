@@ -23,8 +23,10 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/answer"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/ask"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/dashboard"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/httpapi"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/metrics"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/notify"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
@@ -83,6 +85,10 @@ type Service struct {
 	// cluster is the membership in a store shared by several relays, or
 	// nil.
 	cluster *cluster
+	planner *notify.Planner
+	metrics *metrics.Metrics
+	// dashboard is the web dashboard served on the HTTP API's port.
+	dashboard *dashboard.Dashboard
 
 	runCtx    context.Context
 	stopRun   context.CancelFunc
@@ -142,6 +148,10 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if s.tokens, err = ask.NewTokens(operator); err != nil {
 		return nil, err
 	}
+	if s.metrics, err = s.newMetrics(); err != nil {
+		return nil, err
+	}
+	s.store = s.metrics.Store(s.store)
 	if s.ln, s.origin, err = listenHTTP(cfg, s.log); err != nil {
 		return nil, err
 	}
@@ -207,6 +217,12 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.dashboard, err = s.newDashboard(operator); err != nil {
+		return nil, err
+	}
+	if s.planner, err = s.newPlanner(opts.Only); err != nil {
+		return nil, err
+	}
 	clientMCP := s.clientMCPHandler(mcpserver.GuardHTTP(mcp.NewStreamableHTTPHandler(s.httpSessionServer, &mcp.StreamableHTTPOptions{Logger: s.log}), 0))
 	if s.api, err = httpapi.New(httpapi.Config{
 		ExecutorMCP:    execMCP,
@@ -223,6 +239,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		AttestationKey: s.answerKey,
 		Health:         s.health,
 		Logger:         s.log,
+		Handlers:       s.handlers(),
 	}); err != nil {
 		return nil, err
 	}
@@ -331,6 +348,8 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.cluster != nil {
 		go s.cluster.run(s.runCtx)
 	}
+	go s.metrics.Run(s.runCtx, s.relay)
+	go s.planner.Run(s.runCtx)
 	changes, unsubscribe := s.relay.Subscribe()
 	go func() {
 		// A job that ends closes its pending asks in the store; executors

@@ -78,7 +78,7 @@ patch, a test plan, notes and logs.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServe(), newDaemon(), newVersion(), newDemo(), newBench(), newAsk(), newInit(), newDoctor())
-	root.AddCommand(newJobs(), newAsks())
+	root.AddCommand(newJobs(), newAsks(), newOpen())
 	return root
 }
 

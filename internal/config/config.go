@@ -400,6 +400,38 @@ type Notify struct {
 	// PR command may see although they look like secrets. YAML key
 	// notify.prPassEnv. Defaults to none.
 	PRPassEnv []string `yaml:"prPassEnv"`
+	// NtfyURL is an ntfy topic URL (https://ntfy.example/TOPIC) that
+	// receives a notification when a job of the project ends and when one
+	// of its asks waits for a human or the orchestrator longer than
+	// AskWaitingSec; asks for approval carry Approve and Reject buttons.
+	// YAML key notify.ntfyUrl. Defaults to none.
+	NtfyURL string `yaml:"ntfyUrl"`
+	// SlackWebhookURL is a Slack-compatible incoming webhook URL that
+	// receives the same notifications. YAML key notify.slackWebhookUrl.
+	// Defaults to none.
+	SlackWebhookURL string `yaml:"slackWebhookUrl"`
+	// AskWaitingSec is how long an ask routed to a human or the
+	// orchestrator waits before it is notified (ntfy, Slack and the
+	// signed notify.webhook of its job); 0 turns these notifications
+	// off. YAML key notify.askWaitingSec. Defaults to 300.
+	AskWaitingSec *int `yaml:"askWaitingSec"`
+	// DashboardURL is the dashboard's base URL that notifications link
+	// to (and whose action buttons they POST to), for a relay reached
+	// through another name. YAML key notify.dashboardUrl. Defaults to the
+	// relay's own HTTP origin.
+	DashboardURL string `yaml:"dashboardUrl"`
+}
+
+// DefaultAskWaitingSec is the default of notify.askWaitingSec.
+const DefaultAskWaitingSec = 300
+
+// AskWaiting returns AskWaitingSec as a duration (zero: off). Defaults
+// to 5 min.
+func (n Notify) AskWaiting() time.Duration {
+	if n.AskWaitingSec == nil {
+		return DefaultAskWaitingSec * time.Second
+	}
+	return time.Duration(*n.AskWaitingSec) * time.Second
 }
 
 // Notify defaults.

@@ -124,6 +124,20 @@ func (c *Config) validateNotify(v *validator) {
 		v.add("notify.webhookRetryMaxSec", "must be at least notify.webhookRetryMinSec (%d), got %d", n.WebhookRetryMinSec, n.WebhookRetryMaxSec)
 	}
 	v.atLeast("notify.prTimeoutSec", n.PRTimeoutSec, 1)
+	for key, u := range map[string]string{"notify.ntfyUrl": n.NtfyURL, "notify.slackWebhookUrl": n.SlackWebhookURL, "notify.dashboardUrl": n.DashboardURL} {
+		if u == "" {
+			continue
+		}
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			v.add(key, "must be an http or https URL, got %q", u)
+		}
+	}
+	if n.NtfyURL != "" && strings.Trim(strings.TrimPrefix(strings.TrimPrefix(n.NtfyURL, "https://"), "http://"), "/") == hostOf(n.NtfyURL) {
+		v.add("notify.ntfyUrl", "must name a topic: https://ntfy.example/TOPIC, got %q", n.NtfyURL)
+	}
+	if n.AskWaitingSec != nil && *n.AskWaitingSec < 0 {
+		v.add("notify.askWaitingSec", "must be 0 (off) or more, got %d", *n.AskWaitingSec)
+	}
 	if len(n.PRCommand) == 0 || n.PRCommand[0] == "" {
 		v.add("notify.prCommand", "must name the program to run first, e.g. [gh, pr, create, --head, \"{branch}\"]")
 	}
@@ -308,4 +322,13 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// hostOf returns the host of a URL, or "".
+func hostOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return p.Host
 }

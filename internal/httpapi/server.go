@@ -126,6 +126,11 @@ type Config struct {
 	// MaxHeaderBytes caps a request's headers; larger ones get 431.
 	// Defaults to 64 KiB.
 	MaxHeaderBytes int
+	// Handlers maps more ServeMux patterns ("GET /metrics", "/ui/") to
+	// their handlers: the dashboard and the metrics endpoint. They are
+	// served behind the same Host, Origin and Content-Type checks as the
+	// API, and authenticate requests themselves. Defaults to none.
+	Handlers map[string]http.Handler
 	// OnWait, when set, is called just before a long poll parks in
 	// ask.Service.Wait; benchmarks and tests use it to answer only once a
 	// waiter is parked. Defaults to none.
@@ -226,6 +231,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /jobs/{jobId}/artifacts/{kind}", s.getArtifact)
 	s.mux.HandleFunc("POST /jobs/{jobId}/cancel", s.cancelJob)
 	s.mux.HandleFunc("GET /asks", s.listAllAsks)
+	for pattern, h := range s.cfg.Handlers {
+		s.mux.Handle(pattern, h)
+	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
 }

@@ -1,6 +1,8 @@
 // Package notify delivers the relay's outbox: the messages the store
-// enqueues with a job's terminal transition (see store's The outbox).
-// Webhooks are POSTed as JSON and signed in the Standard Webhooks scheme
+// enqueues with a job's terminal transition (see store's The outbox), and
+// those a Planner enqueues for a project's ntfy topic and Slack webhook
+// (job ends, asks that wait) and for ask.waiting webhooks. Chat messages
+// are POSTed as JSON as they are. Webhooks are POSTed as JSON and signed in the Standard Webhooks scheme
 // (webhook-id, webhook-timestamp, webhook-signature) with the secret of the
 // job's project.
 //
@@ -229,7 +231,7 @@ func (w *Worker) loop(ctx context.Context) {
 // concurrently and records each outcome. It returns how many it claimed.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	p := &store.OutboxClaimParams{Owner: w.cfg.Owner, Now: w.cfg.Now(), LeaseTTL: w.cfg.Timeout + leaseMargin,
-		Limit: w.cfg.Batch, Kinds: []string{store.OutboxKindWebhook}}
+		Limit: w.cfg.Batch, Kinds: []string{store.OutboxKindWebhook, KindNtfy, KindSlack}}
 	if w.cfg.Projects != nil {
 		p.Projects = w.cfg.Projects()
 		if p.Projects == nil {
@@ -330,26 +332,30 @@ func (w *Worker) backoff(attempt int) time.Duration {
 
 // send POSTs a webhook once; a nil error means the target answered 2xx.
 func (w *Worker) send(ctx context.Context, m *store.OutboxMessage) error {
-	if m.Kind != store.OutboxKindWebhook {
+	switch m.Kind {
+	case store.OutboxKindWebhook, KindNtfy, KindSlack:
+	default:
 		return fmt.Errorf("unknown message kind %q", m.Kind)
 	}
 	// The whole attempt, the secret's lookup included, fits in the lease.
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
-	key, err := w.cfg.Secret(ctx, m.Project)
-	if err != nil {
-		return fmt.Errorf("webhook secret of project %s: %w", m.Project, err)
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.Target, bytes.NewReader(m.Payload))
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
-	ts := w.cfg.Now()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "mcp-task-relay")
-	req.Header.Set(HeaderID, m.ID)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(key, m.ID, ts, m.Payload))
+	if m.Kind == store.OutboxKindWebhook {
+		key, err := w.cfg.Secret(ctx, m.Project)
+		if err != nil {
+			return fmt.Errorf("webhook secret of project %s: %w", m.Project, err)
+		}
+		ts := w.cfg.Now()
+		req.Header.Set(HeaderID, m.ID)
+		req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+		req.Header.Set(HeaderSignature, Sign(key, m.ID, ts, m.Payload))
+	}
 	resp, err := w.cfg.Client.Do(req)
 	if err != nil {
 		return fmt.Errorf("POST: %w", redact(err))

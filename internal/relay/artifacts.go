@@ -182,7 +182,7 @@ func (r *Relay) ReadArtifact(ctx context.Context, jobID string, kind relaytype.A
 	if err == nil {
 		return data, a, nil
 	}
-	ac, ok := r.store.(store.ArtifactContents)
+	ac, ok := store.As[store.ArtifactContents](r.store)
 	if !ok {
 		return nil, nil, err
 	}
@@ -227,7 +227,7 @@ func readStoredArtifact(ctx context.Context, ac store.ArtifactContents, a *relay
 // keeps them, each read back from the artifact directory and checked,
 // leaving out those larger than MaxArtifactBytes; nil for other stores.
 func (r *Relay) artifactContents(jobID string, arts []*relaytype.Artifact) map[relaytype.ArtifactKind][]byte {
-	if _, ok := r.store.(store.ArtifactContents); !ok || len(arts) == 0 {
+	if _, ok := store.As[store.ArtifactContents](r.store); !ok || len(arts) == 0 {
 		return nil
 	}
 	out := make(map[relaytype.ArtifactKind][]byte, len(arts))

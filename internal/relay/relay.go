@@ -236,7 +236,7 @@ func (r *Relay) Start(ctx context.Context) error {
 	// Listening starts first: a relay that cannot hear the others does
 	// not start at all (and leaves nothing running).
 	var remote <-chan store.Notification
-	if n, ok := r.store.(store.Notifier); ok {
+	if n, ok := store.As[store.Notifier](r.store); ok {
 		ch, err := n.Listen(ctx)
 		if err != nil {
 			cancel()

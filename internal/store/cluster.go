@@ -17,6 +17,34 @@ import (
 // a type assertion; a store without them (SQLite) serves one relay
 // process, whose in-process signals are then enough.
 
+// Wrapper is a Store that decorates another one (timing, tracing): it
+// passes the Store methods on and hands out the store it wraps, so that
+// As still finds the optional interfaces below through it.
+type Wrapper interface {
+	Store
+	// Unwrap returns the wrapped store.
+	Unwrap() Store
+}
+
+// As returns s, or the first store s wraps (see Wrapper), that implements
+// T, the way errors.As looks through wrapped errors. Callers look for the
+// optional interfaces of a store with it, never with a bare type
+// assertion, which a decorator would defeat.
+func As[T any](s Store) (T, bool) {
+	for s != nil {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		w, ok := s.(Wrapper)
+		if !ok {
+			break
+		}
+		s = w.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
 // Notifier is a store that tells other processes sharing it about the
 // changes it commits, in the manner of PostgreSQL's LISTEN/NOTIFY: every
 // transaction that changes a job, an ask, an answer, an event or the

@@ -56,7 +56,7 @@ func exerciseHostClaims(t *testing.T, newStore func(t *testing.T) store.Store) {
 // exerciseRegistry checks store.Registry, for stores that implement it.
 func exerciseRegistry(t *testing.T, newStore func(t *testing.T) store.Store) {
 	b := setup(t, newStore)
-	reg, ok := b.store.(store.Registry)
+	reg, ok := store.As[store.Registry](b.store)
 	if !ok {
 		t.Skip("the store does not implement store.Registry")
 	}
