@@ -12,7 +12,7 @@ import (
 // registryStore is a Store (methods unused here) that keeps a registry.
 type registryStore struct{ store.Store }
 
-func (registryStore) RelayUpsert(context.Context, *store.RelayRecord) error    { return nil }
+func (registryStore) RelayUpsert(context.Context, *store.RelayRecord) error   { return nil }
 func (registryStore) RelayList(context.Context) ([]*store.RelayRecord, error) { return nil, nil }
 
 // wrapper decorates a store without the store's optional methods.
