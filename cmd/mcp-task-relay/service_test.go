@@ -294,16 +294,7 @@ func TestStreamableHTTP(t *testing.T) {
 		HTTPClient: &http.Client{Transport: bearer{token}}}, nil)
 	require.NoError(t, err)
 	defer session.Close()
-	call := func(name string, args any) map[string]any {
-		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
-		require.NoError(t, err)
-		require.False(t, res.IsError, "%s: %v", name, res.Content)
-		raw, err := json.Marshal(res.StructuredContent)
-		require.NoError(t, err)
-		var out map[string]any
-		require.NoError(t, json.Unmarshal(raw, &out))
-		return out
-	}
+	call := func(name string, args any) map[string]any { return callTool(t, session, name, args) }
 	sub := call("jobs_submit", map[string]any{"spec": localSpec(repo, "http")})
 	id := sub["jobId"].(string)
 	state := ""

@@ -132,9 +132,6 @@ func projectName(dir string) string {
 	return filepath.Base(dir)
 }
 
-var allStates = []relaytype.JobState{relaytype.StateQueued, relaytype.StateRunning, relaytype.StateWaitingOnAnswer,
-	relaytype.StateStale, relaytype.StateSucceeded, relaytype.StateFailed, relaytype.StateCanceled, relaytype.StateExpired}
-
 // listJobs is GET /ui/jobs?project=&state=&executor=&limit=.
 func (d *Dashboard) listJobs(w http.ResponseWriter, r *http.Request, _ caller) {
 	q := r.URL.Query()
@@ -148,7 +145,7 @@ func (d *Dashboard) listJobs(w http.ResponseWriter, r *http.Request, _ caller) {
 		return
 	}
 	out := JobList{Items: []JobRow{}, Projects: []string{}, Executors: []string{}, States: []string{}}
-	for _, s := range allStates {
+	for _, s := range relaytype.AllStates {
 		out.States = append(out.States, string(s))
 	}
 	for _, j := range jobs {
@@ -538,7 +535,13 @@ func (d *Dashboard) answer(w http.ResponseWriter, r *http.Request, _ caller) {
 	if !decode(w, r, &req) {
 		return
 	}
-	a, err := answerOf(r.PathValue("askId"), req)
+	d.record(w, r, r.PathValue("askId"), req, "the dashboard")
+}
+
+// record answers an ask as req says and replies with the answer's record;
+// via names where the answer came from, for the log.
+func (d *Dashboard) record(w http.ResponseWriter, r *http.Request, askID string, req AnswerRequest, via string) {
+	a, err := answerOf(askID, req)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -548,7 +551,7 @@ func (d *Dashboard) answer(w http.ResponseWriter, r *http.Request, _ caller) {
 		d.fail(w, r, err)
 		return
 	}
-	d.log.Info("ask answered from the dashboard", "ask_id", rec.AskID, "job_id", rec.JobID, "status", rec.Status)
+	d.log.Info("ask answered from "+via, "ask_id", rec.AskID, "job_id", rec.JobID, "status", rec.Status)
 	writeJSON(w, http.StatusOK, rec)
 }
 
@@ -577,18 +580,7 @@ func (d *Dashboard) action(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "INVALID_REQUEST", "decision must be approve or reject")
 		return
 	}
-	a, err := answerOf(askID, req)
-	if err != nil {
-		d.fail(w, r, err)
-		return
-	}
-	rec, _, err := d.cfg.Asks.Answer(r.Context(), a)
-	if err != nil {
-		d.fail(w, r, err)
-		return
-	}
-	d.log.Info("ask answered from a notification", "ask_id", rec.AskID, "job_id", rec.JobID, "status", rec.Status)
-	writeJSON(w, http.StatusOK, rec)
+	d.record(w, r, askID, req, "a notification")
 }
 
 func hmacEqual(a, b string) bool {

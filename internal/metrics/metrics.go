@@ -306,10 +306,6 @@ func (m *Metrics) observeEnd(ctx context.Context, src Source, jobID string) {
 	}
 }
 
-// jobStates are the states the jobs gauge counts.
-var jobStates = []relaytype.JobState{relaytype.StateQueued, relaytype.StateRunning, relaytype.StateWaitingOnAnswer,
-	relaytype.StateStale, relaytype.StateSucceeded, relaytype.StateFailed, relaytype.StateCanceled, relaytype.StateExpired}
-
 // storeCollector reads the store at scrape time: jobs by state and
 // executor, the queue depth and the pending asks by route.
 type storeCollector struct{ m *Metrics }
@@ -338,7 +334,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	failed := 0.0
 	type key struct{ state, executor string }
 	counts := map[key]int{}
-	for _, st := range jobStates {
+	for _, st := range relaytype.AllStates {
 		jobs, _, err := c.m.cfg.Store.JobList(ctx, &store.JobListParams{State: st})
 		if err != nil {
 			failed = 1
