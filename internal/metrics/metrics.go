@@ -179,7 +179,9 @@ func (m *Metrics) allowed(r *http.Request) bool {
 }
 
 // Run follows src's job changes until ctx ends or src stops, observing
-// finished jobs (durations, usage, executor exits) and answered asks.
+// finished jobs (durations, usage, executor exits) and answered asks. It
+// skips the changes of other relays sharing the store (relay.Change.Remote):
+// each relay counts what it did.
 func (m *Metrics) Run(ctx context.Context, src Source) {
 	changes, unsubscribe := src.Subscribe()
 	defer unsubscribe()
@@ -190,6 +192,10 @@ func (m *Metrics) Run(ctx context.Context, src Source) {
 		case c, ok := <-changes:
 			if !ok {
 				return
+			}
+			if c.Remote {
+				// Another relay sharing the store counts it.
+				continue
 			}
 			if c.Asks {
 				m.observeAnswers(ctx, c.JobID)

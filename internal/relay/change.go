@@ -14,4 +14,8 @@ type Change struct {
 	Asks bool
 	// Log is set when executor output was appended to the job's events.
 	Log bool
+	// Remote is set when another relay sharing the store made the change
+	// (see store.Notifier): counters that every relay keeps count only
+	// their own changes, so that summing relays counts each once.
+	Remote bool
 }

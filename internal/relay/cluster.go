@@ -30,7 +30,7 @@ func (r *Relay) listenLoop(ctx context.Context, ch <-chan store.Notification) {
 func (r *Relay) onRemote(ctx context.Context, n store.Notification) {
 	switch n.Kind {
 	case store.NotifyJob:
-		r.publish(Change{JobID: n.JobID, State: n.State, StateVersion: n.StateVersion})
+		r.publish(Change{JobID: n.JobID, State: n.State, StateVersion: n.StateVersion, Remote: true})
 		switch n.State {
 		case relaytype.StateQueued, relaytype.StateStale:
 			signal(r.wake)
@@ -39,9 +39,9 @@ func (r *Relay) onRemote(ctx context.Context, n store.Notification) {
 		signal(r.sweepWake)
 		r.checkLocalRun(ctx, n)
 	case store.NotifyAsk:
-		r.publish(Change{JobID: n.JobID, Asks: true})
+		r.publish(Change{JobID: n.JobID, Asks: true, Remote: true})
 	case store.NotifyEvent:
-		r.publish(Change{JobID: n.JobID, Log: true})
+		r.publish(Change{JobID: n.JobID, Log: true, Remote: true})
 	case store.NotifyResync:
 		signal(r.wake)
 		signal(r.sweepWake)
