@@ -38,6 +38,14 @@ func URL(t testing.TB) string {
 // skip the tests when it cannot. t.Cleanup closes the connection.
 func Connect(t testing.TB, url string) *pgx.Conn {
 	t.Helper()
+	conn := connect(t, url)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// connect is Connect for a connection its caller closes.
+func connect(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
@@ -46,7 +54,6 @@ func Connect(t testing.TB, url string) *pgx.Conn {
 			"start it (pg_ctlcluster <version> main start), point TASK_RELAY_TEST_POSTGRES_URL at one, "+
 			"or set TASK_RELAY_TEST_POSTGRES=off to skip these tests", DefaultURL, err)
 	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn
 }
 
@@ -57,12 +64,18 @@ func NewSchema(t testing.TB, url string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	schema := "relay_test_" + hex.EncodeToString(b[:])
-	conn := Connect(t, url)
-	if _, err := conn.Exec(context.Background(), `CREATE SCHEMA `+schema); err != nil {
+	// No connection is held between: a test that makes many schemas (the
+	// property test makes one per check) must not run the server out of
+	// connections.
+	conn := connect(t, url)
+	_, err := conn.Exec(context.Background(), `CREATE SCHEMA `+schema)
+	_ = conn.Close(context.Background())
+	if err != nil {
 		t.Fatalf("create schema %s: %v", schema, err)
 	}
-	// Cleanups run last first: conn is still open when this one runs.
 	t.Cleanup(func() {
+		conn := connect(t, url)
+		defer conn.Close(context.Background())
 		if _, err := conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
 			t.Errorf("drop schema %s: %v", schema, err)
 		}
