@@ -177,6 +177,11 @@ type Relay struct {
 	wake      chan struct{} // a job may be claimable
 	sweepWake chan struct{}
 	slotFreed chan struct{}
+	// sweepDue is the store deadline (unix ns) the sweeper sleeps until;
+	// 0 while it sweeps. A submit wakes it only for an earlier deadline,
+	// so a stream of submits does not make it re-read the next deadline
+	// for every job.
+	sweepDue atomic.Int64
 
 	mu      sync.Mutex
 	running map[string]*worker
@@ -377,7 +382,9 @@ func (r *Relay) enqueue(ctx context.Context, spec *relaytype.JobSpec, parentID, 
 		r.log.Info("job submitted", "job_id", job.ID, "priority", job.Priority, "executor", executor, "parent", parentID, "project", project)
 		r.publishJob(job)
 		signal(r.wake)
-		signal(r.sweepWake)
+		if job.ExpiresAt.UnixNano() < r.sweepDue.Load() || r.sweepDue.Load() == 0 {
+			signal(r.sweepWake)
+		}
 	}
 	return job, created, nil
 }

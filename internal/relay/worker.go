@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"time"
 
@@ -272,7 +273,16 @@ func (r *Relay) sweepLoop(ctx context.Context) {
 }
 
 // sweep does one pass and returns when the next pass is due.
-func (r *Relay) sweep(ctx context.Context) time.Time {
+func (r *Relay) sweep(ctx context.Context) (next time.Time) {
+	// Submits made while the pass reads the store wake the next one.
+	r.sweepDue.Store(0)
+	defer func() {
+		due := int64(math.MaxInt64)
+		if !next.IsZero() {
+			due = next.UnixNano()
+		}
+		r.sweepDue.Store(due)
+	}()
 	now := r.cfg.Now()
 	next, err := r.store.JobNextWake(ctx)
 	if err != nil {

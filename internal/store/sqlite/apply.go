@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -20,7 +19,7 @@ func dbTime(t time.Time) time.Time { return fromMS(ms(t)) }
 
 // snapshot loads what the rules need to know of job j: its PENDING asks
 // and, when its end notifies, its artifacts.
-func snapshot(ctx context.Context, tx *sql.Tx, j *relaytype.Job) (jobstate.Snapshot, error) {
+func snapshot(ctx context.Context, tx *wtx, j *relaytype.Job) (jobstate.Snapshot, error) {
 	s := jobstate.Snapshot{Job: j}
 	pending, err := pendingAsks(ctx, tx, j.ID)
 	if err != nil {
@@ -37,7 +36,7 @@ func snapshot(ctx context.Context, tx *sql.Tx, j *relaytype.Job) (jobstate.Snaps
 
 // transition decides transition p of job j and writes it. It returns the
 // job as it is afterwards.
-func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobTransitionParams) (*relaytype.Job, error) {
+func transition(ctx context.Context, tx *wtx, j *relaytype.Job, p *store.JobTransitionParams) (*relaytype.Job, error) {
 	s, err := snapshot(ctx, tx, j)
 	if err != nil {
 		return nil, err
@@ -53,7 +52,7 @@ func transition(ctx context.Context, tx *sql.Tx, j *relaytype.Job, p *store.JobT
 
 // applyChanges writes changes in order and returns the job as the last
 // one leaves it (nil for none).
-func applyChanges(ctx context.Context, tx *sql.Tx, changes []*jobstate.Change, now time.Time) (*relaytype.Job, error) {
+func applyChanges(ctx context.Context, tx *wtx, changes []*jobstate.Change, now time.Time) (*relaytype.Job, error) {
 	var j *relaytype.Job
 	for _, c := range changes {
 		if err := applyChange(ctx, tx, c, now); err != nil {
@@ -68,7 +67,7 @@ func applyChanges(ctx context.Context, tx *sql.Tx, changes []*jobstate.Change, n
 // of its state version), the artifacts, the events, the answers that
 // close asks and the outbox messages. It is the only code that writes
 // jobs.state after insert.
-func applyChange(ctx context.Context, tx *sql.Tx, c *jobstate.Change, now time.Time) error {
+func applyChange(ctx context.Context, tx *wtx, c *jobstate.Change, now time.Time) error {
 	j := c.Job
 	res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, state_version = ?, updated_at = ?, attempt = ?,
 		started_at = ?, finished_at = ?, expires_at = ?, lease_owner = ?, lease_expires_at = ?, heartbeat_at = ?,

@@ -112,7 +112,7 @@ func (s *Store) AskInsert(ctx context.Context, p *store.AskInsertParams) (*relay
 		created bool
 		job     *relaytype.Job
 	)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		a := p.Ask
 		var existing *jobstate.StoredAsk
 		jobID := a.JobID
@@ -245,7 +245,7 @@ func (s *Store) AskDefer(ctx context.Context, p *store.AskDeferParams) (*relayty
 		out *relaytype.AskRecord
 		job *relaytype.Job
 	)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		a, _, err := getAsk(ctx, tx, p.AskID)
 		if err != nil {
 			return err
@@ -315,7 +315,7 @@ func scanAnswer(row scanner) (*relaytype.AnswerRecord, string, error) {
 
 // applyAnswer writes an answer row, adds its usage to the job, closes its
 // ask and logs the event.
-func applyAnswer(ctx context.Context, tx *sql.Tx, w *jobstate.AnswerWrite, now time.Time) error {
+func applyAnswer(ctx context.Context, tx *wtx, w *jobstate.AnswerWrite, now time.Time) error {
 	a := w.Answer
 	ajson, err := jsonArg(a.AnswerJSON)
 	if err != nil {
@@ -367,7 +367,7 @@ func (s *Store) AnswerInsert(ctx context.Context, p *store.AnswerInsertParams) (
 		job     *relaytype.Job
 		over    *store.AttemptOverError
 	)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		a := p.Answer
 		rec, row, err := getAsk(ctx, tx, a.AskID)
 		if err != nil {
@@ -445,7 +445,7 @@ func (s *Store) AnswerGet(ctx context.Context, p *store.AnswerGetParams) (*relay
 }
 
 // pendingAsks returns the PENDING asks of a job, oldest first.
-func pendingAsks(ctx context.Context, tx *sql.Tx, jobID string) ([]*jobstate.StoredAsk, error) {
+func pendingAsks(ctx context.Context, tx *wtx, jobID string) ([]*jobstate.StoredAsk, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT `+askColumns+` FROM asks WHERE job_id = ? AND status = 'PENDING'
 		ORDER BY created_at, rowid`, jobID)
 	if err != nil {
@@ -469,7 +469,7 @@ func pendingAsks(ctx context.Context, tx *sql.Tx, jobID string) ([]*jobstate.Sto
 // DecisionGet implements store.Store.
 func (s *Store) DecisionGet(ctx context.Context, p *store.DecisionGetParams) (*relaytype.Answer, error) {
 	var out *relaytype.Answer
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		var raw string
 		err := tx.QueryRowContext(ctx, `SELECT answer FROM decision_cache WHERE decision_key = ? AND expires_at > ?`,
 			p.Key, ms(p.Now)).Scan(&raw)
@@ -495,7 +495,7 @@ func (s *Store) DecisionPut(ctx context.Context, p *store.DecisionPutParams) err
 	if err != nil {
 		return fmt.Errorf("decision cache encode: %w", err)
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM decision_cache WHERE expires_at <= ?`, ms(p.Now)); err != nil {
 			return fmt.Errorf("decision cache prune: %w", err)
 		}

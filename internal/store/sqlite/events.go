@@ -14,7 +14,7 @@ import (
 // EventAppend implements store.Store.
 func (s *Store) EventAppend(ctx context.Context, p *store.EventAppendParams) (*relaytype.Event, error) {
 	var ev *relaytype.Event
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		j, err := getJob(ctx, tx, p.JobID)
 		if err != nil {
 			return err
@@ -64,7 +64,7 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*rel
 
 // putArtifact stores an artifact a rule returned (JobID and CreatedAt
 // set), replacing the job's artifact of that kind.
-func putArtifact(ctx context.Context, tx *sql.Tx, a *relaytype.Artifact) error {
+func putArtifact(ctx context.Context, tx *wtx, a *relaytype.Artifact) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO artifacts (job_id, kind, uri, digest, size, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, kind) DO UPDATE SET uri = excluded.uri, digest = excluded.digest,

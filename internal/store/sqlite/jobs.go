@@ -75,7 +75,7 @@ func getJob(ctx context.Context, q interface {
 }
 
 // appendEvent appends ev to its job's log at now.
-func appendEvent(ctx context.Context, tx *sql.Tx, ev jobstate.Event, now time.Time) (*relaytype.Event, error) {
+func appendEvent(ctx context.Context, tx *wtx, ev jobstate.Event, now time.Time) (*relaytype.Event, error) {
 	raw, err := ev.Encode()
 	if err != nil {
 		return nil, err
@@ -106,7 +106,7 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 		job     *relaytype.Job
 		created bool
 	)
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		// The immediate transaction holds SQLite's write lock, so the lookup
 		// and the insert cannot interleave with another submit. Newest
 		// first, the first job jobstate reuses is the answer; jobs that
@@ -136,9 +136,15 @@ func (s *Store) JobInsert(ctx context.Context, p *store.JobInsertParams) (*relay
 		if _, err := appendEvent(ctx, tx, ev, q.Now); err != nil {
 			return err
 		}
-		job, err = getJob(ctx, tx, p.ID)
-		created = true
-		return err
+		// The row holds what the rules built (times already rounded to
+		// the stored milliseconds) and the spec as encoded: decoding it
+		// gives the job exactly as a read would, without the read.
+		nj.Spec = relaytype.JobSpec{}
+		if err := json.Unmarshal(spec, &nj.Spec); err != nil {
+			return fmt.Errorf("decode spec of job %s: %w", nj.ID, err)
+		}
+		job, created = nj, true
+		return nil
 	})
 	if err != nil {
 		return nil, false, err
@@ -226,7 +232,7 @@ func nullString(s string) any {
 // JobTransition implements store.Store.
 func (s *Store) JobTransition(ctx context.Context, p *store.JobTransitionParams) (*relaytype.Job, error) {
 	var out *relaytype.Job
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		j, err := getJob(ctx, tx, p.ID)
 		if err != nil {
 			return err
@@ -240,7 +246,7 @@ func (s *Store) JobTransition(ctx context.Context, p *store.JobTransitionParams)
 // JobRelease implements store.Store.
 func (s *Store) JobRelease(ctx context.Context, p *store.JobReleaseParams) (*relaytype.Job, error) {
 	var out *relaytype.Job
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		j, err := getJob(ctx, tx, p.ID)
 		if err != nil {
 			return err
@@ -289,7 +295,7 @@ func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relay
 	query += ` ORDER BY priority, seq LIMIT ?`
 	args = append(args, p.Limit)
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return fmt.Errorf("select claimable jobs: %w", err)
@@ -328,7 +334,7 @@ func (s *Store) JobClaim(ctx context.Context, p *store.JobClaimParams) ([]*relay
 // JobHeartbeat implements store.Store.
 func (s *Store) JobHeartbeat(ctx context.Context, p *store.JobHeartbeatParams) (*relaytype.Job, error) {
 	var out *relaytype.Job
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		j, err := getJob(ctx, tx, p.ID)
 		if err != nil {
 			return err
@@ -352,7 +358,7 @@ func (s *Store) JobHeartbeat(ctx context.Context, p *store.JobHeartbeatParams) (
 // JobRescue implements store.Store.
 func (s *Store) JobRescue(ctx context.Context, p *store.JobRescueParams) ([]*relaytype.Job, error) {
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx *sql.Tx) (err error) {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) (err error) {
 		out, err = sweep(ctx, tx, "select lapsed leases", `SELECT `+jobColumns+` FROM jobs
 			WHERE (state IN ('RUNNING','WAITING_ON_ANSWER') AND lease_expires_at <= ?) OR state = 'STALE'
 			ORDER BY seq`, p.Now, jobstate.Rescue)
@@ -364,7 +370,7 @@ func (s *Store) JobRescue(ctx context.Context, p *store.JobRescueParams) ([]*rel
 // JobExpire implements store.Store.
 func (s *Store) JobExpire(ctx context.Context, p *store.JobExpireParams) ([]*relaytype.Job, error) {
 	var out []*relaytype.Job
-	err := s.inTx(ctx, func(tx *sql.Tx) (err error) {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) (err error) {
 		out, err = sweep(ctx, tx, "select expired jobs", `SELECT `+jobColumns+` FROM jobs
 			WHERE state = 'QUEUED' AND expires_at <= ? ORDER BY seq`, p.Now, jobstate.ExpireAll)
 		return err
@@ -374,7 +380,7 @@ func (s *Store) JobExpire(ctx context.Context, p *store.JobExpireParams) ([]*rel
 
 // sweep selects jobs with query (its one parameter is now) and writes
 // what decide makes of each; it returns the jobs as they end.
-func sweep(ctx context.Context, tx *sql.Tx, what, query string, now time.Time,
+func sweep(ctx context.Context, tx *wtx, what, query string, now time.Time,
 	decide func(jobstate.Snapshot, time.Time) ([]*jobstate.Change, error)) ([]*relaytype.Job, error) {
 	rows, err := tx.QueryContext(ctx, query, ms(now))
 	if err != nil {

@@ -51,7 +51,7 @@ func collectOutbox(rows *sql.Rows) ([]*store.OutboxMessage, error) {
 
 // insertOutbox stores m as PENDING and due at now unless its ID is
 // stored already; it reports whether it inserted.
-func insertOutbox(ctx context.Context, tx *sql.Tx, m *store.OutboxMessage, now time.Time) (bool, error) {
+func insertOutbox(ctx context.Context, tx *wtx, m *store.OutboxMessage, now time.Time) (bool, error) {
 	if m.ID == "" || m.Kind == "" || m.Target == "" {
 		return false, fmt.Errorf("outbox message needs an id, a kind and a target")
 	}
@@ -89,7 +89,7 @@ func (s *Store) OutboxEnqueue(ctx context.Context, p *store.OutboxEnqueueParams)
 		out     *store.OutboxMessage
 		created bool
 	)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		var err error
 		if created, err = insertOutbox(ctx, tx, p.Message, p.Now); err != nil {
 			return err
@@ -112,7 +112,7 @@ func (s *Store) OutboxClaim(ctx context.Context, p *store.OutboxClaimParams) ([]
 		return nil, errors.New("claim outbox messages: an owner and a lease TTL are required")
 	}
 	var out []*store.OutboxMessage
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		now := ms(p.Now)
 		query := `SELECT id FROM outbox WHERE status = 'PENDING' AND next_attempt_at <= ?
 			AND (lease_expires_at IS NULL OR lease_expires_at <= ?)`
@@ -170,7 +170,7 @@ func (s *Store) OutboxClaim(ctx context.Context, p *store.OutboxClaimParams) ([]
 
 // settleOutbox applies one change to a PENDING message leased to owner.
 func (s *Store) settleOutbox(ctx context.Context, id, owner, what, set string, args ...any) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE outbox SET `+set+`, lease_owner = NULL, lease_expires_at = NULL
 			WHERE id = ? AND status = 'PENDING' AND lease_owner = ?`, append(args, id, owner)...)
 		if err != nil {

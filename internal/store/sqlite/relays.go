@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 
@@ -24,7 +23,7 @@ func (s *Store) RelayUpsert(ctx context.Context, r *store.RelayRecord) error {
 	if err != nil {
 		return fmt.Errorf("record relay %s: %w", r.ID, err)
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *wtx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO relays (id, host, data_dir, instance, version, projects, executors,
 			started_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET host = excluded.host, data_dir = excluded.data_dir, instance = excluded.instance,

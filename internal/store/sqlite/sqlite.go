@@ -66,6 +66,9 @@ type Store struct {
 	writer *sql.DB
 	reader *sql.DB
 	memory bool
+	path   string
+	write  *groupWriter
+	closed bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -79,7 +82,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxReaders == 0 {
 		cfg.MaxReaders = max(4, runtime.GOMAXPROCS(0))
 	}
-	s := &Store{memory: cfg.Path == ""}
+	s := &Store{memory: cfg.Path == "", path: cfg.Path}
 	if s.memory {
 		// ":memory:" is private to its connection, so the whole store uses
 		// exactly one connection that is never closed while the store lives.
@@ -114,6 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		r.SetMaxIdleConns(cfg.MaxReaders)
 		s.writer, s.reader = w, r
 	}
+	s.write = &groupWriter{db: s.writer}
 	if err := s.init(ctx, cfg.Path); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -194,8 +198,15 @@ func (s *Store) checkSchemaVersion(ctx context.Context, p *goose.Provider) error
 	return nil
 }
 
-// Close closes the database.
+// Close closes the database; calling it again does nothing.
 func (s *Store) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.write != nil {
+		s.write.close()
+	}
 	var errs []error
 	if s.reader != nil && s.reader != s.writer {
 		errs = append(errs, s.reader.Close())
@@ -206,18 +217,9 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// inTx runs fn in one immediate write transaction.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+// inTx runs fn in an immediate write transaction, which it may share
+// with concurrent writes (group commit: see groupWriter). It returns once
+// fn's writes are committed, or with fn's error and none of them.
+func (s *Store) inTx(ctx context.Context, fn txFunc) error {
+	return s.write.do(ctx, fn)
 }
