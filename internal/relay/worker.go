@@ -34,6 +34,10 @@ func (r *Relay) dispatchLoop(ctx context.Context) {
 	poll := time.NewTimer(r.cfg.PollInterval)
 	defer poll.Stop()
 	backoff := 10 * time.Millisecond
+	// backlog is set while claims fill every free slot: jobs wait, so a
+	// slot that frees waits a moment for others to free too, and one claim
+	// transaction starts several jobs.
+	backlog := false
 	for {
 		free := r.cfg.MaxConcurrency - r.runningCount()
 		if free > 0 && !r.draining.Load() {
@@ -58,7 +62,8 @@ func (r *Relay) dispatchLoop(ctx context.Context) {
 			for _, j := range jobs {
 				r.startWorker(ctx, j)
 			}
-			if len(jobs) == free {
+			backlog = len(jobs) == free
+			if backlog && r.runningCount() < r.cfg.MaxConcurrency {
 				continue // there may be more
 			}
 		}
@@ -74,7 +79,29 @@ func (r *Relay) dispatchLoop(ctx context.Context) {
 			return
 		case <-r.wake:
 		case <-r.slotFreed:
+			if backlog {
+				r.gatherFreeSlots(ctx)
+			}
 		case <-poll.C:
+		}
+	}
+}
+
+// claimGather bounds how long a freed slot waits for others (backlog only).
+const claimGather = time.Millisecond
+
+// gatherFreeSlots waits until half the slots are free or claimGather has
+// passed, whichever comes first.
+func (r *Relay) gatherFreeSlots(ctx context.Context) {
+	t := time.NewTimer(claimGather)
+	defer t.Stop()
+	for 2*(r.cfg.MaxConcurrency-r.runningCount()) < r.cfg.MaxConcurrency {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-r.slotFreed:
 		}
 	}
 }
