@@ -2,14 +2,31 @@ package bench_test
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/bench"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 )
+
+// TestMain makes this test binary the executor shim when it is started as
+// one, as the relay binary is.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == executor.ShimArg {
+		os.Exit(executor.RunShim(os.Args[2:]))
+	}
+	// Under the race detector every exit of the shim would sleep a second.
+	if os.Getenv("GORACE") == "" {
+		_ = os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
+	os.Exit(m.Run())
+}
 
 // BenchmarkDispatch reports submit latency and submit→executor-start
 // latency on an idle relay over a SQLite file.
@@ -79,11 +96,56 @@ func BenchmarkFrontStart(b *testing.B) {
 	b.ReportMetric(float64(rss)/(1<<20), "front-idle-rss-MiB")
 }
 
-// TestPipelineMeasures runs a few real jobs through the full pipeline.
+// TestPipelineMeasures runs a few real jobs through the full pipeline,
+// through the shim (this test binary, see TestMain), one at a time and
+// with two workers, and checks that every phase of every job was seen.
 func TestPipelineMeasures(t *testing.T) {
 	t.Parallel()
-	r, err := bench.Pipeline(context.Background(), t.TempDir(), "", 5, 2)
+	if runtime.GOOS == "windows" {
+		t.Skip("the full pipeline run needs a FIFO and /bin/sh")
+	}
+	self, err := os.Executable()
 	require.NoError(t, err)
-	require.Equal(t, 5, r.N)
-	require.Greater(t, r.PerSec, 0.0)
+	run, err := bench.Pipeline(context.Background(), bench.PipelineConfig{Dir: t.TempDir(), Shim: self, Jobs: 3, Concurrency: 1})
+	require.NoError(t, err)
+	require.Equal(t, 3, run.Throughput.N)
+	require.Greater(t, run.Throughput.PerSec, 0.0)
+	require.Len(t, run.ExecStart, 3)
+	require.Len(t, run.Phases, len(bench.PipelinePhases))
+	var sum time.Duration
+	for _, p := range run.Phases {
+		require.Len(t, p.D, 3, p.Name)
+		for _, d := range p.D {
+			require.GreaterOrEqual(t, d, time.Duration(0), p.Name)
+		}
+		sum += bench.Summarize(p.Name, p.D).P50
+	}
+	require.Positive(t, sum)
+
+	run, err = bench.Pipeline(context.Background(), bench.PipelineConfig{Dir: t.TempDir(), Jobs: 4, Concurrency: 2})
+	require.NoError(t, err)
+	require.Equal(t, 4, run.Throughput.N)
+	require.Empty(t, run.ExecStart, "submit → start is measured on an idle relay only")
+
+	_, err = bench.Pipeline(context.Background(), bench.PipelineConfig{Dir: t.TempDir()})
+	require.Error(t, err)
+}
+
+// TestPipelinePhasesLog logs the phases of a few jobs (go test -v).
+func TestPipelinePhasesLog(t *testing.T) {
+	if os.Getenv("BENCH_PHASES") == "" {
+		t.Skip("set BENCH_PHASES=N")
+	}
+	self, err := os.Executable()
+	require.NoError(t, err)
+	if s := os.Getenv("BENCH_SHIM"); s != "" {
+		self = s
+	}
+	n := 30
+	run, err := bench.Pipeline(context.Background(), bench.PipelineConfig{Dir: t.TempDir(), Shim: self, Jobs: n, Concurrency: 1})
+	require.NoError(t, err)
+	for _, p := range run.Phases {
+		t.Log(bench.Summarize(p.Name, p.D))
+	}
+	t.Log(bench.Summarize("exec start", run.ExecStart), run.Throughput)
 }

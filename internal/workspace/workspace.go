@@ -60,7 +60,28 @@ type Config struct {
 	Keep bool
 	// Git is the git binary. Defaults to DefaultGit.
 	Git string
+	// Trace, when set, is called at the end of each operation on a job's
+	// workspace (one of the Op constants) with the job's id and when the
+	// operation started and ended, whether it succeeded or not; it must
+	// be safe for concurrent use. Benchmarks use it to account for where
+	// a job's time goes. Defaults to none.
+	Trace func(op Op, jobID string, start, end time.Time)
 }
+
+// Op names a workspace operation for Config.Trace.
+type Op string
+
+// The operations Config.Trace reports.
+const (
+	// OpPrepare is Manager.Prepare: the checkout is created.
+	OpPrepare Op = "prepare"
+	// OpDiff is Workspace.Diff or DiffFrom: the patch is computed.
+	OpDiff Op = "diff"
+	// OpCheckApplies is Workspace.CheckApplies.
+	OpCheckApplies Op = "check-applies"
+	// OpRemove is Workspace.Remove.
+	OpRemove Op = "remove"
+)
 
 // Manager creates and removes the workspaces under one root directory.
 // It is safe for concurrent use.
@@ -70,6 +91,7 @@ type Manager struct {
 	keep     bool
 	git      string
 	environ  []string // the environment git starts from; nil: the relay's
+	trace    func(op Op, jobID string, start, end time.Time)
 
 	mu sync.Mutex
 	// repoLocks holds one lock per source repository (by git common
@@ -95,7 +117,18 @@ func New(cfg Config) (*Manager, error) {
 	if git == "" {
 		git = DefaultGit
 	}
-	return &Manager{root: root, rootReal: canonical(root), keep: cfg.Keep, git: git, repoLocks: map[string]*sync.RWMutex{}}, nil
+	return &Manager{root: root, rootReal: canonical(root), keep: cfg.Keep, git: git, trace: cfg.Trace,
+		repoLocks: map[string]*sync.RWMutex{}}, nil
+}
+
+// traced returns the function that reports the end of operation op of job
+// jobID, begun now, to Config.Trace (nothing when there is none).
+func (m *Manager) traced(op Op, jobID string) func() {
+	if m.trace == nil {
+		return func() {}
+	}
+	start := time.Now()
+	return func() { m.trace(op, jobID, start, time.Now()) }
 }
 
 // CheckoutPath returns where the checkout of job jobID is (or was, or
@@ -153,6 +186,7 @@ func (m *Manager) Prepare(ctx context.Context, jobID string, repo relaytype.Repo
 	if !relaytype.ValidCommit(baseline) {
 		return nil, fmt.Errorf("prepare workspace %s: baseline %q is not a full 40-character hex commit id", jobID, baseline)
 	}
+	defer m.traced(OpPrepare, jobID)()
 	w := &Workspace{
 		JobID:    jobID,
 		MetaDir:  filepath.Join(m.root, jobID),
@@ -381,6 +415,7 @@ func (w *Workspace) Remove(ctx context.Context) error {
 	if w.m.keep {
 		return nil
 	}
+	defer w.m.traced(OpRemove, w.JobID)()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 	defer cancel()
 	if err := w.m.removeJobDir(ctx, w.MetaDir, w.commonDir); err != nil {
