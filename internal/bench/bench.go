@@ -214,7 +214,7 @@ func (q *Queue) Dispatch(ctx context.Context, n int) (submit, dispatch Result, e
 	if err != nil {
 		return submit, dispatch, err
 	}
-	return Summarize("submit (SQLite file, WAL)", sd), Summarize("submit → executor start", dd), nil
+	return Summarize("submit (SQLite file, WAL)", sd), Summarize("submit → handler start (no-op handler)", dd), nil
 }
 
 // measureDispatch submits n jobs one at a time through r and returns the

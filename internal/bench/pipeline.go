@@ -53,6 +53,7 @@ type PipelineRun struct {
 // job.
 type PhaseTimes struct {
 	Name string
+	Key  string
 	D    []time.Duration
 }
 
@@ -81,23 +82,25 @@ const (
 // happens between two instants the bench observes. Each names the
 // relay's work in between (see relay.Pipeline.Handle).
 var PipelinePhases = []struct {
-	Name     string
+	Name string
+	// Key is a short name, as in the Go benchmark's metrics.
+	Key      string
 	from, to stamp
 }{
-	{"submit → handler start (insert, admit, claim)", stSubmit, stHandle},
-	{"phase event (preparing workspace)", stHandle, stPrepStart},
-	{"worktree create (git worktree add)", stPrepStart, stPrepEnd},
-	{"prompt write + phase event (running)", stPrepEnd, stRunStart},
-	{"executor start (exec shim → sh, signal)", stRunStart, stExec},
-	{"executor run + exit (shim teardown)", stExec, stRunEnd},
-	{"phase event (collecting) + logs.txt fsync", stRunEnd, stDiffStart},
-	{"diff (git add --all, git diff)", stDiffStart, stDiffEnd},
-	{"scope check + patch.diff fsync", stDiffEnd, stCheckStart},
-	{"apply-check (git read-tree, git apply --check)", stCheckStart, stCheckEnd},
-	{"out.md fsync + output contract", stCheckEnd, stRemoveStart},
-	{"worktree removal", stRemoveStart, stRemoveEnd},
-	{"finish transition (SUCCEEDED) → subscriber", stRemoveEnd, stEnd},
-	{"total: submit → SUCCEEDED", stSubmit, stEnd},
+	{"submit → handler start (insert, admit, claim)", "claim", stSubmit, stHandle},
+	{"phase event (preparing workspace)", "event-prep", stHandle, stPrepStart},
+	{"worktree create (git worktree add)", "worktree-add", stPrepStart, stPrepEnd},
+	{"prompt write + phase event (running)", "prompt-event-run", stPrepEnd, stRunStart},
+	{"executor start (exec shim → sh, signal)", "exec-start", stRunStart, stExec},
+	{"executor run + exit (shim teardown)", "exec-run", stExec, stRunEnd},
+	{"phase event (collecting) + logs.txt fsync", "event-collect-logs", stRunEnd, stDiffStart},
+	{"diff (git add --all, git diff)", "diff", stDiffStart, stDiffEnd},
+	{"scope check + patch.diff fsync", "patch", stDiffEnd, stCheckStart},
+	{"apply-check (git read-tree, git apply --check)", "apply-check", stCheckStart, stCheckEnd},
+	{"out.md fsync + output contract", "out", stCheckEnd, stRemoveStart},
+	{"worktree removal", "worktree-remove", stRemoveStart, stRemoveEnd},
+	{"finish transition (SUCCEEDED) → subscriber", "finish", stRemoveEnd, stEnd},
+	{"total: submit → SUCCEEDED", "total", stSubmit, stEnd},
 }
 
 // recorder keeps the stamps of every job.
@@ -126,7 +129,7 @@ func (r *recorder) phases() []PhaseTimes {
 	defer r.mu.Unlock()
 	out := make([]PhaseTimes, len(PipelinePhases))
 	for i, p := range PipelinePhases {
-		out[i].Name = p.Name
+		out[i].Name, out[i].Key = p.Name, p.Key
 		for _, j := range r.jobs {
 			if !j[p.from].IsZero() && !j[p.to].IsZero() {
 				out[i].D = append(out[i].D, j[p.to].Sub(j[p.from]))

@@ -207,12 +207,15 @@ func (m *Manager) Prepare(ctx context.Context, jobID string, repo relaytype.Repo
 func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
 	switch repo.Type {
 	case "local":
-		abs, err := checkLocalRepo(ctx, w.m.git, repo.Path)
+		abs, err := localDir(repo.Path)
 		if err != nil {
 			return err
 		}
 		common, err := commonDirOf(ctx, w.m.git, abs)
 		if err != nil {
+			if nerr := notRepo(ctx, w.m.git, repo.Path, err); nerr != nil {
+				return nerr
+			}
 			return err
 		}
 		w.repoPath, w.commonDir = abs, common
@@ -416,12 +419,71 @@ func (w *Workspace) Remove(ctx context.Context) error {
 		return nil
 	}
 	defer w.m.traced(OpRemove, w.JobID)()
+	if done, err := w.removeOwn(); done {
+		if err != nil {
+			return fmt.Errorf("remove workspace %s: %w", w.JobID, err)
+		}
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 	defer cancel()
 	if err := w.m.removeJobDir(ctx, w.MetaDir, w.commonDir); err != nil {
 		return fmt.Errorf("remove workspace %s: %w", w.JobID, err)
 	}
 	return nil
+}
+
+// removeOwn removes the worktree of a local repository without running
+// git, when nothing but the registration Prepare made ties the job
+// directory to a repository: the checkout's .git file and the source
+// record still name the recorded repository, the administrative directory
+// recorded at Prepare still points back at the checkout and is not
+// locked, and no other registration of the repository lies in the job
+// directory. It then does what `git worktree remove --force` does, under
+// the repository's lock: it deletes the checkout (with the whole job
+// directory), then the administrative directory, then the repository's
+// worktrees directory if that left it empty. It reports false when the
+// workspace is not in that state, or when deleting the job directory
+// failed part-way; Remove then goes through git (removeJobDir), which
+// copes with every other state.
+func (w *Workspace) removeOwn() (bool, error) {
+	if w.commonDir == "" || w.gitDir == "" {
+		return false, nil
+	}
+	repos := jobRepos(w.MetaDir, w.commonDir)
+	if len(repos) != 1 || repos[0] != canonical(w.commonDir) {
+		return false, nil
+	}
+	unlock := w.m.lockRepos(repos)
+	defer unlock()
+	back, err := os.ReadFile(filepath.Join(w.gitDir, "gitdir"))
+	if err != nil || canonical(filepath.Dir(strings.TrimSpace(string(back)))) != canonical(w.Dir) ||
+		pathExists(filepath.Join(w.gitDir, "locked")) {
+		return false, nil
+	}
+	worktrees := filepath.Dir(w.gitDir)
+	admins, err := os.ReadDir(worktrees)
+	if err != nil {
+		return false, nil
+	}
+	for _, e := range admins {
+		admin := filepath.Join(worktrees, e.Name())
+		if canonical(admin) == w.gitDir {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(admin, "gitdir"))
+		if err == nil && w.m.ownJob(filepath.Dir(strings.TrimSpace(string(b)))) == w.JobID {
+			return false, nil // the executor registered more worktrees here
+		}
+	}
+	if err := removeAll(w.MetaDir); err != nil {
+		return false, nil
+	}
+	if err := os.RemoveAll(w.gitDir); err != nil {
+		return true, fmt.Errorf("remove worktree registration %s: %w", w.gitDir, err)
+	}
+	_ = os.Remove(worktrees) // only when empty, as git does
+	return true, nil
 }
 
 // Sweep removes the workspaces under Root that a crash left behind: every
