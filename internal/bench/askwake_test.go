@@ -19,10 +19,10 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 func TestAskWake(t *testing.T) {
 	t.Parallel()
-	wake, rt, err := bench.AskWake(context.Background(), 20)
+	wake, rt, err := bench.AskWake(context.Background(), 5)
 	require.NoError(t, err)
-	require.Len(t, wake, 20)
-	require.Len(t, rt, 20)
+	require.Len(t, wake, 5)
+	require.Len(t, rt, 5)
 	t.Logf("wake p50 %s, round trip p50 %s", percentile(wake, 0.5), percentile(rt, 0.5))
 	// Far below ask's 2 s safety recheck: every waiter was woken.
 	require.Less(t, percentile(wake, 1), time.Second)
@@ -86,7 +86,7 @@ func TestAskStack(t *testing.T) {
 	s, err := bench.NewAskStack(ctx)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
-	for range 3 {
+	for range 2 {
 		p, err := s.Park(ctx)
 		require.NoError(t, err)
 		d, err := p.Answer(ctx)

@@ -110,11 +110,11 @@ func (t *Table) Write(w io.Writer, markdown bool) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "figure\tmin\tmedian\tmax\tunit\truns\t\n")
+	fmt.Fprintf(tw, "figure\tmin\tmedian\tmax\tunit\truns\n")
 	for _, name := range t.names {
 		lo, med, hi, n := t.Stats(name)
 		u := t.unit[name]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t\n", name, format(lo, u), format(med, u), format(hi, u), u, n)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", name, format(lo, u), format(med, u), format(hi, u), u, n)
 	}
 	return tw.Flush()
 }
