@@ -60,7 +60,63 @@ func AskWake(ctx context.Context, n int) (wake, roundTrip []time.Duration, err e
 	return wake, roundTrip, nil
 }
 
-// benchStack is the in-process relay BenchWake measures.
+// AskStack is the in-process stack AskWake measures, for Go benchmarks
+// that time only the measured part of each iteration: an in-memory SQLite
+// store, a relay running one job that stays RUNNING, the ask service and
+// the Ask/Answer HTTP API on 127.0.0.1.
+type AskStack struct {
+	b *benchStack
+}
+
+// NewAskStack starts an AskStack; Close stops it.
+func NewAskStack(ctx context.Context) (*AskStack, error) {
+	b, err := newBenchStack(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &AskStack{b: b}, nil
+}
+
+// Close stops the stack.
+func (s *AskStack) Close() error { return s.b.close() }
+
+// ParkedAsk is an ask of the stack's job whose answer a long poll
+// (GET /asks/{id}/answer?wait=) is waiting for.
+type ParkedAsk struct {
+	p *parkedAsk
+}
+
+// Park posts an ask and parks a long poll for its answer; it returns once
+// the server holds the poll.
+func (s *AskStack) Park(ctx context.Context) (*ParkedAsk, error) {
+	p, err := s.b.park(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bench park: %w", err)
+	}
+	return &ParkedAsk{p: p}, nil
+}
+
+// Answer posts the ask's answer and returns the time from just before
+// POST /answers to the parked poll returning it.
+func (a *ParkedAsk) Answer(ctx context.Context) (time.Duration, error) {
+	d, err := a.p.answer(ctx, a.p.b)
+	if err != nil {
+		return 0, fmt.Errorf("bench answer: %w", err)
+	}
+	return d, nil
+}
+
+// RoundTrip asks (POST /asks), answers (POST /answers) and reads the
+// answer (GET), and returns the time the three requests took.
+func (s *AskStack) RoundTrip(ctx context.Context) (time.Duration, error) {
+	d, err := s.b.roundTripOnce(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bench round trip: %w", err)
+	}
+	return d, nil
+}
+
+// benchStack is the in-process relay AskWake measures.
 type benchStack struct {
 	base     string
 	client   *http.Client
@@ -276,32 +332,56 @@ func (b *benchStack) wakeOnce(ctx context.Context) (time.Duration, error) {
 // wakeVia parks a long poll on b and posts the answer to via (another
 // relay sharing b's store, or b itself).
 func (b *benchStack) wakeVia(ctx context.Context, via *benchStack) (time.Duration, error) {
-	a := b.newAsk()
-	if err := b.do(ctx, http.MethodPost, "/asks", b.jobToken, a, http.StatusAccepted, nil); err != nil {
+	p, err := b.park(ctx)
+	if err != nil {
 		return 0, err
 	}
-	type result struct {
-		at  time.Time
-		err error
+	return p.answer(ctx, via)
+}
+
+// parkedAsk is an ask whose answer a long poll is waiting for.
+type parkedAsk struct {
+	b   *benchStack
+	ask *relaytype.Ask
+	got chan parkResult
+}
+
+type parkResult struct {
+	at  time.Time
+	err error
+}
+
+// park posts an ask and parks a GET of its answer: what is set up before
+// an answer's wake-up is timed.
+func (b *benchStack) park(ctx context.Context) (*parkedAsk, error) {
+	a := b.newAsk()
+	if err := b.do(ctx, http.MethodPost, "/asks", b.jobToken, a, http.StatusAccepted, nil); err != nil {
+		return nil, err
 	}
-	got := make(chan result, 1)
+	got := make(chan parkResult, 1)
 	go func() {
 		var rec relaytype.AnswerRecord
 		err := b.do(ctx, http.MethodGet, "/asks/"+a.AskID+"/answer?wait=25s", b.jobToken, nil, http.StatusOK, &rec)
-		got <- result{time.Now(), err}
+		got <- parkResult{time.Now(), err}
 	}()
 	select {
 	case <-b.parked:
 	case r := <-got:
-		return 0, fmt.Errorf("long poll returned before the answer: %v", r.err)
+		return nil, fmt.Errorf("long poll returned before the answer: %v", r.err)
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return nil, ctx.Err()
 	}
+	return &parkedAsk{b: b, ask: a, got: got}, nil
+}
+
+// answer posts the answer through via and returns the time from just
+// before the POST to the parked GET returning.
+func (p *parkedAsk) answer(ctx context.Context, via *benchStack) (time.Duration, error) {
 	start := time.Now()
-	if err := via.do(ctx, http.MethodPost, "/answers", via.operator, b.answer(a.AskID), http.StatusAccepted, nil); err != nil {
+	if err := via.do(ctx, http.MethodPost, "/answers", via.operator, p.b.answer(p.ask.AskID), http.StatusAccepted, nil); err != nil {
 		return 0, err
 	}
-	r := <-got
+	r := <-p.got
 	if r.err != nil {
 		return 0, r.err
 	}

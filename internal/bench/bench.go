@@ -1,8 +1,10 @@
 // Package bench measures the relay against the relay's speed targets
-// (docs/BENCHMARKS.md):
-// cold start to the MCP initialize reply, submit latency, submit→executor
-// start latency and no-op jobs per second through the SQLite queue. The
-// `mcp-task-relay bench` command and the package's Go benchmarks share it.
+// (docs/BENCHMARKS.md): cold start to the MCP initialize reply, submit
+// latency, submit → handler start (a no-op handler: the queue alone),
+// the ask API, no-op jobs per second through the SQLite queue, and real
+// jobs through the full pipeline: submit → executor process start and the
+// time of each phase. The `mcp-task-relay bench` command and the
+// package's Go benchmarks share it.
 package bench
 
 import (
@@ -214,7 +216,7 @@ func (q *Queue) Dispatch(ctx context.Context, n int) (submit, dispatch Result, e
 	if err != nil {
 		return submit, dispatch, err
 	}
-	return Summarize("submit (SQLite file, WAL)", sd), Summarize("submit → executor start", dd), nil
+	return Summarize("submit (SQLite file, WAL)", sd), Summarize("submit → handler start (no-op handler)", dd), nil
 }
 
 // measureDispatch submits n jobs one at a time through r and returns the

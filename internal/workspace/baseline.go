@@ -53,6 +53,23 @@ func ResolveBaseline(ctx context.Context, git string, repo relaytype.Repo) (stri
 // checkLocalRepo returns the absolute form of path after checking that it
 // is a directory inside a git repository.
 func checkLocalRepo(ctx context.Context, git, path string) (string, error) {
+	abs, err := localDir(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := (gitRun{git: git, dir: abs}).run(ctx, "rev-parse", "--git-dir"); err != nil {
+		if ctx.Err() != nil {
+			return "", err
+		}
+		return "", fmt.Errorf("repo.path %s is not a git repository: %w", path, err)
+	}
+	return abs, nil
+}
+
+// localDir returns the absolute form of path after checking that it is a
+// directory; whether it is in a git repository is left to the git command
+// that uses it (see notRepo).
+func localDir(path string) (string, error) {
 	if strings.TrimSpace(path) == "" {
 		return "", fmt.Errorf("repo.path is required for a local repository")
 	}
@@ -67,17 +84,23 @@ func checkLocalRepo(ctx context.Context, git, path string) (string, error) {
 	if !fi.IsDir() {
 		return "", fmt.Errorf("repo.path %s is not a directory", path)
 	}
-	if _, err := (gitRun{git: git, dir: abs}).run(ctx, "rev-parse", "--git-dir"); err != nil {
-		if ctx.Err() != nil {
-			return "", err
-		}
-		return "", fmt.Errorf("repo.path %s is not a git repository: %w", path, err)
-	}
 	return abs, nil
 }
 
+// notRepo explains a git command on the directory path that failed with
+// err: the error checkLocalRepo gives when path is not in a git
+// repository, else nil. Only a failed command pays for the check: one git
+// process fewer on every successful one.
+func notRepo(ctx context.Context, git, path string, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	_, cerr := checkLocalRepo(ctx, git, path)
+	return cerr
+}
+
 func resolveLocal(ctx context.Context, git, path, branch string) (string, error) {
-	abs, err := checkLocalRepo(ctx, git, path)
+	abs, err := localDir(path)
 	if err != nil {
 		return "", err
 	}
@@ -87,6 +110,9 @@ func resolveLocal(ctx context.Context, git, path, branch string) (string, error)
 	}
 	out, err := (gitRun{git: git, dir: abs}).run(ctx, "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
 	if err != nil {
+		if nerr := notRepo(ctx, git, path, err); nerr != nil {
+			return "", nerr
+		}
 		switch {
 		case ctx.Err() != nil:
 			return "", err

@@ -50,6 +50,7 @@ func (w *Workspace) Diff(ctx context.Context) ([]byte, error) {
 // DiffFrom is Diff against another tree or commit (a Snapshot), such as a
 // follow-up's starting point.
 func (w *Workspace) DiffFrom(ctx context.Context, base string) ([]byte, error) {
+	defer w.m.traced(OpDiff, w.JobID)()
 	var out []byte
 	err := w.staged(ctx, func(g gitRun) error {
 		var err error
@@ -154,6 +155,7 @@ func (w *Workspace) CheckApplies(ctx context.Context, patch []byte) error {
 	if len(bytes.TrimSpace(patch)) == 0 {
 		return nil
 	}
+	defer w.m.traced(OpCheckApplies, w.JobID)()
 	g, err := w.git(ctx)
 	if err != nil {
 		return fmt.Errorf("check patch: %w", err)

@@ -60,7 +60,28 @@ type Config struct {
 	Keep bool
 	// Git is the git binary. Defaults to DefaultGit.
 	Git string
+	// Trace, when set, is called at the end of each operation on a job's
+	// workspace (one of the Op constants) with the job's id and when the
+	// operation started and ended, whether it succeeded or not; it must
+	// be safe for concurrent use. Benchmarks use it to account for where
+	// a job's time goes. Defaults to none.
+	Trace func(op Op, jobID string, start, end time.Time)
 }
+
+// Op names a workspace operation for Config.Trace.
+type Op string
+
+// The operations Config.Trace reports.
+const (
+	// OpPrepare is Manager.Prepare: the checkout is created.
+	OpPrepare Op = "prepare"
+	// OpDiff is Workspace.Diff or DiffFrom: the patch is computed.
+	OpDiff Op = "diff"
+	// OpCheckApplies is Workspace.CheckApplies.
+	OpCheckApplies Op = "check-applies"
+	// OpRemove is Workspace.Remove.
+	OpRemove Op = "remove"
+)
 
 // Manager creates and removes the workspaces under one root directory.
 // It is safe for concurrent use.
@@ -70,6 +91,7 @@ type Manager struct {
 	keep     bool
 	git      string
 	environ  []string // the environment git starts from; nil: the relay's
+	trace    func(op Op, jobID string, start, end time.Time)
 
 	mu sync.Mutex
 	// repoLocks holds one lock per source repository (by git common
@@ -95,7 +117,18 @@ func New(cfg Config) (*Manager, error) {
 	if git == "" {
 		git = DefaultGit
 	}
-	return &Manager{root: root, rootReal: canonical(root), keep: cfg.Keep, git: git, repoLocks: map[string]*sync.RWMutex{}}, nil
+	return &Manager{root: root, rootReal: canonical(root), keep: cfg.Keep, git: git, trace: cfg.Trace,
+		repoLocks: map[string]*sync.RWMutex{}}, nil
+}
+
+// traced returns the function that reports the end of operation op of job
+// jobID, begun now, to Config.Trace (nothing when there is none).
+func (m *Manager) traced(op Op, jobID string) func() {
+	if m.trace == nil {
+		return func() {}
+	}
+	start := time.Now()
+	return func() { m.trace(op, jobID, start, time.Now()) }
 }
 
 // CheckoutPath returns where the checkout of job jobID is (or was, or
@@ -153,6 +186,7 @@ func (m *Manager) Prepare(ctx context.Context, jobID string, repo relaytype.Repo
 	if !relaytype.ValidCommit(baseline) {
 		return nil, fmt.Errorf("prepare workspace %s: baseline %q is not a full 40-character hex commit id", jobID, baseline)
 	}
+	defer m.traced(OpPrepare, jobID)()
 	w := &Workspace{
 		JobID:    jobID,
 		MetaDir:  filepath.Join(m.root, jobID),
@@ -173,12 +207,15 @@ func (m *Manager) Prepare(ctx context.Context, jobID string, repo relaytype.Repo
 func (w *Workspace) prepare(ctx context.Context, repo relaytype.Repo) error {
 	switch repo.Type {
 	case "local":
-		abs, err := checkLocalRepo(ctx, w.m.git, repo.Path)
+		abs, err := localDir(repo.Path)
 		if err != nil {
 			return err
 		}
 		common, err := commonDirOf(ctx, w.m.git, abs)
 		if err != nil {
+			if nerr := notRepo(ctx, w.m.git, repo.Path, err); nerr != nil {
+				return nerr
+			}
 			return err
 		}
 		w.repoPath, w.commonDir = abs, common
@@ -381,12 +418,72 @@ func (w *Workspace) Remove(ctx context.Context) error {
 	if w.m.keep {
 		return nil
 	}
+	defer w.m.traced(OpRemove, w.JobID)()
+	if done, err := w.removeOwn(); done {
+		if err != nil {
+			return fmt.Errorf("remove workspace %s: %w", w.JobID, err)
+		}
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 	defer cancel()
 	if err := w.m.removeJobDir(ctx, w.MetaDir, w.commonDir); err != nil {
 		return fmt.Errorf("remove workspace %s: %w", w.JobID, err)
 	}
 	return nil
+}
+
+// removeOwn removes the worktree of a local repository without running
+// git, when nothing but the registration Prepare made ties the job
+// directory to a repository: the checkout's .git file and the source
+// record still name the recorded repository, the administrative directory
+// recorded at Prepare still points back at the checkout and is not
+// locked, and no other registration of the repository lies in the job
+// directory. It then does what `git worktree remove --force` does, under
+// the repository's lock: it deletes the checkout (with the whole job
+// directory), then the administrative directory, then the repository's
+// worktrees directory if that left it empty. It reports false when the
+// workspace is not in that state, or when deleting the job directory
+// failed part-way; Remove then goes through git (removeJobDir), which
+// copes with every other state.
+func (w *Workspace) removeOwn() (bool, error) {
+	if w.commonDir == "" || w.gitDir == "" {
+		return false, nil
+	}
+	repos := jobRepos(w.MetaDir, w.commonDir)
+	if len(repos) != 1 || repos[0] != canonical(w.commonDir) {
+		return false, nil
+	}
+	unlock := w.m.lockRepos(repos)
+	defer unlock()
+	back, err := os.ReadFile(filepath.Join(w.gitDir, "gitdir"))
+	if err != nil || canonical(filepath.Dir(strings.TrimSpace(string(back)))) != canonical(w.Dir) ||
+		pathExists(filepath.Join(w.gitDir, "locked")) {
+		return false, nil
+	}
+	worktrees := filepath.Dir(w.gitDir)
+	admins, err := os.ReadDir(worktrees)
+	if err != nil {
+		return false, nil
+	}
+	for _, e := range admins {
+		admin := filepath.Join(worktrees, e.Name())
+		if canonical(admin) == w.gitDir {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(admin, "gitdir"))
+		if err == nil && w.m.ownJob(filepath.Dir(strings.TrimSpace(string(b)))) == w.JobID {
+			return false, nil // the executor registered more worktrees here
+		}
+	}
+	if err := removeAll(w.MetaDir); err != nil {
+		return false, nil
+	}
+	if err := os.RemoveAll(w.gitDir); err != nil {
+		return true, fmt.Errorf("remove worktree registration %s: %w", w.gitDir, err)
+	}
+	_ = os.Remove(worktrees) // only when empty, as git does
+	return true, nil
 }
 
 // Sweep removes the workspaces under Root that a crash left behind: every
