@@ -302,15 +302,15 @@ func TestAnthropicErrorReplies(t *testing.T) {
 	t.Parallel()
 
 	tests := []struct {
-		name       string
-		status     int
-		errType    string
-		message    string
-		header     map[string]string
-		rawBody    string // instead of the JSON error, if set
-		wantErr    string
-		wantRetry  bool
-		wantWait   time.Duration
+		name      string
+		status    int
+		errType   string
+		message   string
+		header    map[string]string
+		rawBody   string // instead of the JSON error, if set
+		wantErr   string
+		wantRetry bool
+		wantWait  time.Duration
 	}{
 		{
 			name: "rate limited", status: 429, errType: "rate_limit_error",
