@@ -73,7 +73,10 @@ works on it in an isolated git workspace, and the client reads back a verified
 patch, a test plan, notes and logs.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what the version command prints.
+		Version: version(),
 	}
+	root.SetVersionTemplate("mcp-task-relay {{.Version}}\n")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

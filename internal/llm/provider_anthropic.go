@@ -1,18 +1,18 @@
 package llm
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/anthropics/anthropic-sdk-go"
-	"github.com/anthropics/anthropic-sdk-go/option"
 )
 
 // Defaults shared by the HTTP providers.
@@ -20,19 +20,27 @@ const (
 	// DefaultAnthropicModel is the model Anthropic answers with when neither
 	// the config nor the request names one.
 	DefaultAnthropicModel = "claude-sonnet-4-5"
+	// DefaultAnthropicBaseURL is Anthropic's own endpoint.
+	DefaultAnthropicBaseURL = "https://api.anthropic.com"
+	// AnthropicVersion is the Messages API version the provider speaks
+	// (the anthropic-version header).
+	AnthropicVersion = "2023-06-01"
 	// DefaultProviderMaxTokens bounds a reply when the request does not.
 	DefaultProviderMaxTokens = 1024
 	// DefaultProviderTimeout bounds one HTTP attempt.
 	DefaultProviderTimeout = 60 * time.Second
 )
 
+// maxReplyBytes bounds the body of a provider's reply that is read.
+const maxReplyBytes = 32 << 20
+
 // AnthropicConfig configures the Anthropic provider.
 type AnthropicConfig struct {
 	// APIKey authenticates with the Messages API (x-api-key). Required.
 	APIKey string
-	// BaseURL is the API's root, e.g. an httptest server or a proxy. A
-	// trailing "/v1" is accepted and dropped, since the SDK adds it to every
-	// path. Defaults to https://api.anthropic.com.
+	// BaseURL is the API's root, e.g. an httptest server or a proxy; the
+	// provider posts to BaseURL + "/v1/messages". A trailing "/v1" is
+	// accepted and dropped. Defaults to DefaultAnthropicBaseURL.
 	BaseURL string
 	// Model is the model used when the request names none. Defaults to
 	// DefaultAnthropicModel.
@@ -70,134 +78,199 @@ func (c AnthropicConfig) validate() error {
 	return nil
 }
 
-// Anthropic is a Provider backed by Anthropic's Messages API.
+// Anthropic is a Provider backed by Anthropic's Messages API, spoken over
+// net/http. (The official SDK is a large generated package: compiling it
+// took most of a first build's time and memory, for this one call.) It
+// makes one attempt per Complete (wrap it with WithRetry) and reads
+// nothing from the environment: the config is the whole truth.
 type Anthropic struct {
-	cfg    AnthropicConfig
-	client anthropic.Client
+	cfg      AnthropicConfig
+	endpoint string
 }
 
 var _ Provider = (*Anthropic)(nil)
 
-// NewAnthropic returns an Anthropic provider. The SDK's own retries are off
-// (wrap the provider with WithRetry) and it reads nothing from the
-// environment: the config is the whole truth.
+// NewAnthropic returns an Anthropic provider.
 func NewAnthropic(cfg AnthropicConfig) (*Anthropic, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	opts := []option.RequestOption{
-		option.WithoutEnvironmentDefaults(),
-		option.WithAPIKey(cfg.APIKey),
-		option.WithHTTPClient(cfg.HTTPClient),
-		option.WithMaxRetries(0),
-	}
-	if cfg.BaseURL != "" {
-		opts = append(opts, option.WithBaseURL(anthropicBaseURL(cfg.BaseURL)))
-	}
-	return &Anthropic{cfg: cfg, client: anthropic.NewClient(opts...)}, nil
+	return &Anthropic{cfg: cfg, endpoint: anthropicEndpoint(cmp.Or(cfg.BaseURL, DefaultAnthropicBaseURL))}, nil
 }
 
-// anthropicBaseURL drops a trailing "/v1": the SDK requests "v1/messages"
-// relative to the base, so "http://host/v1" would become /v1/v1/messages.
-func anthropicBaseURL(base string) string {
-	trimmed := strings.TrimSuffix(base, "/")
-	if strings.HasSuffix(trimmed, "/v1") {
-		return strings.TrimSuffix(trimmed, "v1")
-	}
-	return base
+// anthropicEndpoint is the Messages API's URL under base, which may end
+// in "/v1" or a slash.
+func anthropicEndpoint(base string) string {
+	base = strings.TrimRight(base, "/")
+	base = strings.TrimSuffix(base, "/v1")
+	return base + "/v1/messages"
 }
 
 // Name implements Provider.
 func (a *Anthropic) Name() string { return "anthropic" }
 
+// AnthropicError is an error reply of the Messages API, e.g.
+// {"type":"error","error":{"type":"rate_limit_error","message":"…"}}.
+// It is the Err of the *ProviderError that Complete returns.
+type AnthropicError struct {
+	// StatusCode is the reply's HTTP status.
+	StatusCode int
+	// Type is the error's type ("rate_limit_error", "overloaded_error",
+	// …), or empty when the body was not the API's JSON.
+	Type string
+	// Message is the error's message, or a one-line snippet of a body
+	// that was not the API's JSON.
+	Message string
+	// RequestID is the reply's request-id header, if any.
+	RequestID string
+}
+
+// Error renders "anthropic API: 429 rate_limit_error: message".
+func (e *AnthropicError) Error() string {
+	var b strings.Builder
+	b.WriteString("anthropic API: ")
+	b.WriteString(strconv.Itoa(e.StatusCode))
+	if e.Type != "" {
+		b.WriteString(" ")
+		b.WriteString(e.Type)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.RequestID != "" {
+		b.WriteString(" (request ")
+		b.WriteString(e.RequestID)
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+type anthropicTextBlock struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+type anthropicMessage struct {
+	Role    string               `json:"role"`
+	Content []anthropicTextBlock `json:"content"`
+}
+
+type anthropicRequest struct {
+	Model     string               `json:"model"`
+	MaxTokens int                  `json:"max_tokens"`
+	System    []anthropicTextBlock `json:"system,omitempty"`
+	Messages  []anthropicMessage   `json:"messages"`
+}
+
+type anthropicMessageReply struct {
+	Type    string `json:"type"`
+	Model   string `json:"model"`
+	Content []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	} `json:"content"`
+	Usage struct {
+		InputTokens  int `json:"input_tokens"`
+		OutputTokens int `json:"output_tokens"`
+	} `json:"usage"`
+}
+
 // Complete implements Provider with one Messages API call.
 func (a *Anthropic) Complete(ctx context.Context, req *Request) (*Response, error) {
-	params, err := a.params(req)
+	body, err := a.body(req)
 	if err != nil {
 		return nil, err
 	}
-
 	attemptCtx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
-	// The explicit request timeout also tells the SDK not to insist on
-	// streaming for a large max_tokens: the caller chose how long to wait.
-	msg, err := a.client.Messages.New(attemptCtx, params, option.WithRequestTimeout(a.cfg.Timeout))
+	hreq, err := http.NewRequestWithContext(attemptCtx, http.MethodPost, a.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return nil, a.classify(ctx, err)
+		return nil, &ProviderError{Provider: a.Name(), Err: err}
 	}
-
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "application/json")
+	hreq.Header.Set("X-Api-Key", a.cfg.APIKey)
+	hreq.Header.Set("Anthropic-Version", AnthropicVersion)
+	res, err := a.cfg.HTTPClient.Do(hreq)
+	if err != nil {
+		// The URL is in the provider's configuration already.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, newTransportError(a.Name(), ctx, a.cfg.Timeout, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxReplyBytes))
+	if err != nil {
+		return nil, newTransportError(a.Name(), ctx, a.cfg.Timeout, err)
+	}
+	if res.StatusCode >= 300 {
+		apiErr := anthropicReplyError(res, raw)
+		return nil, newStatusError(a.Name(), res.StatusCode, res.Header, apiErr.Message, apiErr)
+	}
+	var reply anthropicMessageReply
+	if err := json.Unmarshal(raw, &reply); err != nil {
+		return nil, &ProviderError{Provider: a.Name(), Message: "reply is not a message: " + err.Error(), Err: err}
+	}
 	var text strings.Builder
-	for _, block := range msg.Content {
+	for _, block := range reply.Content {
 		if block.Type == "text" {
 			text.WriteString(block.Text)
 		}
 	}
 	return &Response{
 		Text:  text.String(),
-		Model: string(msg.Model),
-		Usage: Usage{
-			InputTokens:  int(msg.Usage.InputTokens),
-			OutputTokens: int(msg.Usage.OutputTokens),
-		},
+		Model: reply.Model,
+		Usage: Usage{InputTokens: reply.Usage.InputTokens, OutputTokens: reply.Usage.OutputTokens},
 	}, nil
 }
 
-func (a *Anthropic) params(req *Request) (anthropic.MessageNewParams, error) {
+// body encodes req as a Messages API request.
+func (a *Anthropic) body(req *Request) ([]byte, error) {
 	if req == nil {
-		return anthropic.MessageNewParams{}, errors.New("anthropic: nil request")
+		return nil, errors.New("anthropic: nil request")
 	}
 	if len(req.Messages) == 0 {
-		return anthropic.MessageNewParams{}, errors.New("anthropic: request has no messages")
+		return nil, errors.New("anthropic: request has no messages")
 	}
-	params := anthropic.MessageNewParams{
-		Model:     anthropic.Model(cmp.Or(req.Model, a.cfg.Model)),
-		MaxTokens: int64(requestMaxTokens(req)),
-		Messages:  make([]anthropic.MessageParam, 0, len(req.Messages)),
+	r := anthropicRequest{
+		Model:     cmp.Or(req.Model, a.cfg.Model),
+		MaxTokens: requestMaxTokens(req),
+		Messages:  make([]anthropicMessage, 0, len(req.Messages)),
 	}
 	if req.System != "" {
-		params.System = []anthropic.TextBlockParam{{Text: req.System}}
+		r.System = []anthropicTextBlock{{Type: "text", Text: req.System}}
 	}
 	for i, m := range req.Messages {
-		block := anthropic.NewTextBlock(m.Content)
-		switch m.Role {
-		case "user":
-			params.Messages = append(params.Messages, anthropic.NewUserMessage(block))
-		case "assistant":
-			params.Messages = append(params.Messages, anthropic.NewAssistantMessage(block))
-		default:
-			return anthropic.MessageNewParams{}, fmt.Errorf("anthropic: message %d: unknown role %q", i, m.Role)
+		if m.Role != "user" && m.Role != "assistant" {
+			return nil, fmt.Errorf("anthropic: message %d: unknown role %q", i, m.Role)
 		}
+		r.Messages = append(r.Messages, anthropicMessage{Role: m.Role, Content: []anthropicTextBlock{{Type: "text", Text: m.Content}}})
 	}
-	return params, nil
+	return json.Marshal(r)
 }
 
-// classify turns an SDK error into a *ProviderError.
-func (a *Anthropic) classify(callerCtx context.Context, err error) error {
-	var apiErr *anthropic.Error
-	if !errors.As(err, &apiErr) {
-		return newTransportError(a.Name(), callerCtx, a.cfg.Timeout, err)
-	}
-	var header http.Header
-	if apiErr.Response != nil {
-		header = apiErr.Response.Header
-	}
-	return newStatusError(a.Name(), apiErr.StatusCode, header, anthropicErrorMessage(apiErr.RawJSON()), err)
-}
-
-// anthropicErrorMessage extracts the message of an error reply,
-// {"type":"error","error":{"type":"rate_limit_error","message":"…"}}.
-func anthropicErrorMessage(body string) string {
+// anthropicReplyError reads an error reply: the API's JSON error, or
+// a snippet of whatever else came back (an HTML page from a proxy, say).
+func anthropicReplyError(res *http.Response, raw []byte) *AnthropicError {
+	e := &AnthropicError{StatusCode: res.StatusCode, RequestID: res.Header.Get("Request-Id")}
 	var reply struct {
 		Error struct {
 			Type    string `json:"type"`
 			Message string `json:"message"`
 		} `json:"error"`
+		RequestID string `json:"request_id"`
 	}
-	if json.Unmarshal([]byte(body), &reply) == nil && reply.Error.Message != "" {
-		return reply.Error.Message
+	if json.Unmarshal(raw, &reply) == nil && reply.Error.Message != "" {
+		e.Type, e.Message = reply.Error.Type, reply.Error.Message
+		e.RequestID = cmp.Or(e.RequestID, reply.RequestID)
+		return e
 	}
-	return errorBodySnippet(body)
+	e.Message = errorBodySnippet(string(raw))
+	return e
 }
 
 // requestMaxTokens is req's reply bound, or DefaultProviderMaxTokens.

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anthropics/anthropic-sdk-go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -240,8 +239,8 @@ func TestAnthropicRequestOverridesConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "claude-haiku-4-5", resp.Model)
 
-	// A large max_tokens must not trip the SDK's "streaming is required"
-	// guard: the provider sets its own per-request timeout.
+	// A large max_tokens is sent as it is: the provider sets its own
+	// per-request timeout and never switches to streaming.
 	_, err = p.Complete(t.Context(), &Request{
 		Model:     "claude-opus-4-1",
 		MaxTokens: 32000,
@@ -303,16 +302,15 @@ func TestAnthropicErrorReplies(t *testing.T) {
 	t.Parallel()
 
 	tests := []struct {
-		name       string
-		status     int
-		errType    string
-		message    string
-		header     map[string]string
-		rawBody    string // instead of the JSON error, if set
-		wantErr    string
-		wantRetry  bool
-		wantWait   time.Duration
-		wantSDKErr bool
+		name      string
+		status    int
+		errType   string
+		message   string
+		header    map[string]string
+		rawBody   string // instead of the JSON error, if set
+		wantErr   string
+		wantRetry bool
+		wantWait  time.Duration
 	}{
 		{
 			name: "rate limited", status: 429, errType: "rate_limit_error",
@@ -379,12 +377,14 @@ func TestAnthropicErrorReplies(t *testing.T) {
 			require.Equal(t, tt.wantRetry, pe.Retryable)
 			require.Equal(t, tt.wantWait, pe.RetryAfter)
 
-			// The SDK's error stays reachable, with its status and type.
-			var sdkErr *anthropic.Error
-			require.ErrorAs(t, err, &sdkErr)
-			require.Equal(t, tt.status, sdkErr.StatusCode)
-			if tt.errType != "" {
-				require.EqualValues(t, tt.errType, sdkErr.Type())
+			// The API's error stays reachable, with its status, type and
+			// request id.
+			var apiErr *AnthropicError
+			require.ErrorAs(t, err, &apiErr)
+			require.Equal(t, tt.status, apiErr.StatusCode)
+			require.Equal(t, tt.errType, apiErr.Type)
+			if tt.rawBody == "" {
+				require.Equal(t, "req_011CTestError", apiErr.RequestID)
 			}
 		})
 	}
@@ -420,4 +420,42 @@ func TestAnthropicCallerCancel(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	require.False(t, pe.Retryable, "the caller gave up; retrying would be wrong")
 	require.False(t, errors.Is(err, context.DeadlineExceeded))
+}
+
+func TestAnthropicEndpoint(t *testing.T) {
+	t.Parallel()
+
+	p, err := NewAnthropic(AnthropicConfig{APIKey: "k"})
+	require.NoError(t, err)
+	require.Equal(t, "https://api.anthropic.com/v1/messages", p.endpoint)
+	for _, base := range []string{"http://proxy:8080/llm", "http://proxy:8080/llm/", "http://proxy:8080/llm/v1", "http://proxy:8080/llm/v1/"} {
+		require.Equal(t, "http://proxy:8080/llm/v1/messages", anthropicEndpoint(base), base)
+	}
+}
+
+func TestAnthropicReplyShapes(t *testing.T) {
+	t.Parallel()
+
+	wire := newAnthropicWire(t, func(w http.ResponseWriter, _ *http.Request, n int, req anthropicWireRequest) {
+		w.Header().Set("Content-Type", "application/json")
+		if n == 1 {
+			// Blocks other than text (a thinking block, say) are not the answer.
+			_, _ = fmt.Fprintf(w, `{"type":"message","role":"assistant","model":%q,
+				"content":[{"type":"thinking","thinking":"hmm","signature":"x"},{"type":"text","text":"yes"}],
+				"usage":{"input_tokens":9,"output_tokens":2}}`, req.Model)
+			return
+		}
+		_, _ = fmt.Fprint(w, "not json")
+	})
+	p := newTestAnthropic(t, wire.URL)
+
+	resp, err := p.Complete(t.Context(), &Request{Messages: []Message{{Role: "user", Content: "ok?"}}})
+	require.NoError(t, err)
+	require.Equal(t, &Response{Text: "yes", Model: DefaultAnthropicModel, Usage: Usage{InputTokens: 9, OutputTokens: 2}}, resp)
+
+	_, err = p.Complete(t.Context(), &Request{Messages: []Message{{Role: "user", Content: "ok?"}}})
+	require.ErrorContains(t, err, "anthropic: reply is not a message: ")
+	var pe *ProviderError
+	require.ErrorAs(t, err, &pe)
+	require.False(t, pe.Retryable)
 }

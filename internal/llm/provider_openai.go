@@ -140,7 +140,7 @@ func (o *OpenAI) Complete(ctx context.Context, req *Request) (*Response, error) 
 		return nil, newTransportError(o.Name(), ctx, o.cfg.Timeout, err)
 	}
 	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 32<<20))
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxReplyBytes))
 	if err != nil {
 		return nil, newTransportError(o.Name(), ctx, o.cfg.Timeout, err)
 	}

@@ -48,7 +48,7 @@ type ProviderError struct {
 	// RetryAfter is how long the provider asked us to wait before retrying
 	// (Retry-After or retry-after-ms), or 0 if it did not say.
 	RetryAfter time.Duration
-	// Err is the underlying error, usually the SDK's.
+	// Err is the underlying error: the API's error reply, or the transport's.
 	Err error
 }
 
@@ -285,7 +285,7 @@ func newStatusError(provider string, code int, header http.Header, message strin
 }
 
 // newTransportError classifies a failure to get any reply: err is what the
-// SDK returned, callerCtx the context the caller passed, and timeout the
+// HTTP client returned, callerCtx the context the caller passed, and timeout the
 // attempt's own deadline.
 func newTransportError(provider string, callerCtx context.Context, timeout time.Duration, err error) *ProviderError {
 	if callerCtx.Err() != nil {

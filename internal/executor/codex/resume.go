@@ -11,15 +11,28 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/executor"
 )
 
-// codexSessionIDRE is the form of the thread ids codex prints (UUIDs);
-// an id is checked against it before it is put into a file pattern.
-var codexSessionIDRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z-]{0,127}$`)
+// codexSessionID reports whether id has the form of the thread ids codex
+// prints (UUIDs): 1 to 128 ASCII letters, digits and dashes, not starting
+// with a dash. An id is checked before it is put into a file pattern. (A
+// function rather than a regexp: the bounded repetition compiled to a
+// large program at every start of the binary.)
+func codexSessionID(id string) bool {
+	if len(id) == 0 || len(id) > 128 || id[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // PrepareResume records, for Parse, the token usage of the thread a
 // follow-up resumes as it stands before the run: codex keeps sessions by
@@ -100,7 +113,7 @@ func codexGetenv(env []string) func(string) string {
 // codexSessionFile finds the rollout file of session id under home, or
 // returns "" when there is none.
 func codexSessionFile(home, id string) (string, error) {
-	if !codexSessionIDRE.MatchString(id) {
+	if !codexSessionID(id) {
 		return "", nil
 	}
 	suffix := "-" + id + ".jsonl"
