@@ -57,12 +57,24 @@ func Summarize(name string, d []time.Duration) Result {
 	return r
 }
 
+// Memory is what an idle process holds, in bytes (0 where /proc is not
+// available).
+type Memory struct {
+	// RSS is the resident set size (VmRSS): private pages plus the pages
+	// of the executable and libraries mapped in, which the kernel may map
+	// in 2 MiB blocks (large page-cache folios) and which other processes
+	// running the same binary share.
+	RSS int64
+	// Private is the process's own memory (RssAnon): heap, stacks and
+	// runtime data, which no other process shares.
+	Private int64
+}
+
 // ColdStart starts `binary serve --standalone` (the whole relay in one
 // process) n times with in-memory storage and times each from exec to the
-// initialize reply. It also returns the median resident set size of the
-// idle server right after initialize, in bytes (0 where /proc is not
-// available).
-func ColdStart(ctx context.Context, binary, dir string, n int) (Result, int64, error) {
+// initialize reply. It also returns the median memory of the idle server
+// right after initialize.
+func ColdStart(ctx context.Context, binary, dir string, n int) (Result, Memory, error) {
 	return starts(ctx, "cold start → initialize reply", binary, n, func(i int) []string {
 		return []string{"serve", "--standalone", "--storage", "memory", "--config-dir", filepath.Join(dir, fmt.Sprint("cold", i))}
 	}, filepath.Join(dir, "cold-data"))
@@ -72,21 +84,21 @@ func ColdStart(ctx context.Context, binary, dir string, n int) (Result, int64, e
 // serve` n times as a thin front of it (what an MCP client launches), and
 // times each from exec to the initialize reply, which has crossed the
 // front and the service's socket. It also returns the median resident set
-// size of an idle front. The service is stopped at the end.
-func FrontStart(ctx context.Context, binary, dir string, n int) (Result, int64, error) {
+// size and private memory of an idle front. The service is stopped at the end.
+func FrontStart(ctx context.Context, binary, dir string, n int) (Result, Memory, error) {
 	data := filepath.Join(dir, "front-data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
-		return Result{}, 0, err
+		return Result{}, Memory{}, err
 	}
 	// A free port: the default may be taken by the user's own service.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return Result{}, 0, err
+		return Result{}, Memory{}, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
 	if err := os.WriteFile(filepath.Join(data, "service.yaml"), []byte(fmt.Sprintf("askAnswer:\n  port: %d\n", port)), 0o600); err != nil {
-		return Result{}, 0, err
+		return Result{}, Memory{}, err
 	}
 	daemon := func(args ...string) error {
 		cmd := exec.CommandContext(ctx, binary, append([]string{"daemon"}, append(args, "--data-dir", data)...)...)
@@ -96,7 +108,7 @@ func FrontStart(ctx context.Context, binary, dir string, n int) (Result, int64, 
 		return nil
 	}
 	if err := daemon("start"); err != nil {
-		return Result{}, 0, err
+		return Result{}, Memory{}, err
 	}
 	defer func() { _ = daemon("stop", "--grace", "1s") }()
 	return starts(ctx, "front start → initialize reply", binary, n, func(i int) []string {
@@ -105,12 +117,12 @@ func FrontStart(ctx context.Context, binary, dir string, n int) (Result, int64, 
 }
 
 // starts runs binary with args(i) n times as an MCP server on stdio and
-// times exec → initialize reply; it returns the median RSS of the idle
-// process.
-func starts(ctx context.Context, name, binary string, n int, args func(i int) []string, dataDir string) (Result, int64, error) {
+// times exec → initialize reply; it returns the median RSS and private
+// memory of the idle process.
+func starts(ctx context.Context, name, binary string, n int, args func(i int) []string, dataDir string) (Result, Memory, error) {
 	var (
-		d   []time.Duration
-		rss []int64
+		d            []time.Duration
+		rss, private []int64
 	)
 	for i := range n {
 		cmd := exec.Command(binary, args(i)...)
@@ -120,30 +132,38 @@ func starts(ctx context.Context, name, binary string, n int, args func(i int) []
 		t0 := time.Now()
 		s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
 		if err != nil {
-			return Result{}, 0, fmt.Errorf("%s %d: %w", name, i, err)
+			return Result{}, Memory{}, fmt.Errorf("%s %d: %w", name, i, err)
 		}
 		d = append(d, time.Since(t0))
-		rss = append(rss, residentBytes(cmd.Process.Pid))
+		m := memoryOf(cmd.Process.Pid)
+		rss, private = append(rss, m.RSS), append(private, m.Private)
 		_ = s.Close()
 	}
 	slices.Sort(rss)
-	return Summarize(name, d), rss[len(rss)/2], nil
+	slices.Sort(private)
+	return Summarize(name, d), Memory{RSS: rss[len(rss)/2], Private: private[len(private)/2]}, nil
 }
 
-// residentBytes reads VmRSS of a process from /proc.
-func residentBytes(pid int) int64 {
+// memoryOf reads VmRSS and RssAnon of a process from /proc.
+func memoryOf(pid int) Memory {
+	var m Memory
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return m
+	}
+	kb := func(s string) int64 {
+		var v int64
+		fmt.Sscanf(strings.TrimSpace(s), "%d", &v)
+		return v * 1024
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb * 1024
+			m.RSS = kb(rest)
+		} else if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			m.Private = kb(rest)
 		}
 	}
-	return 0
+	return m
 }
 
 // noop is a Handler that does nothing, so the queue alone is measured.

@@ -117,10 +117,11 @@ func BenchmarkColdStart(b *testing.B) {
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
 	require.NoError(b, err, "%s", out)
 	b.ResetTimer()
-	r, rss, err := bench.ColdStart(context.Background(), bin, dir, b.N)
+	r, mem, err := bench.ColdStart(context.Background(), bin, dir, b.N)
 	require.NoError(b, err)
 	b.ReportMetric(float64(r.P50.Microseconds()), "coldstart-p50-µs")
-	b.ReportMetric(float64(rss)/(1<<20), "idle-rss-MiB")
+	b.ReportMetric(float64(mem.RSS)/(1<<20), "idle-rss-MiB")
+	b.ReportMetric(float64(mem.Private)/(1<<20), "idle-private-MiB")
 }
 
 // BenchmarkFrontStart times exec → initialize reply of `serve` as a front
@@ -131,10 +132,11 @@ func BenchmarkFrontStart(b *testing.B) {
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
 	require.NoError(b, err, "%s", out)
 	b.ResetTimer()
-	r, rss, err := bench.FrontStart(context.Background(), bin, dir, b.N)
+	r, mem, err := bench.FrontStart(context.Background(), bin, dir, b.N)
 	require.NoError(b, err)
 	b.ReportMetric(float64(r.P50.Microseconds()), "frontstart-p50-µs")
-	b.ReportMetric(float64(rss)/(1<<20), "front-idle-rss-MiB")
+	b.ReportMetric(float64(mem.RSS)/(1<<20), "front-idle-rss-MiB")
+	b.ReportMetric(float64(mem.Private)/(1<<20), "front-idle-private-MiB")
 }
 
 // TestPipelineMeasures runs a few real jobs through the full pipeline,

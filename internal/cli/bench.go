@@ -133,16 +133,18 @@ func sqliteSteps(o benchOptions, self, dir string) []benchStep {
 	if o.coldN > 0 {
 		steps = append(steps,
 			benchStep{"cold start", func(ctx context.Context) ([]bench.Figure, error) {
-				cold, rss, err := bench.ColdStart(ctx, self, dir, o.coldN)
-				return append(cold.Figures(), mib("idle RSS after initialize (median)", rss)), err
+				cold, mem, err := bench.ColdStart(ctx, self, dir, o.coldN)
+				return append(cold.Figures(), mib("idle RSS after initialize (median)", mem.RSS),
+					mib("idle private memory after initialize (median)", mem.Private)), err
 			}},
 			benchStep{"context size", func(ctx context.Context) ([]bench.Figure, error) {
 				size, err := bench.ContextCost(ctx, self, dir)
 				return size.Figures(), err
 			}},
 			benchStep{"front start", func(ctx context.Context) ([]bench.Figure, error) {
-				front, rss, err := bench.FrontStart(ctx, self, dir, o.coldN)
-				return append(front.Figures(), mib("idle front RSS (median)", rss)), err
+				front, mem, err := bench.FrontStart(ctx, self, dir, o.coldN)
+				return append(front.Figures(), mib("idle front RSS (median)", mem.RSS),
+					mib("idle front private memory (median)", mem.Private)), err
 			}})
 	}
 	steps = append(steps,
