@@ -37,6 +37,9 @@ type Result struct {
 	P99  time.Duration
 	// PerSec is a throughput, when the figure is one.
 	PerSec float64
+	// Commits is the number of write transactions a throughput run's
+	// store began (0 where not counted).
+	Commits int64
 }
 
 func (r Result) String() string {
@@ -274,11 +277,13 @@ func Throughput(ctx context.Context, dir string, n, concurrency int) (Result, er
 	if err != nil {
 		return Result{}, err
 	}
+	before := st.WriteStats()
 	el, err := drive(ctx, []*relay.Relay{r}, n, 4, spec, 2*time.Minute)
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Name: "no-op jobs through SQLite queue", N: n, PerSec: float64(n) / el.Seconds()}, nil
+	return Result{Name: "no-op jobs through SQLite queue", N: n, PerSec: float64(n) / el.Seconds(),
+		Commits: st.WriteStats().Transactions - before.Transactions}, nil
 }
 
 // drive starts the relays rs (sharing one store), submits n jobs made by

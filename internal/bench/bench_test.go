@@ -53,6 +53,7 @@ func BenchmarkThroughput(b *testing.B) {
 	require.NoError(b, err)
 	b.ReportMetric(r.PerSec, "jobs/s")
 	b.ReportMetric(1e9/r.PerSec, "ns/op")
+	b.ReportMetric(float64(r.Commits)/float64(r.N), "commits/job")
 }
 
 // BenchmarkPipeline runs b.N real jobs one at a time through the full
@@ -108,6 +109,10 @@ func TestQueueMeasures(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 40, r.N)
 	require.Greater(t, r.PerSec, 0.0)
+	// Each job is at most three writes (insert, claim, end), some of
+	// which share a commit.
+	require.Positive(t, r.Commits)
+	require.LessOrEqual(t, r.Commits, int64(3*40))
 }
 
 // BenchmarkColdStart builds the binary and times exec → initialize reply.

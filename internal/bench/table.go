@@ -25,7 +25,11 @@ func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 // milliseconds.
 func (r Result) Figures() []Figure {
 	if r.PerSec > 0 {
-		return []Figure{{Name: r.Name, Unit: "jobs/s", Value: r.PerSec}}
+		f := []Figure{{Name: r.Name, Unit: "jobs/s", Value: r.PerSec}}
+		if r.Commits > 0 && r.N > 0 {
+			f = append(f, Figure{Name: r.Name + ": commits per job", Unit: "commits", Value: float64(r.Commits) / float64(r.N)})
+		}
+		return f
 	}
 	return []Figure{
 		{Name: r.Name + " p50", Unit: "ms", Value: ms(r.P50)},

@@ -86,6 +86,9 @@ type groupWriter struct {
 	stmts  map[string]*sql.Stmt
 	missed []string
 
+	// transactions and writes count batches and the requests they ran.
+	transactions, writes atomic.Int64
+
 	mu      sync.Mutex
 	queue   []*txRequest
 	leading bool // a goroutine is running batches
@@ -166,8 +169,8 @@ func (w *groupWriter) run(batch []*txRequest) {
 		return
 	}
 	w.prepareMissed()
-	dbgBatches.Add(1)
-	dbgReqs.Add(int64(len(live)))
+	w.transactions.Add(1)
+	w.writes.Add(int64(len(live)))
 	// The transaction outlives any one caller's context.
 	stx, err := w.db.BeginTx(context.Background(), nil)
 	if err != nil {
@@ -296,7 +299,17 @@ func (w *groupWriter) close() {
 	}
 }
 
-var dbgBatches, dbgReqs atomic.Int64
+// WriteStats counts the work of a store's writer.
+type WriteStats struct {
+	// Transactions is the number of write transactions begun.
+	Transactions int64
+	// Writes is the number of write calls they carried (each store
+	// method that changes something is one).
+	Writes int64
+}
 
-// DebugBatches is temporary.
-func DebugBatches() (int64, int64) { return dbgBatches.Load(), dbgReqs.Load() }
+// WriteStats returns the store's write counts since Open; Writes divided
+// by Transactions is how many writes share a commit on average.
+func (s *Store) WriteStats() WriteStats {
+	return WriteStats{Transactions: s.write.transactions.Load(), Writes: s.write.writes.Load()}
+}

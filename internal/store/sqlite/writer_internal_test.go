@@ -100,8 +100,13 @@ func TestBatchKeepsEachRequestApart(t *testing.T) {
 		waitQueued(t, s.write, i+1) // queue order = i
 	}
 	cancel()
+	before := s.WriteStats()
 	release()
 	wg.Wait()
+	// All of them in one transaction, but for the canceled one.
+	after := s.WriteStats()
+	require.Equal(t, int64(1), after.Transactions-before.Transactions)
+	require.Equal(t, int64(n-1), after.Writes-before.Writes)
 
 	keys := scratchKeys(t, s)
 	for i := range n {
