@@ -155,7 +155,13 @@ func (w *groupWriter) lead() {
 	w.queue[0].lead <- struct{}{}
 }
 
-// run executes one batch in one transaction.
+// run executes one batch. It first runs the requests one after another
+// in one transaction without savepoints; when one fails (rare: an illegal
+// transition, a conflict), everything is rolled back, that request gets
+// its error, and the others run again in a second transaction, this time
+// each in its own savepoint. Re-running is safe: a request only reads and
+// writes the database and sets its caller's results, and it sees the same
+// writes before it as the first time, in the same order.
 func (w *groupWriter) run(batch []*txRequest) {
 	live := batch[:0:0]
 	for _, r := range batch {
@@ -168,30 +174,62 @@ func (w *groupWriter) run(batch []*txRequest) {
 	if len(live) == 0 {
 		return
 	}
-	w.prepareMissed()
-	w.transactions.Add(1)
 	w.writes.Add(int64(len(live)))
-	// The transaction outlives any one caller's context.
-	stx, err := w.db.BeginTx(context.Background(), nil)
-	if err != nil {
+	failed, err := w.runPlain(live)
+	if failed < 0 {
 		for _, r := range live {
-			r.done <- fmt.Errorf("begin: %w", err)
+			r.done <- err
 		}
 		return
 	}
-	tx := &wtx{Tx: stx, w: w}
-	if len(live) == 1 {
-		r := live[0]
+	live[failed].done <- err
+	w.runSavepoints(append(live[:failed:failed], live[failed+1:]...))
+}
+
+// begin starts a write transaction, preparing first the statements that
+// ran unprepared. The transaction outlives any one caller's context.
+func (w *groupWriter) begin() (*wtx, error) {
+	w.prepareMissed()
+	w.transactions.Add(1)
+	tx, err := w.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return &wtx{Tx: tx, w: w}, nil
+}
+
+// runPlain runs live in one transaction without savepoints. It returns
+// the index of the first request that failed and its error, everything
+// rolled back; or -1 and the error of beginning or committing, which is
+// every request's.
+func (w *groupWriter) runPlain(live []*txRequest) (int, error) {
+	tx, err := w.begin()
+	if err != nil {
+		return -1, err
+	}
+	for i, r := range live {
 		if err := r.fn(context.WithoutCancel(r.ctx), tx); err != nil {
 			_ = tx.Rollback()
+			return i, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return -1, fmt.Errorf("commit: %w", err)
+	}
+	return -1, nil
+}
+
+// runSavepoints runs live in one transaction, each request in its own
+// savepoint, so that a failing request undoes only its own writes.
+func (w *groupWriter) runSavepoints(live []*txRequest) {
+	if len(live) == 0 {
+		return
+	}
+	tx, err := w.begin()
+	if err != nil {
+		for _, r := range live {
 			r.done <- err
-			return
 		}
-		if err := tx.Commit(); err != nil {
-			r.done <- fmt.Errorf("commit: %w", err)
-			return
-		}
-		r.done <- nil
 		return
 	}
 	results := make([]error, len(live))
@@ -213,7 +251,7 @@ func (w *groupWriter) run(batch []*txRequest) {
 		for j := range i + 1 {
 			live[j].done <- results[j]
 		}
-		w.run(live[i+1:])
+		w.runSavepoints(live[i+1:])
 		return
 	}
 	if err := tx.Commit(); err != nil {

@@ -103,9 +103,11 @@ func TestBatchKeepsEachRequestApart(t *testing.T) {
 	before := s.WriteStats()
 	release()
 	wg.Wait()
-	// All of them in one transaction, but for the canceled one.
+	// All but the canceled one ran: first together without savepoints,
+	// which the first failure rolled back, then in a second transaction,
+	// one savepoint each.
 	after := s.WriteStats()
-	require.Equal(t, int64(1), after.Transactions-before.Transactions)
+	require.Equal(t, int64(2), after.Transactions-before.Transactions)
 	require.Equal(t, int64(n-1), after.Writes-before.Writes)
 
 	keys := scratchKeys(t, s)
@@ -130,9 +132,39 @@ func TestBatchKeepsEachRequestApart(t *testing.T) {
 	require.Equal(t, keys, scratchKeys(t, again))
 }
 
-// When the shared transaction itself is lost, the requests that had
-// succeeded in it are told so (their writes are gone), and the ones not
-// yet run get a transaction of their own and commit.
+// Requests that all succeed share one transaction and one commit.
+func TestBatchOneCommit(t *testing.T) {
+	t.Parallel()
+	s, block := openBatchTest(t)
+	release := block()
+	const n = 10
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.inTx(context.Background(), func(ctx context.Context, tx *wtx) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO scratch (k) VALUES (?)`, fmt.Sprint(i))
+				return err
+			})
+		})
+		waitQueued(t, s.write, i+1)
+	}
+	before := s.WriteStats()
+	release()
+	wg.Wait()
+	after := s.WriteStats()
+	require.Equal(t, int64(1), after.Transactions-before.Transactions)
+	require.Equal(t, int64(n), after.Writes-before.Writes)
+	for i := range n {
+		require.NoError(t, errs[i])
+	}
+	require.Len(t, scratchKeys(t, s), n)
+}
+
+// When the shared transaction itself is lost while the requests run in
+// savepoints, the requests that had succeeded in it are told so (their
+// writes are gone), and the ones not yet run get a transaction of their
+// own and commit.
 func TestBatchLostTransaction(t *testing.T) {
 	t.Parallel()
 	s, block := openBatchTest(t)
@@ -147,7 +179,11 @@ func TestBatchLostTransaction(t *testing.T) {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO scratch (k) VALUES (?)`, fmt.Sprint(i)); err != nil {
 					return err
 				}
-				if i == 2 {
+				switch i {
+				case 1:
+					// Fails plainly: the batch goes on in savepoints.
+					return errors.New("plain failure")
+				case 4:
 					// What SQLite does on an I/O or disk-full error.
 					_, err := tx.ExecContext(ctx, `ROLLBACK`)
 					require.NoError(t, err)
@@ -162,15 +198,13 @@ func TestBatchLostTransaction(t *testing.T) {
 	wg.Wait()
 
 	keys := scratchKeys(t, s)
-	for i := range n {
-		if i <= 2 {
-			require.ErrorIs(t, errs[i], errTxLost, "request %d", i)
-			require.False(t, keys[fmt.Sprint(i)])
-			continue
-		}
-		require.NoError(t, errs[i], "request %d", i)
-		require.True(t, keys[fmt.Sprint(i)], "request %d", i)
+	require.ErrorContains(t, errs[1], "plain failure")
+	for _, i := range []int{0, 2, 3, 4} {
+		require.ErrorIs(t, errs[i], errTxLost, "request %d", i)
 	}
+	require.ErrorContains(t, errs[4], "disk gone")
+	require.NoError(t, errs[5])
+	require.Equal(t, map[string]bool{"5": true}, keys)
 	// The writer goes on.
 	require.NoError(t, s.inTx(t.Context(), func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO scratch (k) VALUES ('after')`)
