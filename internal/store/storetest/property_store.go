@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -68,5 +69,42 @@ func freshStores(t *testing.T, newStore func(t *testing.T) store.Store) func(rt 
 		}
 		require.NoError(rt, e.EmptyForTest(first.ctx), "empty the store for the next check")
 		return first
+	}
+}
+
+// Reuse turns newStore into a constructor for Exercise that recycles
+// stores: when a subtest that passed ends, its store is emptied (it must
+// be an Emptier) and handed to a later subtest, so the suite opens about
+// as many stores as subtests run at once rather than one per subtest.
+// Stores come from newStore(t) and close when t ends; the store of a
+// failed subtest is not handed on.
+func Reuse(t *testing.T, newStore func(t *testing.T) store.Store) func(t *testing.T) store.Store {
+	t.Helper()
+	var mu sync.Mutex
+	var free []store.Store
+	return func(sub *testing.T) store.Store {
+		sub.Helper()
+		mu.Lock()
+		var s store.Store
+		if n := len(free); n > 0 {
+			s, free = free[n-1], free[:n-1]
+		}
+		mu.Unlock()
+		if s == nil {
+			s = newStore(t)
+		}
+		e, ok := s.(Emptier)
+		require.True(sub, ok, "storetest.Reuse: %T is not an Emptier", s)
+		sub.Cleanup(func() {
+			if sub.Failed() {
+				return
+			}
+			// A fresh context: the subtest's is canceled by now.
+			require.NoError(sub, e.EmptyForTest(context.Background()), "empty the store for the next subtest")
+			mu.Lock()
+			free = append(free, s)
+			mu.Unlock()
+		})
+		return s
 	}
 }
