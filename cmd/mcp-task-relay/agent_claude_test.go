@@ -196,6 +196,7 @@ const claudeReport = "Greeted the relay.\n### TEST_PLAN\n- cat hello.txt\n### NO
 // workspace but the edits, and claude reaches no other host.
 func TestClaudeEditSucceeds(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := claudeStart(t, "")
 	r.api.Script(
 		claudetest.Turn{Calls: []claudetest.Call{claudetest.Read(claudetest.InCwd("hello.txt"))}, Usage: claudetest.Usage{Input: 1200, Output: 30, CacheCreation: 800}},
@@ -250,6 +251,7 @@ func claudeKey(dir string) string {
 // usage.
 func TestClaudeFollowupResumesSession(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := claudeStart(t, "")
 	r.api.Script(
 		claudetest.Turn{Calls: []claudetest.Call{claudetest.Write(claudetest.InCwd("greeting.txt"), "Hello, world!\n")}},
@@ -310,6 +312,7 @@ func TestClaudeFollowupResumesSession(t *testing.T) {
 // allow the command), the relay fails the job (POLICY).
 func TestClaudeReadOnly(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	t.Run("writes refused", func(t *testing.T) {
 		t.Parallel()
 		r := claudeStart(t, "")
@@ -367,6 +370,7 @@ func TestClaudeReadOnly(t *testing.T) {
 // command.
 func TestClaudeAskPolicyModes(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	t.Run("untrusted", func(t *testing.T) {
 		t.Parallel()
 		r := claudeStart(t, "")
@@ -454,6 +458,7 @@ func claudeRelayApprove(t *testing.T, delay time.Duration) {
 // permission prompts (relay_approve) become asks, and the answers reach it.
 func TestClaudeRelayToolsOverMCP(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	t.Run("relay_ask", func(t *testing.T) { t.Parallel(); claudeRelayAsk(t, 0) })
 	t.Run("relay_approve", func(t *testing.T) { t.Parallel(); claudeRelayApprove(t, 0) })
 }
@@ -465,6 +470,7 @@ func TestClaudeRelayToolsOverMCP(t *testing.T) {
 // relay_ask reaches the job's relay.
 func TestClaudeRunServerWinsOverUsersTaskRelay(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := claudeStart(t, "")
 	mark := filepath.Join(r.home, "users-server-started")
 	server := `{"mcpServers":{"task-relay":{"type":"stdio","command":"/bin/sh","args":["-c","touch ` + mark + `; sleep 5"]}}}`
@@ -494,16 +500,16 @@ func TestClaudeRunServerWinsOverUsersTaskRelay(t *testing.T) {
 // timeouts (the server's request and tool timeouts, 60 s by default, and
 // the idle timeout) are above the ask deadline.
 func TestClaudeLongRelayAskAnsweredAfter90s(t *testing.T) {
-	longTest(t)
 	t.Parallel()
+	longTest(t)
 	claudeRelayAsk(t, 90*time.Second)
 }
 
 // As TestClaudeLongRelayAskAnsweredAfter90s, for a permission prompt:
 // the approval comes after 90 s and the command runs.
 func TestClaudeLongRelayApproveAnsweredAfter90s(t *testing.T) {
-	longTest(t)
 	t.Parallel()
+	longTest(t)
 	claudeRelayApprove(t, 90*time.Second)
 }
 
@@ -533,6 +539,7 @@ func claudeAskCommand(t *testing.T, delay time.Duration) {
 // runs it (and the answer reaches the model) even in untrusted mode.
 func TestClaudeAskCommand(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	claudeAskCommand(t, 0)
 }
 
@@ -540,8 +547,8 @@ func TestClaudeAskCommand(t *testing.T) {
 // model: claude would kill a Bash command after 2 min; the run's default
 // Bash timeout is above the ask deadline.
 func TestClaudeLongAskCommandAnsweredAfter150s(t *testing.T) {
-	longTest(t)
 	t.Parallel()
+	longTest(t)
 	claudeAskCommand(t, 150*time.Second)
 }
 
@@ -550,6 +557,7 @@ func TestClaudeLongAskCommandAnsweredAfter150s(t *testing.T) {
 // job with POLICY, not EXECUTOR_ERROR, with claude's own message.
 func TestClaudeBudgetStopIsPolicy(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := claudeStart(t, "")
 	r.api.Script(
 		claudetest.Turn{Calls: []claudetest.Call{claudetest.Bash("git status")}},
@@ -570,6 +578,7 @@ func TestClaudeBudgetStopIsPolicy(t *testing.T) {
 // summary: here the turn limit of the executor's maxTurns.
 func TestClaudeFailureSummary(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := claudeStart(t, "    maxTurns: 1\n")
 	r.api.Script(
 		claudetest.Turn{Calls: []claudetest.Call{claudetest.Bash("git status")}},
@@ -591,6 +600,7 @@ func TestClaudeFailureSummary(t *testing.T) {
 // fails without credentials.
 func TestClaudeDoctor(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	api := claudetest.New(t)
 	home := t.TempDir()
 	doctor := func(passEnv string) (string, int) {

@@ -149,6 +149,7 @@ func (r *codexRelay) codexSaveTranscript(t *testing.T, jobID, name string) {
 // message as out.md, the session id and the tokens the model reported.
 func TestCodexEditSucceeds(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	final := "Added a line to hello.txt.\n\n### TEST_PLAN\n- cat hello.txt\n\n### NOTES\n- nothing else"
 	model := codextest.New(t,
 		codextest.ReplyUsage(codextest.Usage{Input: 1000, Cached: 100, Output: 40},
@@ -196,6 +197,7 @@ func TestCodexEditSucceeds(t *testing.T) {
 // although codex states the thread's running total.
 func TestCodexFollowupResumesSession(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	parentUsage := []codextest.Usage{{Input: 5000, Cached: 1000, Output: 300}, {Input: 5200, Cached: 5000, Output: 100}}
 	ownUsage := []codextest.Usage{{Input: 7000, Cached: 6000, Output: 70}, {Input: 7100, Cached: 7000, Output: 20}}
 	model := codextest.New(t,
@@ -249,6 +251,7 @@ func TestCodexFollowupResumesSession(t *testing.T) {
 // executor's extraArgs), the relay fails the job with POLICY.
 func TestCodexReadOnlyWriteHasNoPatch(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	t.Run("codex refuses", func(t *testing.T) {
 		t.Parallel()
 		model := codextest.New(t,
@@ -372,6 +375,7 @@ func codexAsk(t *testing.T, wait time.Duration) {
 // orchestrator answers, and the answer reaches the model.
 func TestCodexAskOverMCP(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	codexAsk(t, 0)
 }
 
@@ -388,6 +392,7 @@ func TestCodexLongAskAnsweredAfter90s(t *testing.T) {
 // reported.
 func TestCodexModelFailureIsSummarized(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	model := codextest.New(t, codextest.Fail("the fake model is overloaded"))
 	r := codexStart(t, model, "")
 	jobID, job := r.codexRun(t, codexSpec(r, "codex-fail", "workspace-write"))
@@ -402,6 +407,7 @@ func TestCodexModelFailureIsSummarized(t *testing.T) {
 // its version, and how it would authenticate.
 func TestCodexCheck(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	bin := agentCLI(t, "codex")
 	model := codextest.New(t)
 	cfg := &executor.AgentConfig{Name: "codex", Binary: bin}
@@ -452,6 +458,7 @@ func TestCodexCheck(t *testing.T) {
 // an executor whose extraArgs set it anyway fails with codex's own error.
 func TestCodexStartErrorIsSummarized(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	model := codextest.New(t)
 	r := codexStart(t, model, `extraArgs: ["-c", "approval_policy=\"untrusted\""]`)
 	jobID, job := r.codexRun(t, codexSpec(r, "codex-start-error", "workspace-write"))

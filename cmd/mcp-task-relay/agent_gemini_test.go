@@ -111,6 +111,7 @@ const geminiReport = "Wrote hello.txt.\n### TEST_PLAN\n- cat hello.txt\n### NOTE
 // file in the workspace.
 func TestGeminiDefaultConfigSucceeds(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := geminiStart(t, "")
 	r.api.Script(
 		geminitest.Turn{Calls: []geminitest.Call{geminitest.WriteFile("hello.txt", "Hello, world!\n")}, Usage: geminitest.Usage{Prompt: 1200, Candidates: 30, Cached: 100}},
@@ -148,6 +149,7 @@ func TestGeminiDefaultConfigSucceeds(t *testing.T) {
 // reports only its own usage.
 func TestGeminiFollowupResumesSession(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := geminiStart(t, "")
 	r.api.Script(
 		geminitest.Turn{Calls: []geminitest.Call{geminitest.WriteFile("hello.txt", "Hello, world!\n")}},
@@ -200,6 +202,7 @@ func TestGeminiFollowupResumesSession(t *testing.T) {
 // all the same, the relay fails the job (POLICY).
 func TestGeminiReadOnly(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	t.Run("write refused", func(t *testing.T) {
 		t.Parallel()
 		r := geminiStart(t, "")
@@ -239,6 +242,7 @@ func TestGeminiReadOnly(t *testing.T) {
 // but runs no command but the relay's ask; never runs everything.
 func TestGeminiAskPolicyModes(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	for _, tc := range []struct {
 		policy  string
 		written bool
@@ -335,6 +339,7 @@ func geminiRelayApprove(t *testing.T, delay time.Duration) {
 // relay_approve calls become asks, and the answers reach the model.
 func TestGeminiRelayToolsOverMCP(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	t.Run("relay_ask", func(t *testing.T) { t.Parallel(); geminiRelayAsk(t, 0) })
 	t.Run("relay_approve", func(t *testing.T) { t.Parallel(); geminiRelayApprove(t, 0) })
 }
@@ -342,15 +347,15 @@ func TestGeminiRelayToolsOverMCP(t *testing.T) {
 // An answer that comes after 90 s still reaches the model: the run's MCP
 // timeout is above the ask deadline.
 func TestGeminiLongRelayAskAnsweredAfter90s(t *testing.T) {
-	longTest(t)
 	t.Parallel()
+	longTest(t)
 	geminiRelayAsk(t, 90*time.Second)
 }
 
 // As TestGeminiLongRelayAskAnsweredAfter90s, for relay_approve.
 func TestGeminiLongRelayApproveAnsweredAfter90s(t *testing.T) {
-	longTest(t)
 	t.Parallel()
+	longTest(t)
 	geminiRelayApprove(t, 90*time.Second)
 }
 
@@ -359,6 +364,7 @@ func TestGeminiLongRelayApproveAnsweredAfter90s(t *testing.T) {
 // model.
 func TestGeminiAskCommand(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := geminiStart(t, "")
 	r.api.Script(geminiAskTurns(geminitest.Shell(binary + ` ask --type CLARIFICATION "Which greeting should hello.txt contain?"`))...)
 	jobID := r.s.call(t, "jobs_submit", map[string]any{"spec": geminiSpec(r, "gemini-ask-command", "workspace-write")})["jobId"].(string)
@@ -372,6 +378,7 @@ func TestGeminiAskCommand(t *testing.T) {
 // and its own message.
 func TestGeminiUntrustedWorkspaceFails(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	r := geminiStart(t, "    env:\n      GEMINI_RESTRICTED_MODE: \"true\"\n")
 	_, job := r.run(t, geminiSpec(r, "gemini-untrusted", "workspace-write"))
 	require.Equal(t, "FAILED", job["state"], "job %v", job)
@@ -384,6 +391,7 @@ func TestGeminiUntrustedWorkspaceFails(t *testing.T) {
 // a failure for a setup whose jobs would fail with exit 55.
 func TestGeminiDoctor(t *testing.T) {
 	t.Parallel()
+	longTest(t)
 	api := geminitest.New(t)
 	home := geminitest.WriteHome(t, filepath.Join(t.TempDir(), "home"))
 	t.Cleanup(func() { require.Empty(t, api.Requests(), "doctor never calls the model") })

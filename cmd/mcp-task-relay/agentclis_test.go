@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 
@@ -29,9 +30,10 @@ var installAgentCLIs = sync.OnceValue(func() error {
 })
 
 // agentCLI returns the absolute path of an installed agent CLI: codex,
-// claude or gemini.
+// claude or gemini. Only the tests longTest lets run use them.
 func agentCLI(t *testing.T, name string) string {
 	t.Helper()
+	longTest(t)
 	require.NoError(t, installAgentCLIs(), "install the agent CLIs from the npm registry")
 	p, err := filepath.Abs(filepath.Join(agentCLIDir, "node_modules", ".bin", name))
 	require.NoError(t, err)
@@ -39,17 +41,26 @@ func agentCLI(t *testing.T, name string) string {
 	return p
 }
 
-// longTests reports whether the slow real-agent tests (asks answered after
-// more than a minute) run: TASK_RELAY_E2E_LONG=1, as .ci/run sets in a step
-// of its own.
+// longTests reports whether the end-to-end tests of the real coding-agent
+// CLIs run: TASK_RELAY_E2E_LONG=1. Starting the CLIs takes most of this
+// package's CPU time, and some of the tests wait minutes for an answer, so
+// `go test ./...` leaves them to a step of .ci/run of their own, which runs
+// them with TASK_RELAY_E2E_LONG=1 and -run matching longTestNames.
 func longTests() bool { return os.Getenv("TASK_RELAY_E2E_LONG") == "1" }
 
-// longTest skips a slow real-agent test unless longTests: the one allowed
-// skip, since CI runs these in their own step with TASK_RELAY_E2E_LONG=1.
+// longTestNames matches the names of the tests that longTest gates: the
+// -run pattern of their step in .ci/run.
+var longTestNames = regexp.MustCompile(`^Test(Codex|Claude|Gemini|AgentCLIs)`)
+
+// longTest skips a real-agent test unless longTests: the one allowed skip,
+// since CI runs these in their own step with TASK_RELAY_E2E_LONG=1. A test
+// whose name that step would not run fails instead, so that no gated test
+// goes unrun in CI.
 func longTest(t *testing.T) {
 	t.Helper()
+	require.Regexp(t, longTestNames, t.Name(), "a test that longTest gates must match the -run pattern of its step in .ci/run")
 	if !longTests() {
-		t.Skip("set TASK_RELAY_E2E_LONG=1")
+		t.Skip("a real coding-agent CLI test: set TASK_RELAY_E2E_LONG=1")
 	}
 }
 
@@ -57,7 +68,7 @@ func longTest(t *testing.T) {
 // README names and the real-agent tests were written against.
 func TestAgentCLIsArePinned(t *testing.T) {
 	t.Parallel()
-	t.Logf("long end-to-end tests enabled: %v (TASK_RELAY_E2E_LONG)", longTests())
+	longTest(t)
 	for name, want := range map[string]string{"codex": "codex-cli 0.171.0", "claude": "2.1.197 (Claude Code)", "gemini": "0.61.0"} {
 		out, err := exec.Command(agentCLI(t, name), "--version").CombinedOutput()
 		require.NoError(t, err, "%s --version: %s", name, out)

@@ -66,10 +66,10 @@ func withParams(url string, params ...string) string { return pgtest.WithParams(
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Exercise(t, func(t *testing.T) store.Store {
+	storetest.Exercise(t, storetest.Reuse(t, func(t *testing.T) store.Store {
 		t.Helper()
 		return openTest(t)
-	})
+	}))
 }
 
 func TestOpenMigratesOnce(t *testing.T) {

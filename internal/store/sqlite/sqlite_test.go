@@ -18,24 +18,24 @@ import (
 
 func TestConformanceMemory(t *testing.T) {
 	t.Parallel()
-	storetest.Exercise(t, func(t *testing.T) store.Store {
+	storetest.Exercise(t, storetest.Reuse(t, func(t *testing.T) store.Store {
 		t.Helper()
 		s, err := sqlite.Open(t.Context(), sqlite.Config{})
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, s.Close()) })
 		return s
-	})
+	}))
 }
 
 func TestConformanceFile(t *testing.T) {
 	t.Parallel()
-	storetest.Exercise(t, func(t *testing.T) store.Store {
+	storetest.Exercise(t, storetest.Reuse(t, func(t *testing.T) store.Store {
 		t.Helper()
 		s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "relay.db")})
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, s.Close()) })
 		return s
-	})
+	}))
 }
 
 func insertOne(t *testing.T, s store.Store, id string) {

@@ -78,16 +78,21 @@ type machine struct {
 
 // exerciseProperty runs random sequences of submits, claims, heartbeats,
 // clock moves, rescues, expiries, cancels, completions, releases, asks,
-// answers and ask deadline sweeps against a fresh store per check,
+// answers and ask deadline sweeps against an empty store per check,
 // comparing it with a model and checking the state-machine invariants after
 // every action, and those that bind asks to attempts: no ask of an
 // attempt that is over is PENDING, a WAITING_ON_ANSWER job has a PENDING
 // ask of its current attempt, and answers to an attempt that is over are
 // refused.
+//
+// A store that is an Emptier is opened once and emptied before each
+// check; any other store is opened anew for each check. The number of
+// checks is rapid's (see PropertyChecks).
 func exerciseProperty(t *testing.T, newStore func(t *testing.T) store.Store) {
+	fresh := freshStores(t, newStore)
 	rapid.Check(t, func(rt *rapid.T) {
 		m := &machine{
-			b:       setup(t, newStore),
+			b:       fresh(rt),
 			clock:   baseTime,
 			byID:    map[string]*modelJob{},
 			touched: map[string]bool{},
