@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +29,6 @@ var binary string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	raiseParallel()
 	dir, err := os.MkdirTemp("", "mcp-task-relay-e2e-")
 	if err != nil {
 		panic(err)
@@ -45,25 +43,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// parallelPerCPU is how many parallel tests run per CPU unless -parallel
-// says otherwise: the tests spend most of their time waiting for the
-// relays, executors and clients they start, so GOMAXPROCS of them at a
-// time (go test's default) leaves the CPUs mostly idle.
-const parallelPerCPU = 4
-
-// raiseParallel sets -test.parallel to parallelPerCPU per CPU unless it
-// was given.
-func raiseParallel() {
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if given {
-		return
-	}
-	if err := flag.Set("test.parallel", strconv.Itoa(parallelPerCPU*runtime.GOMAXPROCS(0))); err != nil {
-		panic(err)
-	}
 }
 
 // git runs git in dir and returns its trimmed stdout.
