@@ -126,10 +126,6 @@ executors:
 	rcv.accept = true
 	rcv.mu.Unlock()
 	waitFor(t, func() bool { _, acked := rcv.counts(); return acked >= 1 })
-
-	// Stop the relay, then look at what it recorded.
-	require.NoError(t, s2.session.Close())
-	_ = s2.cmd.Wait()
 	conn, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
 	require.NoError(t, err)
 	defer conn.Close()
@@ -137,8 +133,19 @@ executors:
 		msgID, status string
 		attempts      int
 	)
-	require.NoError(t, conn.QueryRowContext(context.Background(),
-		`SELECT id, status, attempts FROM outbox WHERE job_id = ?`, jobID).Scan(&msgID, &status, &attempts))
+	readOutbox := func() error {
+		return conn.QueryRowContext(context.Background(),
+			`SELECT id, status, attempts FROM outbox WHERE job_id = ?`, jobID).Scan(&msgID, &status, &attempts)
+	}
+	// The receiver counts its 2xx before the relay has read it: wait for
+	// the relay to record the delivery (a stop in between would leave the
+	// message due again, to be delivered once more: at least once).
+	waitFor(t, func() bool { return readOutbox() == nil && status == "DELIVERED" })
+
+	// Stop the relay, then look at what it recorded.
+	require.NoError(t, s2.session.Close())
+	_ = s2.cmd.Wait()
+	require.NoError(t, readOutbox())
 	require.Equal(t, "DELIVERED", status)
 
 	rcv.mu.Lock()
