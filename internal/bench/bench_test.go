@@ -65,9 +65,7 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Skip("the full pipeline run needs a FIFO and /bin/sh")
 	}
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "mcp-task-relay")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
-	require.NoError(b, err, "%s", out)
+	bin := buildRelay(b, dir)
 	run, err := bench.Pipeline(context.Background(), bench.PipelineConfig{Dir: dir, Shim: bin, Jobs: b.N, Concurrency: 1})
 	require.NoError(b, err)
 	b.ReportMetric(1e9/run.Throughput.PerSec, "ns/op")
@@ -84,9 +82,7 @@ func BenchmarkPipelineThroughput(b *testing.B) {
 		b.Skip("the full pipeline run needs a FIFO and /bin/sh")
 	}
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "mcp-task-relay")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
-	require.NoError(b, err, "%s", out)
+	bin := buildRelay(b, dir)
 	run, err := bench.Pipeline(context.Background(), bench.PipelineConfig{Dir: dir, Shim: bin, Jobs: b.N, Concurrency: 8})
 	require.NoError(b, err)
 	b.ReportMetric(run.Throughput.PerSec, "jobs/s")
@@ -118,9 +114,7 @@ func TestQueueMeasures(t *testing.T) {
 // BenchmarkColdStart builds the binary and times exec → initialize reply.
 func BenchmarkColdStart(b *testing.B) {
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "mcp-task-relay")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
-	require.NoError(b, err, "%s", out)
+	bin := buildRelay(b, dir)
 	b.ResetTimer()
 	r, mem, err := bench.ColdStart(context.Background(), bin, dir, b.N)
 	require.NoError(b, err)
@@ -133,9 +127,7 @@ func BenchmarkColdStart(b *testing.B) {
 // of a running relay service.
 func BenchmarkFrontStart(b *testing.B) {
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "mcp-task-relay")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
-	require.NoError(b, err, "%s", out)
+	bin := buildRelay(b, dir)
 	b.ResetTimer()
 	r, mem, err := bench.FrontStart(context.Background(), bin, dir, b.N)
 	require.NoError(b, err)
@@ -177,4 +169,14 @@ func TestPipelineMeasures(t *testing.T) {
 
 	_, err = bench.Pipeline(context.Background(), bench.PipelineConfig{Dir: t.TempDir()})
 	require.Error(t, err)
+}
+
+// buildRelay builds the relay binary into dir for the benchmarks that run
+// it (as server or as executor shim) and returns its path.
+func buildRelay(b *testing.B, dir string) string {
+	b.Helper()
+	bin := filepath.Join(dir, "mcp-task-relay")
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mcp-task-relay").CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	return bin
 }
