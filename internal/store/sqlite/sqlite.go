@@ -33,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,6 +156,13 @@ func (s *Store) init(ctx context.Context, path string) error {
 			return fmt.Errorf("restrict sqlite file mode: %w", err)
 		}
 	}
+	newest, err := newestMigration()
+	if err != nil {
+		return err
+	}
+	if created, err := s.createFresh(ctx, newest); err != nil || created {
+		return err
+	}
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
@@ -170,6 +178,25 @@ func (s *Store) init(ctx context.Context, path string) error {
 		return fmt.Errorf("apply migrations: %w", err)
 	}
 	return nil
+}
+
+// newestMigration returns the version of the newest embedded migration
+// (the number its file name starts with).
+func newestMigration() (int64, error) {
+	entries, err := migrations.ReadDir("migrations")
+	if err != nil {
+		return 0, fmt.Errorf("migrations: %w", err)
+	}
+	var newest int64
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.ParseInt(num, 10, 64)
+		if !ok || err != nil {
+			return 0, fmt.Errorf("migrations: %s does not start with a version number", e.Name())
+		}
+		newest = max(newest, v)
+	}
+	return newest, nil
 }
 
 // checkSchemaVersion refuses a database that a newer binary migrated
