@@ -65,7 +65,7 @@ type Config struct {
 // Store is the SQLite store.
 type Store struct {
 	writer *sql.DB
-	reader *sql.DB
+	reader *readDB
 	memory bool
 	path   string
 	write  *groupWriter
@@ -95,7 +95,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.SetMaxIdleConns(1)
 		db.SetConnMaxLifetime(0)
 		db.SetConnMaxIdleTime(0)
-		s.writer, s.reader = db, db
+		s.writer, s.reader = db, &readDB{db: db}
 	} else {
 		if dir := filepath.Dir(cfg.Path); dir != "" {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -116,7 +116,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		r.SetMaxOpenConns(cfg.MaxReaders)
 		r.SetMaxIdleConns(cfg.MaxReaders)
-		s.writer, s.reader = w, r
+		s.writer, s.reader = w, &readDB{db: r}
 	}
 	s.write = &groupWriter{db: s.writer}
 	if err := s.init(ctx, cfg.Path); err != nil {
@@ -235,8 +235,11 @@ func (s *Store) Close() error {
 		s.write.close()
 	}
 	var errs []error
-	if s.reader != nil && s.reader != s.writer {
-		errs = append(errs, s.reader.Close())
+	if s.reader != nil {
+		s.reader.close()
+		if s.reader.db != s.writer {
+			errs = append(errs, s.reader.db.Close())
+		}
 	}
 	if s.writer != nil {
 		errs = append(errs, s.writer.Close())
