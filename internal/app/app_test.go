@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -293,4 +294,67 @@ func TestServiceAllowedHosts(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, get("relay.tunnel:8080"))
 	require.Equal(t, http.StatusForbidden, get("evil.example:8080"))
+}
+
+// A project reloading its config while the relay asks which projects and
+// executors it may claim for (the cluster's claim filter, which locks the
+// project list, then each project) never deadlocks: a reload must not
+// wait for the project list while it holds its project.
+func TestProjectReloadDuringClaimFilter(t *testing.T) {
+	t.Parallel()
+	dir := dataDir(t)
+	cfg, err := config.LoadService(dir, func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	svc, err := New(t.Context(), Options{Config: cfg, Logger: quiet, Version: "t"})
+	require.NoError(t, err)
+	deadlocked := false
+	t.Cleanup(func() {
+		if !deadlocked { // Close would wait for the locks too
+			_ = svc.Close(0)
+		}
+	})
+	proj := projectDir(t, `"/bin/sh"`)
+	p, err := svc.projects.open(t.Context(), proj, nil)
+	require.NoError(t, err)
+	c := &cluster{s: svc}
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		file := filepath.Join(proj, config.ConfigFileName)
+		for i := range 300 {
+			// A new modification time makes the next refresh load again.
+			when := time.Now().Add(time.Duration(i+1) * time.Minute)
+			if err := os.Chtimes(file, when, when); err != nil {
+				t.Error(err)
+				return
+			}
+			p.refresh(t.Context(), nil)
+		}
+	}()
+	stop := make(chan struct{})
+	filterDone := make(chan struct{})
+	go func() {
+		defer close(filterDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c.projects()
+				c.executors()
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		deadlocked = true
+		buf := make([]byte, 1<<20)
+		t.Fatalf("project reloads did not finish: deadlocked with the claim filter\n%s", buf[:runtime.Stack(buf, true)])
+	}
+	close(stop)
+	<-filterDone
+	require.Equal(t, []string{proj}, c.projects())
+	require.Equal(t, []string{"sh"}, c.executors())
 }

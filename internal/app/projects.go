@@ -67,6 +67,11 @@ type Project struct {
 	s         *Service
 	mcp       *mcpserver.Server
 	stopWatch context.CancelFunc
+	// standalone is set for the one project of a standalone service. It
+	// is fixed when the project is registered, so that a load, which
+	// holds mu, needs no look at the project list (whose lock is taken
+	// before a project's elsewhere).
+	standalone bool
 
 	mu        sync.Mutex
 	overrides config.Overrides
@@ -111,7 +116,7 @@ func (ps *projects) open(ctx context.Context, dir string, env map[string]string)
 		}
 		p = &Project{Dir: dir, s: ps.s, mcp: srv}
 		if dir == ps.only {
-			p.overrides = ps.onlyOverrides
+			p.overrides, p.standalone = ps.onlyOverrides, true
 		}
 		p.overrides.ConfigDir = &p.Dir
 		// Streamable HTTP sessions are connected by the HTTP handler, not
@@ -301,7 +306,9 @@ func (p *Project) environ() []string {
 }
 
 // load reads the project's config and builds its executors, answerers and
-// pipeline. The caller holds p.mu.
+// pipeline. The caller holds p.mu, so load must not take the project
+// list's lock (ps.mu): the claim filter holds that one while it takes
+// each project's.
 func (p *Project) load(_ context.Context) (*projectState, error) {
 	s := p.s
 	cfg, err := config.Load(p.overrides, p.getenv)
@@ -309,7 +316,7 @@ func (p *Project) load(_ context.Context) (*projectState, error) {
 		return nil, err
 	}
 	st := &projectState{cfg: cfg}
-	if s.projects.defaultDir() != p.Dir {
+	if !p.standalone {
 		for _, k := range cfg.FileKeys() {
 			if config.IsServiceKey(k) {
 				st.serviceKeys = append(st.serviceKeys, k)
