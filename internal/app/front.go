@@ -42,6 +42,9 @@ type FrontOptions struct {
 	// StartTimeout bounds the wait for a service this front starts.
 	// Defaults to DefaultStartTimeout.
 	StartTimeout time.Duration
+	// Ready, when set, is called once the session is connected to the
+	// service.
+	Ready func()
 }
 
 // RunFront is `serve` in service mode: it connects to the relay service of
@@ -89,6 +92,9 @@ func RunFront(ctx context.Context, o FrontOptions) error {
 	}
 	log.Info("connected to the relay service", "pid", reply.PID, "version", reply.Version, "origin", reply.Origin,
 		"project", cfg.ConfigDir)
+	if o.Ready != nil {
+		o.Ready()
+	}
 	return pipe(ctx, conn, br, o.Stdin, o.Stdout)
 }
 

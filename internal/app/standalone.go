@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"runtime/debug"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
@@ -27,6 +26,9 @@ type StandaloneOptions struct {
 	Logger *slog.Logger
 	// Version is reported to clients.
 	Version string
+	// Ready, when set, is called once the relay serves (before the MCP
+	// session starts).
+	Ready func()
 	// started, when set (tests), is called with the service once it runs.
 	started func(*Service)
 }
@@ -63,9 +65,9 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 	if o.started != nil {
 		o.started(svc)
 	}
-	// Startup (roles, schemas, SDK initialisation) leaves garbage behind;
-	// hand it back to the OS so that an idle relay stays small.
-	go debug.FreeOSMemory()
+	if o.Ready != nil {
+		o.Ready()
+	}
 	// Without its HTTP API the relay would hand executors a dead address:
 	// it stops, with the listener's error.
 	runCtx, stop := context.WithCancelCause(ctx)

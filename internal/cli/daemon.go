@@ -90,7 +90,10 @@ func newDaemonRun() *cobra.Command {
 		func(cmd *cobra.Command, dir string, _ *daemonFlags) error {
 			level, _ := os.LookupEnv(config.EnvLogLevel)
 			log := newLogger(cmd.ErrOrStderr(), level)
-			err := app.RunDaemon(cmd.Context(), app.DaemonOptions{DataDir: dir, Logger: log, Version: version()})
+			ready := startupGC()
+			defer ready()
+			err := app.RunDaemon(cmd.Context(), app.DaemonOptions{DataDir: dir, Logger: log, Version: version(),
+				Ready: func(*app.ServiceInfo) { ready() }})
 			if errors.Is(err, app.ErrAlreadyRunning) {
 				return &exitError{code: 3, err: err}
 			}

@@ -54,9 +54,11 @@ config.yaml in the config directory, then defaults.`,
 				os.Stdout = os.Stderr
 				defer func() { os.Stdout = f }()
 			}
+			ready := startupGC()
+			defer ready()
 			if standalone {
 				return app.RunStandalone(cmd.Context(), app.StandaloneOptions{Config: cfg, Overrides: o,
-					Stdin: cmd.InOrStdin(), Stdout: stdout, Logger: log, Version: version()})
+					Stdin: cmd.InOrStdin(), Stdout: stdout, Logger: log, Version: version(), Ready: ready})
 			}
 			if cfg.Transport != config.TransportStdio {
 				return &exitError{code: 2, err: errServiceHTTP(cfg)}
@@ -68,7 +70,7 @@ config.yaml in the config directory, then defaults.`,
 				}
 			}
 			return app.RunFront(cmd.Context(), app.FrontOptions{Config: cfg, Stdin: cmd.InOrStdin(), Stdout: stdout,
-				Logger: log, Version: version()})
+				Logger: log, Version: version(), Ready: ready})
 		},
 	}
 	o.Profile = cmd.Flags().String("profile", "", "deployment profile: dev, staging or prod (env TASK_RELAY_PROFILE)")
