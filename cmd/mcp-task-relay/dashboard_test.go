@@ -1,9 +1,12 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
+	stdpng "image/png"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -23,9 +26,13 @@ import (
 // Chromium) never passes without running them.
 const envNoBrowser = "TASK_RELAY_TEST_BROWSER"
 
-// screenshotDir is where the browser tests save their screenshots,
-// relative to this package: the README shows them.
+// screenshotDir is where the browser tests save their screenshots with
+// -update-screenshots, relative to this package: the README shows them.
+// Without the flag they go to a temporary directory, so that a test run
+// leaves the working tree as it was.
 const screenshotDir = "../../docs/screenshots"
+
+var updateScreenshots = flag.Bool("update-screenshots", false, "save the browser tests' screenshots in docs/screenshots")
 
 // Viewports of the tests: a phone and a desktop.
 const (
@@ -87,13 +94,20 @@ func viewport(width, height int) chromedp.Action[chromedp.Void] {
 	return chromedp.EmulateViewport(int64(width), int64(height))
 }
 
-// screenshot saves the whole page as docs/screenshots/name.png.
+// screenshot saves the whole page as name.png (in docs/screenshots with
+// -update-screenshots).
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(screenshotDir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644))
+	_, err = stdpng.DecodeConfig(bytes.NewReader(png))
+	require.NoError(t, err, "screenshot %s is not a PNG", name)
+	dir := t.TempDir()
+	if *updateScreenshots {
+		dir = screenshotDir
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644))
 }
 
 // openURL runs `mcp-task-relay open --no-browser` and returns the login
