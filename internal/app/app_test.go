@@ -40,6 +40,17 @@ func dataDir(t *testing.T) string {
 	return dir
 }
 
+// newService makes a service (not started) of a new data dir with its
+// defaults; the caller closes it.
+func newService(t *testing.T) *Service {
+	t.Helper()
+	cfg, err := config.LoadService(dataDir(t), func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	svc, err := New(t.Context(), Options{Config: cfg, Logger: quiet, Version: "t"})
+	require.NoError(t, err)
+	return svc
+}
+
 // projectDir writes a project config dir with executor "sh" running argv.
 func projectDir(t *testing.T, argv string) string {
 	t.Helper()
@@ -214,18 +225,14 @@ func TestDaemonAndFront(t *testing.T) {
 // config for the jobs that run.
 func TestProjectsReloadKeepsLastGood(t *testing.T) {
 	t.Parallel()
-	dir := dataDir(t)
-	cfg, err := config.LoadService(dir, func(string) (string, bool) { return "", false })
-	require.NoError(t, err)
-	svc, err := New(t.Context(), Options{Config: cfg, Logger: quiet, Version: "t"})
-	require.NoError(t, err)
+	svc := newService(t)
 	t.Cleanup(func() { _ = svc.Close(0) })
 	proj := projectDir(t, `"/bin/sh"`)
 	spec := &relaytype.JobSpec{Repo: relaytype.Repo{Type: "local", Path: t.TempDir(), BaselineCommit: strings.Repeat("a", 40)},
 		Task: relaytype.Task{Title: "t", Description: "d"}, IdempotencyKey: "k"}
 	// A path that is not a repository fails admission on the repository,
 	// after the executor was found: the error names repo.*, not the executor.
-	_, _, err = svc.projects.AdmitIn(t.Context(), proj, spec)
+	_, _, err := svc.projects.AdmitIn(t.Context(), proj, spec)
 	require.ErrorContains(t, err, "repo.")
 
 	// Break the file (with a new modification time).
@@ -302,11 +309,7 @@ func TestServiceAllowedHosts(t *testing.T) {
 // wait for the project list while it holds its project.
 func TestProjectReloadDuringClaimFilter(t *testing.T) {
 	t.Parallel()
-	dir := dataDir(t)
-	cfg, err := config.LoadService(dir, func(string) (string, bool) { return "", false })
-	require.NoError(t, err)
-	svc, err := New(t.Context(), Options{Config: cfg, Logger: quiet, Version: "t"})
-	require.NoError(t, err)
+	svc := newService(t)
 	deadlocked := false
 	t.Cleanup(func() {
 		if !deadlocked { // Close would wait for the locks too

@@ -138,11 +138,7 @@ func TestStandaloneExitsWhenHTTPListenerDies(t *testing.T) {
 // listener serves.
 func TestHealthBeforeStart(t *testing.T) {
 	t.Parallel()
-	dir := dataDir(t)
-	cfg, err := config.LoadService(dir, func(string) (string, bool) { return "", false })
-	require.NoError(t, err)
-	svc, err := New(t.Context(), Options{Config: cfg, Logger: quiet, Version: "t"})
-	require.NoError(t, err)
+	svc := newService(t)
 	t.Cleanup(func() { _ = svc.Close(0) })
 	require.ErrorContains(t, svc.health(), "not serving")
 	require.NoError(t, svc.Start(t.Context()))
