@@ -1,13 +1,11 @@
 package llm
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -183,29 +181,12 @@ func (a *Anthropic) Complete(ctx context.Context, req *Request) (*Response, erro
 	if err != nil {
 		return nil, err
 	}
-	attemptCtx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(attemptCtx, http.MethodPost, a.endpoint, bytes.NewReader(body))
+	h := http.Header{}
+	h.Set("X-Api-Key", a.cfg.APIKey)
+	h.Set("Anthropic-Version", AnthropicVersion)
+	res, raw, err := postJSON(ctx, a.cfg.HTTPClient, a.Name(), a.endpoint, a.cfg.Timeout, h, body)
 	if err != nil {
-		return nil, &ProviderError{Provider: a.Name(), Err: err}
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "application/json")
-	hreq.Header.Set("X-Api-Key", a.cfg.APIKey)
-	hreq.Header.Set("Anthropic-Version", AnthropicVersion)
-	res, err := a.cfg.HTTPClient.Do(hreq)
-	if err != nil {
-		// The URL is in the provider's configuration already.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, newTransportError(a.Name(), ctx, a.cfg.Timeout, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, maxReplyBytes))
-	if err != nil {
-		return nil, newTransportError(a.Name(), ctx, a.cfg.Timeout, err)
+		return nil, err
 	}
 	if res.StatusCode >= 300 {
 		apiErr := anthropicReplyError(res, raw)

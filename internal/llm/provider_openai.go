@@ -1,15 +1,12 @@
 package llm
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -119,30 +116,13 @@ func (o *OpenAI) Complete(ctx context.Context, req *Request) (*Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	attemptCtx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(attemptCtx, http.MethodPost, o.endpoint, bytes.NewReader(body))
-	if err != nil {
-		return nil, &ProviderError{Provider: o.Name(), Err: err}
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "application/json")
+	h := http.Header{}
 	if o.cfg.APIKey != "" {
-		hreq.Header.Set("Authorization", "Bearer "+o.cfg.APIKey)
+		h.Set("Authorization", "Bearer "+o.cfg.APIKey)
 	}
-	res, err := o.cfg.HTTPClient.Do(hreq)
+	res, raw, err := postJSON(ctx, o.cfg.HTTPClient, o.Name(), o.endpoint, o.cfg.Timeout, h, body)
 	if err != nil {
-		// The URL is in the provider's configuration already.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, newTransportError(o.Name(), ctx, o.cfg.Timeout, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, maxReplyBytes))
-	if err != nil {
-		return nil, newTransportError(o.Name(), ctx, o.cfg.Timeout, err)
+		return nil, err
 	}
 	if res.StatusCode >= 300 {
 		var e struct {
