@@ -1,0 +1,37 @@
+package mcpserver
+
+import (
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files of testdata")
+
+// TestToolsListGolden pins the tools/list result as written on the wire,
+// byte for byte, for a server with every tool (asks and follow-ups on):
+// the tools' names, descriptions, annotations and schemas, in order.
+// Regenerate with go test -run TestToolsListGolden ./internal/mcpserver
+// -args -update after a
+// deliberate change.
+func TestToolsListGolden(t *testing.T) {
+	t.Parallel()
+	fake := newFakeJobs()
+	srv, err := New(Config{Jobs: followupJobs{fake}, Asks: newFakeAsks(fake), Logger: slog.New(slog.DiscardHandler), Version: "test"})
+	require.NoError(t, err)
+	s := startLineSession(t, srv, 0, "2025-06-18")
+	s.send(t, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	r := s.next(t)
+	require.Nil(t, r.Error, "tools/list: %s", r.raw)
+	golden := filepath.Join("testdata", "tools_list.json")
+	if *updateGolden {
+		require.NoError(t, os.WriteFile(golden, r.Result, 0o644))
+	}
+	want, err := os.ReadFile(golden)
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(r.Result))
+}
