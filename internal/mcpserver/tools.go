@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -21,101 +22,195 @@ const (
 	maxListLimit     = 100
 )
 
+// The tools' definitions. Each is built once per process, when a Server
+// first offers it, and shared by every Server (one per project): the
+// schemas come from fixed Go types and constants, so every project would
+// build the same bytes, and building them (with the validator compiled
+// from the input schema) costs milliseconds a project. A toolDef holds no
+// state but its memoized, immutable results.
+var (
+	submitTool = newToolDef[submitArgs, submitResult](func() *mcp.Tool {
+		return &mcp.Tool{
+			Name:  "jobs_submit",
+			Title: "Submit a background coding job",
+			Description: `Start a background coding job: an executor (coding agent or command) works in an isolated checkout at a pinned commit. ` +
+				`INVALID_SPEC names the field; NO_EXECUTOR: none configured.`,
+			InputSchema: submitInputSchema(),
+			Annotations: &mcp.ToolAnnotations{IdempotentHint: true, DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
+		}
+	})
+	getTool = newToolDef[jobArgs, jobStatus](func() *mcp.Tool {
+		return &mcp.Tool{
+			Name:        "jobs_get",
+			Title:       "Get a job's status",
+			Description: `A job's status and artifacts so far, without waiting.`,
+			// Its artifacts, progress and usage are objects whose fields the
+			// results show.
+			OutputSchema: resultSchema[jobStatus](0),
+			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+		}
+	})
+	listTool = newToolDef[listArgs, listResult](func() *mcp.Tool {
+		return &mcp.Tool{
+			Name:        "jobs_list",
+			Title:       "List jobs",
+			Description: `Jobs, newest first; items are jobs_get's status without artifacts.`,
+			InputSchema: listInputSchema(),
+			// The items' fields are jobs_get's.
+			OutputSchema: resultSchema[listResult](0),
+			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+		}
+	})
+	cancelTool = newToolDef[jobArgs, cancelResult](func() *mcp.Tool {
+		return &mcp.Tool{
+			Name:        "jobs_cancel",
+			Title:       "Cancel a job",
+			Description: `Cancel an unfinished job; a running executor is killed first. ILLEGAL_TRANSITION: it already ended.`,
+			Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: false, OpenWorldHint: ptr(false)},
+		}
+	})
+	waitTool = newToolDef[waitArgs, waitResult](func() *mcp.Tool {
+		return &mcp.Tool{
+			Name:  "jobs_wait",
+			Title: "Wait for a job to change",
+			Description: `Wait up to timeoutS for a job or its asks to change, then return its status as jobs_get does; at once if terminal. ` +
+				`Sends notifications/progress given a progressToken.`,
+			InputSchema:  waitInputSchema(),
+			OutputSchema: resultSchema[waitResult](0),
+			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+		}
+	})
+	followupTool = newToolDef[followupArgs, submitResult](func() *mcp.Tool {
+		return &mcp.Tool{
+			Name:  "jobs_followup",
+			Title: "Continue a finished job",
+			Description: `Start a job continuing a finished one: same repo, baseline and executor, the parent's patch applied, the agent session resumed. ` +
+				`incremental.diff holds its own change. ILLEGAL_TRANSITION: parent not finished.`,
+			InputSchema: followupInputSchema(),
+			Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
+		}
+	})
+	asksListTool = newToolDef[asksListArgs, asksResult](func() *mcp.Tool {
+		return &mcp.Tool{
+			Name:        "asks_list",
+			Title:       "List questions from executors",
+			Description: `Executors' questions (asks), oldest first; one unanswered at deadlineAt fails its job.`,
+			InputSchema: asksListInputSchema(),
+			Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+		}
+	})
+	asksAnswerTool = newToolDef[asksAnswerArgs, answerResult](func() *mcp.Tool {
+		return &mcp.Tool{
+			Name:  "asks_answer",
+			Title: "Answer a question from an executor",
+			Description: `Answer a pending ask; its executor resumes. REJECTED fails the job with POLICY, ERROR (cannot answer) with EXECUTOR_ERROR. ` +
+				`Repeating is harmless; CONFLICT: answered differently.`,
+			InputSchema: asksAnswerInputSchema(),
+			Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true, OpenWorldHint: ptr(false)},
+		}
+	})
+)
+
 func (s *Server) addTools() {
 	// The instructions carry the job loop, the states and the error
 	// format; each description says what its tool does.
-	addTool(s, &mcp.Tool{
-		Name:  "jobs_submit",
-		Title: "Submit a background coding job",
-		Description: `Start a background coding job: an executor (coding agent or command) works in an isolated checkout at a pinned commit. ` +
-			`INVALID_SPEC names the field; NO_EXECUTOR: none configured.`,
-		InputSchema: submitInputSchema(),
-		Annotations: &mcp.ToolAnnotations{IdempotentHint: true, DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
-	}, s.submit)
-	addTool(s, &mcp.Tool{
-		Name:        "jobs_get",
-		Title:       "Get a job's status",
-		Description: `A job's status and artifacts so far, without waiting.`,
-		// Its artifacts, progress and usage are objects whose fields the
-		// results show.
-		OutputSchema: resultSchema[jobStatus](0),
-		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.get)
-	addTool(s, &mcp.Tool{
-		Name:        "jobs_list",
-		Title:       "List jobs",
-		Description: `Jobs, newest first; items are jobs_get's status without artifacts.`,
-		InputSchema: listInputSchema(),
-		// The items' fields are jobs_get's.
-		OutputSchema: resultSchema[listResult](0),
-		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.list)
-	addTool(s, &mcp.Tool{
-		Name:        "jobs_cancel",
-		Title:       "Cancel a job",
-		Description: `Cancel an unfinished job; a running executor is killed first. ILLEGAL_TRANSITION: it already ended.`,
-		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: false, OpenWorldHint: ptr(false)},
-	}, s.cancel)
-	addToolReq(s, &mcp.Tool{
-		Name:  "jobs_wait",
-		Title: "Wait for a job to change",
-		Description: `Wait up to timeoutS for a job or its asks to change, then return its status as jobs_get does; at once if terminal. ` +
-			`Sends notifications/progress given a progressToken.`,
-		InputSchema:  waitInputSchema(),
-		OutputSchema: resultSchema[waitResult](0),
-		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.wait)
+	addTool(s, submitTool, s.submit)
+	addTool(s, getTool, s.get)
+	addTool(s, listTool, s.list)
+	addTool(s, cancelTool, s.cancel)
+	addToolReq(s, waitTool, s.wait)
 	s.addFollowupTool()
 	if s.asks == nil {
 		return
 	}
-	addTool(s, &mcp.Tool{
-		Name:        "asks_list",
-		Title:       "List questions from executors",
-		Description: `Executors' questions (asks), oldest first; one unanswered at deadlineAt fails its job.`,
-		InputSchema: asksListInputSchema(),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.listAsks)
-	addTool(s, &mcp.Tool{
-		Name:  "asks_answer",
-		Title: "Answer a question from an executor",
-		Description: `Answer a pending ask; its executor resumes. REJECTED fails the job with POLICY, ERROR (cannot answer) with EXECUTOR_ERROR. ` +
-			`Repeating is harmless; CONFLICT: answered differently.`,
-		InputSchema: asksAnswerInputSchema(),
-		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.answer)
+	addTool(s, asksListTool, s.listAsks)
+	addTool(s, asksAnswerTool, s.answer)
 }
 
-// addTool registers a tool whose arguments decode strictly into In and
-// whose result Out becomes both structuredContent and a text block holding
-// the same JSON. Any error becomes an isError result (see toolError).
+// toolDef is the definition of a tool whose arguments decode strictly
+// into In and whose result is Out: the tool as listed and the validator
+// of its arguments, each made on first use and then shared.
+type toolDef[In, Out any] struct {
+	// tool returns the tool with its schemas as JSON text.
+	tool func() toolSchemas
+	// validator returns the compiled input schema. It is compiled on the
+	// tool's first call rather than when a Server is made, so that a
+	// relay that starts (or opens a project) and is never called does not
+	// pay for it.
+	validator func() (*argValidator, error)
+}
+
+// toolSchemas is a built tool: the tool as the SDK lists it, with its
+// input and output schemas as JSON text (json.RawMessage), and the input
+// schema as built, which the validator reads its enums from.
+type toolSchemas struct {
+	tool  *mcp.Tool
+	input *jsonschema.Schema
+}
+
+// newToolDef returns the definition of the tool build returns.
 //
-// The input and output schemas are t.InputSchema and t.OutputSchema when
-// set, else inferred from In and Out (the output schema with one level of
-// nested properties, see resultSchema). The arguments of every call are
-// validated against the input schema (argValidator) before they are
-// decoded, so that errors carry a contract code and name the field; the
-// low-level Server.AddTool is used because the SDK's generic mcp.AddTool
-// reports violations without either.
-func addTool[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *In) (Out, error)) {
-	addToolReq(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in *In) (Out, error) { return h(ctx, in) })
+// The input and output schemas are the tool's InputSchema and
+// OutputSchema when build sets them, else inferred from In and Out (the
+// output schema with one level of nested properties, see resultSchema).
+// Both are encoded once: the SDK lists JSON text exactly as it would have
+// encoded the schema, and checks a schema given as JSON text without
+// encoding it again for every Server.
+func newToolDef[In, Out any](build func() *mcp.Tool) *toolDef[In, Out] {
+	tool := sync.OnceValue(func() toolSchemas {
+		t := build()
+		if t.InputSchema == nil {
+			t.InputSchema = schemaFor[In]()
+		}
+		if t.OutputSchema == nil {
+			t.OutputSchema = resultSchema[Out](1)
+		}
+		in := t.InputSchema.(*jsonschema.Schema)
+		t.InputSchema, t.OutputSchema = schemaJSON(t.Name, in), schemaJSON(t.Name, t.OutputSchema)
+		return toolSchemas{tool: t, input: in}
+	})
+	return &toolDef[In, Out]{
+		tool: tool,
+		validator: sync.OnceValues(func() (*argValidator, error) {
+			ts := tool()
+			return newArgValidator(ts.tool.Name, ts.input, ts.tool.InputSchema.(json.RawMessage))
+		}),
+	}
+}
+
+// schemaJSON encodes the schema s of tool.
+func schemaJSON(tool string, s any) json.RawMessage {
+	data, err := json.Marshal(s)
+	if err != nil {
+		// The schemas are built from fixed types; a failure is a bug.
+		panic(fmt.Sprintf("mcpserver: encode schema of %s: %v", tool, err))
+	}
+	return data
+}
+
+// addTool registers the tool of def with handler h, whose result becomes
+// both structuredContent and a text block holding the same JSON. Any
+// error becomes an isError result (see toolError).
+//
+// The arguments of every call are validated against the input schema
+// (argValidator) before they are decoded, so that errors carry a contract
+// code and name the field; the low-level Server.AddTool is used because
+// the SDK's generic mcp.AddTool reports violations without either.
+func addTool[In, Out any](s *Server, def *toolDef[In, Out], h func(context.Context, *In) (Out, error)) {
+	addToolReq(s, def, func(ctx context.Context, _ *mcp.CallToolRequest, in *In) (Out, error) { return h(ctx, in) })
 }
 
 // addToolReq is addTool for handlers that need the request itself: its
 // session and progress token.
-func addToolReq[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *mcp.CallToolRequest, *In) (Out, error)) {
-	if t.InputSchema == nil {
-		t.InputSchema = schemaFor[In]()
-	}
-	if t.OutputSchema == nil {
-		t.OutputSchema = resultSchema[Out](1)
-	}
-	validator, err := newArgValidator(t.Name, t.InputSchema.(*jsonschema.Schema))
-	if err != nil {
-		// The schemas are built from fixed types; a failure is a bug.
-		panic(fmt.Sprintf("mcpserver: %v", err))
-	}
-	s.mcp.AddTool(t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+func addToolReq[In, Out any](s *Server, def *toolDef[In, Out], h func(context.Context, *mcp.CallToolRequest, *In) (Out, error)) {
+	// Each Server gets its own copy of the shared tool, whose schemas
+	// (JSON text) nobody modifies.
+	t := *def.tool().tool
+	s.mcp.AddTool(&t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		validator, err := def.validator()
+		if err != nil {
+			return s.toolError(t.Name, err), nil
+		}
 		args, err := validator.check(req.Params.Arguments)
 		if err != nil {
 			return s.toolError(t.Name, err), nil

@@ -35,3 +35,24 @@ func TestToolsListGolden(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, string(want), string(r.Result))
 }
+
+// TestToolValidatorsCompile: every tool's input schema compiles. The
+// validators are compiled on a tool's first call, so a schema that does
+// not compile would otherwise show only as an INTERNAL_ERROR of that call.
+func TestToolValidatorsCompile(t *testing.T) {
+	t.Parallel()
+	validators := map[string]func() (*argValidator, error){
+		"jobs_submit": submitTool.validator, "jobs_get": getTool.validator, "jobs_list": listTool.validator,
+		"jobs_cancel": cancelTool.validator, "jobs_wait": waitTool.validator, "jobs_followup": followupTool.validator,
+		"asks_list": asksListTool.validator, "asks_answer": asksAnswerTool.validator,
+	}
+	tools := setupAll(t).listTools(t).Tools
+	require.Len(t, validators, len(tools), "a validator for every tool a server offers")
+	for _, tool := range tools {
+		v, ok := validators[tool.Name]
+		require.True(t, ok, tool.Name)
+		got, err := v()
+		require.NoError(t, err, tool.Name)
+		require.NotNil(t, got, tool.Name)
+	}
+}
