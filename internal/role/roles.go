@@ -14,7 +14,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/strictyaml"
@@ -115,6 +117,77 @@ func DefaultRole(t relaytype.AskType) string {
 // It is immutable once loaded and safe for concurrent use.
 type Catalog struct {
 	byID map[string]map[string]*Role
+	// precompiled holds the compiled output schemas of the built-in
+	// roles that compile the same whatever the Schemata (shared,
+	// read-only; see builtinSet).
+	precompiled map[*Role]*jsonschema.Schema
+}
+
+// builtinSet is the embedded roles, parsed, and the output schemas of
+// those whose schema is an inline object that refers to nothing outside
+// itself ($ref, $dynamicRef, $id), compiled: such a schema compiles to the
+// same validator with any Schemata, so CheckSchemas need not compile it
+// again for every project.
+type builtinSet struct {
+	roles    []*Role
+	compiled map[*Role]*jsonschema.Schema
+}
+
+// builtinCatalog parses the embedded role files and compiles their
+// self-contained schemas once per process, for every LoadCatalog: the
+// files are part of the binary, so each parse would give the same roles,
+// and both the roles (read-only, see Role) and compiled schemas (safe for
+// concurrent use) can be shared. An error is returned by every call.
+var builtinCatalog = sync.OnceValues(loadBuiltin)
+
+func loadBuiltin() (*builtinSet, error) {
+	entries, err := fs.ReadDir(builtinRoles, "roles")
+	if err != nil {
+		return nil, fmt.Errorf("read built-in roles: %w", err)
+	}
+	b := &builtinSet{compiled: map[*Role]*jsonschema.Schema{}}
+	var empty *Schemata
+	for _, e := range entries {
+		data, err := builtinRoles.ReadFile("roles/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read built-in role %s: %w", e.Name(), err)
+		}
+		r, err := parseRoleFile(e.Name(), "builtin:"+e.Name(), data)
+		if err != nil {
+			return nil, err
+		}
+		r.Source = SourceBuiltin
+		b.roles = append(b.roles, r)
+		if !selfContained(r.OutputSchema) {
+			continue
+		}
+		if empty == nil {
+			if empty, err = LoadSchemata(""); err != nil {
+				return nil, err
+			}
+		}
+		// A schema that does not compile is left to CheckSchemas, which
+		// reports it as before.
+		if sch, err := empty.Compile(r.OutputSchema); err == nil {
+			b.compiled[r] = sch
+		}
+	}
+	return b, nil
+}
+
+// selfContained reports whether raw is an inline schema object that names
+// no other schema and no id of its own.
+func selfContained(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return false
+	}
+	for _, kw := range []string{`"$ref"`, `"$dynamicRef"`, `"$recursiveRef"`, `"$id"`, `"$anchor"`, `"$dynamicAnchor"`} {
+		if bytes.Contains(raw, []byte(kw)) {
+			return false
+		}
+	}
+	return true
 }
 
 var (
@@ -132,21 +205,12 @@ var (
 // the id and version inside fails the load with an error naming the file
 // and, where there is one, the field (a *strictyaml.FieldError).
 func LoadCatalog(dirs ...string) (*Catalog, error) {
-	c := &Catalog{byID: map[string]map[string]*Role{}}
-	entries, err := fs.ReadDir(builtinRoles, "roles")
+	b, err := builtinCatalog()
 	if err != nil {
-		return nil, fmt.Errorf("read built-in roles: %w", err)
+		return nil, err
 	}
-	for _, e := range entries {
-		data, err := builtinRoles.ReadFile("roles/" + e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("read built-in role %s: %w", e.Name(), err)
-		}
-		r, err := parseRoleFile(e.Name(), "builtin:"+e.Name(), data)
-		if err != nil {
-			return nil, err
-		}
-		r.Source = SourceBuiltin
+	c := &Catalog{byID: map[string]map[string]*Role{}, precompiled: b.compiled}
+	for _, r := range b.roles {
 		c.add(r)
 	}
 	for _, dir := range dirs {
@@ -246,9 +310,15 @@ func (c *Catalog) Roles() []*Role {
 // CheckSchemas compiles every role's output schema with s, so that a role
 // naming a schema s does not have, or carrying an invalid one, is found at
 // start-up rather than at the first ask. The error names the role's file.
+// A built-in role's self-contained schema, compiled once per process, is
+// added to s's cache instead of being compiled again.
 func (c *Catalog) CheckSchemas(s *Schemata) error {
 	for _, r := range c.Roles() {
 		if len(r.OutputSchema) == 0 {
+			continue
+		}
+		if sch, ok := c.precompiled[r]; ok {
+			s.adopt(r.OutputSchema, sch)
 			continue
 		}
 		if _, err := s.Compile(r.OutputSchema); err != nil {

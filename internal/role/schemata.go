@@ -266,12 +266,10 @@ func (s *Schemata) Compile(raw json.RawMessage) (*jsonschema.Schema, error) {
 	default:
 		return nil, errors.New("a schema must be a JSON object, a boolean or the name of a schema")
 	}
-	canon, err := canonicalOrCompact(raw)
+	key, err := inlineKey(raw)
 	if err != nil {
-		return nil, fmt.Errorf("schema is not valid JSON: %w", err)
+		return nil, err
 	}
-	sum := sha256.Sum256(canon)
-	key := hex.EncodeToString(sum[:])
 
 	s.mu.Lock()
 	if sch, ok := s.inline[key]; ok {
@@ -291,6 +289,23 @@ func (s *Schemata) Compile(raw json.RawMessage) (*jsonschema.Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid schema: %w", err)
 	}
+	return s.cache(key, sch), nil
+}
+
+// inlineKey is the cache key of the inline schema raw: the SHA-256 of its
+// canonical JSON.
+func inlineKey(raw json.RawMessage) (string, error) {
+	canon, err := canonicalOrCompact(raw)
+	if err != nil {
+		return "", fmt.Errorf("schema is not valid JSON: %w", err)
+	}
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// cache records sch as the compiled inline schema of key, unless one is
+// there already, and returns the one recorded.
+func (s *Schemata) cache(key string, sch *jsonschema.Schema) *jsonschema.Schema {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.inline[key]; !ok {
@@ -301,7 +316,16 @@ func (s *Schemata) Compile(raw json.RawMessage) (*jsonschema.Schema, error) {
 		s.inline[key] = sch
 		s.order = append(s.order, key)
 	}
-	return s.inline[key], nil
+	return s.inline[key]
+}
+
+// adopt records sch, compiled from the inline schema raw by another
+// Schemata, as what Compile(raw) returns. Only a schema that compiles the
+// same with any set (see selfContained) may be adopted.
+func (s *Schemata) adopt(raw json.RawMessage, sch *jsonschema.Schema) {
+	if key, err := inlineKey(bytes.TrimSpace(raw)); err == nil {
+		s.cache(key, sch)
+	}
 }
 
 // compileNamed compiles a schema of the set; call with mu held (or before
