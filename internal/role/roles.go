@@ -117,27 +117,34 @@ func DefaultRole(t relaytype.AskType) string {
 // It is immutable once loaded and safe for concurrent use.
 type Catalog struct {
 	byID map[string]map[string]*Role
-	// precompiled holds the compiled output schemas of the built-in
-	// roles that compile the same whatever the Schemata (shared,
-	// read-only; see builtinSet).
-	precompiled map[*Role]*jsonschema.Schema
+	// shared holds the output schemas of the built-in roles that compile
+	// the same whatever the Schemata (shared, read-only; see builtinSet).
+	shared map[*Role]sharedSchema
 }
 
 // builtinSet is the embedded roles, parsed, and the output schemas of
 // those whose schema is an inline object that refers to nothing outside
-// itself ($ref, $dynamicRef, $id), compiled: such a schema compiles to the
-// same validator with any Schemata, so CheckSchemas need not compile it
-// again for every project.
+// itself ($ref, $id, anchors): such a schema compiles to the same
+// validator with any Schemata, so it is compiled once per process, when
+// an ask first needs it, rather than for every project.
 type builtinSet struct {
-	roles    []*Role
-	compiled map[*Role]*jsonschema.Schema
+	roles  []*Role
+	shared map[*Role]sharedSchema
 }
 
-// builtinCatalog parses the embedded role files and compiles their
-// self-contained schemas once per process, for every LoadCatalog: the
-// files are part of the binary, so each parse would give the same roles,
-// and both the roles (read-only, see Role) and compiled schemas (safe for
-// concurrent use) can be shared. An error is returned by every call.
+// sharedSchema is a built-in role's self-contained output schema: its
+// key in a Schemata's cache of inline schemas, and its compilation, done
+// once.
+type sharedSchema struct {
+	key     string
+	compile func() (*jsonschema.Schema, error)
+}
+
+// builtinCatalog parses the embedded role files once per process, for
+// every LoadCatalog: the files are part of the binary, so each parse would
+// give the same roles, and the roles (read-only, see Role) and their
+// compiled schemas (safe for concurrent use) can be shared. An error is
+// returned by every call.
 var builtinCatalog = sync.OnceValues(loadBuiltin)
 
 func loadBuiltin() (*builtinSet, error) {
@@ -145,8 +152,7 @@ func loadBuiltin() (*builtinSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read built-in roles: %w", err)
 	}
-	b := &builtinSet{compiled: map[*Role]*jsonschema.Schema{}}
-	var empty *Schemata
+	b := &builtinSet{shared: map[*Role]sharedSchema{}}
 	for _, e := range entries {
 		data, err := builtinRoles.ReadFile("roles/" + e.Name())
 		if err != nil {
@@ -161,16 +167,18 @@ func loadBuiltin() (*builtinSet, error) {
 		if !selfContained(r.OutputSchema) {
 			continue
 		}
-		if empty == nil {
-			if empty, err = LoadSchemata(""); err != nil {
+		key, err := inlineKey(bytes.TrimSpace(r.OutputSchema))
+		if err != nil {
+			continue
+		}
+		raw := r.OutputSchema
+		b.shared[r] = sharedSchema{key: key, compile: sync.OnceValues(func() (*jsonschema.Schema, error) {
+			empty, err := LoadSchemata("")
+			if err != nil {
 				return nil, err
 			}
-		}
-		// A schema that does not compile is left to CheckSchemas, which
-		// reports it as before.
-		if sch, err := empty.Compile(r.OutputSchema); err == nil {
-			b.compiled[r] = sch
-		}
+			return empty.Compile(raw)
+		})}
 	}
 	return b, nil
 }
@@ -209,7 +217,7 @@ func LoadCatalog(dirs ...string) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Catalog{byID: map[string]map[string]*Role{}, precompiled: b.compiled}
+	c := &Catalog{byID: map[string]map[string]*Role{}, shared: b.shared}
 	for _, r := range b.roles {
 		c.add(r)
 	}
@@ -310,15 +318,16 @@ func (c *Catalog) Roles() []*Role {
 // CheckSchemas compiles every role's output schema with s, so that a role
 // naming a schema s does not have, or carrying an invalid one, is found at
 // start-up rather than at the first ask. The error names the role's file.
-// A built-in role's self-contained schema, compiled once per process, is
-// added to s's cache instead of being compiled again.
+// A built-in role's self-contained schema is not compiled here: it
+// compiles whatever s holds (the package's tests compile every one), and
+// s.Compile takes it, compiled once per process, from the built-in set.
 func (c *Catalog) CheckSchemas(s *Schemata) error {
 	for _, r := range c.Roles() {
 		if len(r.OutputSchema) == 0 {
 			continue
 		}
-		if sch, ok := c.precompiled[r]; ok {
-			s.adopt(r.OutputSchema, sch)
+		if sh, ok := c.shared[r]; ok {
+			s.share(sh.key, sh.compile)
 			continue
 		}
 		if _, err := s.Compile(r.OutputSchema); err != nil {

@@ -356,9 +356,9 @@ func TestParseRoleRef(t *testing.T) {
 }
 
 // TestBuiltinSchemasCompiledOnce: the built-in roles' output schemas are
-// compiled once per process and shared: CheckSchemas puts them in the
-// cache of every Schemata it checks, whatever the set holds, so Compile
-// returns the same compiled schema without compiling it again.
+// compiled once per process and shared: CheckSchemas makes every Schemata
+// it checks, whatever the set holds, take them from the built-in set, so
+// Compile returns the same compiled schema in every set.
 func TestBuiltinSchemasCompiledOnce(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -47,6 +47,9 @@ type Schemata struct {
 	named    map[string]*jsonschema.Schema // name → compiled
 	inline   map[string]*jsonschema.Schema // sha256 of canonical JSON → compiled
 	order    []string                      // inline keys, oldest first
+	// shared compiles the inline schemas compiled once for every set
+	// (the built-in roles'), by key; see share.
+	shared map[string]func() (*jsonschema.Schema, error)
 }
 
 // SchemaError is the error of Schemata.Validate: every way a document
@@ -276,7 +279,13 @@ func (s *Schemata) Compile(raw json.RawMessage) (*jsonschema.Schema, error) {
 		s.mu.Unlock()
 		return sch, nil
 	}
+	shared := s.shared[key]
 	s.mu.Unlock()
+	if shared != nil {
+		if sch, err := shared(); err == nil {
+			return s.cache(key, sch), nil
+		}
+	}
 
 	// A fresh compiler per inline schema, so that schemas sent with asks
 	// do not pile up in the shared one.
@@ -319,13 +328,18 @@ func (s *Schemata) cache(key string, sch *jsonschema.Schema) *jsonschema.Schema 
 	return s.inline[key]
 }
 
-// adopt records sch, compiled from the inline schema raw by another
-// Schemata, as what Compile(raw) returns. Only a schema that compiles the
-// same with any set (see selfContained) may be adopted.
-func (s *Schemata) adopt(raw json.RawMessage, sch *jsonschema.Schema) {
-	if key, err := inlineKey(bytes.TrimSpace(raw)); err == nil {
-		s.cache(key, sch)
+// share makes compile the source of the compiled inline schema of key:
+// Compile calls it, rather than compiling the schema itself, the first
+// time it is asked for that schema. compile must return what this set
+// would compile (see selfContained); when it fails, Compile compiles the
+// schema itself and reports its own error.
+func (s *Schemata) share(key string, compile func() (*jsonschema.Schema, error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shared == nil {
+		s.shared = map[string]func() (*jsonschema.Schema, error){}
 	}
+	s.shared[key] = compile
 }
 
 // compileNamed compiles a schema of the set; call with mu held (or before
