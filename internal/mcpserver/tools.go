@@ -111,6 +111,20 @@ var (
 	})
 )
 
+// WarmUp builds the tools' definitions that every Server shares (their
+// schemas, as listed), which the first New otherwise builds. It is safe
+// to call at any time, concurrently with New, any number of times.
+func WarmUp() {
+	submitTool.tool()
+	getTool.tool()
+	listTool.tool()
+	cancelTool.tool()
+	waitTool.tool()
+	followupTool.tool()
+	asksListTool.tool()
+	asksAnswerTool.tool()
+}
+
 func (s *Server) addTools() {
 	// The instructions carry the job loop, the states and the error
 	// format; each description says what its tool does.
