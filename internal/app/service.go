@@ -137,9 +137,9 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 			}
 		}
 	}()
-	// What every project's MCP server and answerers share is built once
-	// per process; build it while the store opens (migrations), so that
-	// the first project open finds it ready.
+	// What every project's answerers share is built once per process;
+	// build it while the store opens (migrations), so that the first
+	// project open finds it ready.
 	go warmUp()
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -263,10 +263,9 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 }
 
 // warmUp builds what the projects of every Service share, once per
-// process: the MCP tools' definitions and the built-in role catalog.
-// Whatever it finds wrong, the project open that needs it reports.
+// process: the built-in role catalog. Whatever it finds wrong, the
+// project open that needs it reports.
 func warmUp() {
-	mcpserver.WarmUp()
 	_, _ = role.LoadCatalog()
 }
 

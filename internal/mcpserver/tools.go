@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,108 +23,73 @@ const (
 	maxListLimit     = 100
 )
 
-// The tools' definitions. Each is built once per process, when a Server
-// first offers it, and shared by every Server (one per project): the
-// schemas come from fixed Go types and constants, so every project would
-// build the same bytes, and building them (with the validator compiled
-// from the input schema) costs milliseconds a project. A toolDef holds no
-// state but its memoized, immutable results.
+// The tools' definitions, shared by every Server (one per project). The
+// schemas come from fixed Go types and constants (schema.go); they are
+// listed from tool_schemas.json, which holds them encoded, so that no
+// relay builds and encodes the same schemas at start-up (milliseconds of
+// reflection). A toolDef holds no state but its memoized, immutable
+// results.
 var (
-	submitTool = newToolDef[submitArgs, submitResult](func() *mcp.Tool {
-		return &mcp.Tool{
-			Name:  "jobs_submit",
-			Title: "Submit a background coding job",
-			Description: `Start a background coding job: an executor (coding agent or command) works in an isolated checkout at a pinned commit. ` +
-				`INVALID_SPEC names the field; NO_EXECUTOR: none configured.`,
-			InputSchema: submitInputSchema(),
-			Annotations: &mcp.ToolAnnotations{IdempotentHint: true, DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
-		}
+	submitTool = newToolDef[submitArgs, submitResult](mcp.Tool{
+		Name:  "jobs_submit",
+		Title: "Submit a background coding job",
+		Description: `Start a background coding job: an executor (coding agent or command) works in an isolated checkout at a pinned commit. ` +
+			`INVALID_SPEC names the field; NO_EXECUTOR: none configured.`,
+		Annotations: &mcp.ToolAnnotations{IdempotentHint: true, DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
+	}, submitInputSchema, nil)
+	getTool = newToolDef[jobArgs, jobStatus](mcp.Tool{
+		Name:        "jobs_get",
+		Title:       "Get a job's status",
+		Description: `A job's status and artifacts so far, without waiting.`,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, nil, func() *jsonschema.Schema {
+		// Its artifacts, progress and usage are objects whose fields the
+		// results show.
+		return resultSchema[jobStatus](0)
 	})
-	getTool = newToolDef[jobArgs, jobStatus](func() *mcp.Tool {
-		return &mcp.Tool{
-			Name:        "jobs_get",
-			Title:       "Get a job's status",
-			Description: `A job's status and artifacts so far, without waiting.`,
-			// Its artifacts, progress and usage are objects whose fields the
-			// results show.
-			OutputSchema: resultSchema[jobStatus](0),
-			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-		}
+	listTool = newToolDef[listArgs, listResult](mcp.Tool{
+		Name:        "jobs_list",
+		Title:       "List jobs",
+		Description: `Jobs, newest first; items are jobs_get's status without artifacts.`,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, listInputSchema, func() *jsonschema.Schema {
+		// The items' fields are jobs_get's.
+		return resultSchema[listResult](0)
 	})
-	listTool = newToolDef[listArgs, listResult](func() *mcp.Tool {
-		return &mcp.Tool{
-			Name:        "jobs_list",
-			Title:       "List jobs",
-			Description: `Jobs, newest first; items are jobs_get's status without artifacts.`,
-			InputSchema: listInputSchema(),
-			// The items' fields are jobs_get's.
-			OutputSchema: resultSchema[listResult](0),
-			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-		}
-	})
-	cancelTool = newToolDef[jobArgs, cancelResult](func() *mcp.Tool {
-		return &mcp.Tool{
-			Name:        "jobs_cancel",
-			Title:       "Cancel a job",
-			Description: `Cancel an unfinished job; a running executor is killed first. ILLEGAL_TRANSITION: it already ended.`,
-			Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: false, OpenWorldHint: ptr(false)},
-		}
-	})
-	waitTool = newToolDef[waitArgs, waitResult](func() *mcp.Tool {
-		return &mcp.Tool{
-			Name:  "jobs_wait",
-			Title: "Wait for a job to change",
-			Description: `Wait up to timeoutS for a job or its asks to change, then return its status as jobs_get does; at once if terminal. ` +
-				`Sends notifications/progress given a progressToken.`,
-			InputSchema:  waitInputSchema(),
-			OutputSchema: resultSchema[waitResult](0),
-			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-		}
-	})
-	followupTool = newToolDef[followupArgs, submitResult](func() *mcp.Tool {
-		return &mcp.Tool{
-			Name:  "jobs_followup",
-			Title: "Continue a finished job",
-			Description: `Start a job continuing a finished one: same repo, baseline and executor, the parent's patch applied, the agent session resumed. ` +
-				`incremental.diff holds its own change. ILLEGAL_TRANSITION: parent not finished.`,
-			InputSchema: followupInputSchema(),
-			Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
-		}
-	})
-	asksListTool = newToolDef[asksListArgs, asksResult](func() *mcp.Tool {
-		return &mcp.Tool{
-			Name:        "asks_list",
-			Title:       "List questions from executors",
-			Description: `Executors' questions (asks), oldest first; one unanswered at deadlineAt fails its job.`,
-			InputSchema: asksListInputSchema(),
-			Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-		}
-	})
-	asksAnswerTool = newToolDef[asksAnswerArgs, answerResult](func() *mcp.Tool {
-		return &mcp.Tool{
-			Name:  "asks_answer",
-			Title: "Answer a question from an executor",
-			Description: `Answer a pending ask; its executor resumes. REJECTED fails the job with POLICY, ERROR (cannot answer) with EXECUTOR_ERROR. ` +
-				`Repeating is harmless; CONFLICT: answered differently.`,
-			InputSchema: asksAnswerInputSchema(),
-			Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true, OpenWorldHint: ptr(false)},
-		}
-	})
+	cancelTool = newToolDef[jobArgs, cancelResult](mcp.Tool{
+		Name:        "jobs_cancel",
+		Title:       "Cancel a job",
+		Description: `Cancel an unfinished job; a running executor is killed first. ILLEGAL_TRANSITION: it already ended.`,
+		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: false, OpenWorldHint: ptr(false)},
+	}, nil, nil)
+	waitTool = newToolDef[waitArgs, waitResult](mcp.Tool{
+		Name:  "jobs_wait",
+		Title: "Wait for a job to change",
+		Description: `Wait up to timeoutS for a job or its asks to change, then return its status as jobs_get does; at once if terminal. ` +
+			`Sends notifications/progress given a progressToken.`,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, waitInputSchema, func() *jsonschema.Schema { return resultSchema[waitResult](0) })
+	followupTool = newToolDef[followupArgs, submitResult](mcp.Tool{
+		Name:  "jobs_followup",
+		Title: "Continue a finished job",
+		Description: `Start a job continuing a finished one: same repo, baseline and executor, the parent's patch applied, the agent session resumed. ` +
+			`incremental.diff holds its own change. ILLEGAL_TRANSITION: parent not finished.`,
+		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
+	}, followupInputSchema, nil)
+	asksListTool = newToolDef[asksListArgs, asksResult](mcp.Tool{
+		Name:        "asks_list",
+		Title:       "List questions from executors",
+		Description: `Executors' questions (asks), oldest first; one unanswered at deadlineAt fails its job.`,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, asksListInputSchema, nil)
+	asksAnswerTool = newToolDef[asksAnswerArgs, answerResult](mcp.Tool{
+		Name:  "asks_answer",
+		Title: "Answer a question from an executor",
+		Description: `Answer a pending ask; its executor resumes. REJECTED fails the job with POLICY, ERROR (cannot answer) with EXECUTOR_ERROR. ` +
+			`Repeating is harmless; CONFLICT: answered differently.`,
+		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, asksAnswerInputSchema, nil)
 )
-
-// WarmUp builds the tools' definitions that every Server shares (their
-// schemas, as listed), which the first New otherwise builds. It is safe
-// to call at any time, concurrently with New, any number of times.
-func WarmUp() {
-	submitTool.tool()
-	getTool.tool()
-	listTool.tool()
-	cancelTool.tool()
-	waitTool.tool()
-	followupTool.tool()
-	asksListTool.tool()
-	asksAnswerTool.tool()
-}
 
 func (s *Server) addTools() {
 	// The instructions carry the job loop, the states and the error
@@ -141,12 +107,33 @@ func (s *Server) addTools() {
 	addTool(s, asksAnswerTool, s.answer)
 }
 
+// toolDefs returns every tool's definition.
+func toolDefs() []toolDefinition {
+	return []toolDefinition{submitTool, getTool, listTool, cancelTool, waitTool, followupTool, asksListTool, asksAnswerTool}
+}
+
+// toolDefinition is a toolDef of any In and Out.
+type toolDefinition interface {
+	// listed returns the tool as Servers list it.
+	listed() *mcp.Tool
+	// schemas builds the tool's input and output schemas from the Go
+	// types, as tool_schemas.json holds them.
+	schemas() (in, out *jsonschema.Schema)
+	// compiled returns the validator of the tool's arguments.
+	compiled() (*argValidator, error)
+}
+
 // toolDef is the definition of a tool whose arguments decode strictly
-// into In and whose result is Out: the tool as listed and the validator
-// of its arguments, each made on first use and then shared.
+// into In and whose result is Out.
 type toolDef[In, Out any] struct {
-	// tool returns the tool with its schemas as JSON text.
-	tool func() toolSchemas
+	// meta is the tool without its schemas.
+	meta mcp.Tool
+	// input and output build the schemas; nil means inferred from In and
+	// Out (the output schema with one level of nested properties, see
+	// resultSchema).
+	input, output func() *jsonschema.Schema
+	// tool returns the tool with its schemas as JSON text, made once.
+	tool func() *mcp.Tool
 	// validator returns the compiled input schema. It is compiled on the
 	// tool's first call rather than when a Server is made, so that a
 	// relay that starts (or opens a project) and is never called does not
@@ -154,43 +141,77 @@ type toolDef[In, Out any] struct {
 	validator func() (*argValidator, error)
 }
 
-// toolSchemas is a built tool: the tool as the SDK lists it, with its
-// input and output schemas as JSON text (json.RawMessage), and the input
-// schema as built, which the validator reads its enums from.
-type toolSchemas struct {
-	tool  *mcp.Tool
-	input *jsonschema.Schema
+// newToolDef returns the definition of the tool meta with the schemas
+// input and output build (nil: inferred).
+func newToolDef[In, Out any](meta mcp.Tool, input, output func() *jsonschema.Schema) *toolDef[In, Out] {
+	d := &toolDef[In, Out]{meta: meta, input: input, output: output}
+	d.tool = sync.OnceValue(d.build)
+	d.validator = sync.OnceValues(func() (*argValidator, error) {
+		in, _ := d.schemas()
+		return newArgValidator(d.meta.Name, in, d.tool().InputSchema.(json.RawMessage))
+	})
+	return d
 }
 
-// newToolDef returns the definition of the tool build returns.
-//
-// The input and output schemas are the tool's InputSchema and
-// OutputSchema when build sets them, else inferred from In and Out (the
-// output schema with one level of nested properties, see resultSchema).
-// Both are encoded once: the SDK lists JSON text exactly as it would have
-// encoded the schema, and checks a schema given as JSON text without
-// encoding it again for every Server.
-func newToolDef[In, Out any](build func() *mcp.Tool) *toolDef[In, Out] {
-	tool := sync.OnceValue(func() toolSchemas {
-		t := build()
-		if t.InputSchema == nil {
-			t.InputSchema = schemaFor[In]()
-		}
-		if t.OutputSchema == nil {
-			t.OutputSchema = resultSchema[Out](1)
-		}
-		in := t.InputSchema.(*jsonschema.Schema)
-		t.InputSchema, t.OutputSchema = schemaJSON(t.Name, in), schemaJSON(t.Name, t.OutputSchema)
-		return toolSchemas{tool: t, input: in}
-	})
-	return &toolDef[In, Out]{
-		tool: tool,
-		validator: sync.OnceValues(func() (*argValidator, error) {
-			ts := tool()
-			return newArgValidator(ts.tool.Name, ts.input, ts.tool.InputSchema.(json.RawMessage))
-		}),
+// build returns the tool with its schemas as JSON text: from
+// tool_schemas.json, or encoded from the Go types when the file has no
+// entry for the tool (TestToolSchemasFile keeps the file current). The
+// SDK lists JSON text exactly as it would have encoded the schema, and
+// checks it without encoding a schema struct again for every Server.
+func (d *toolDef[In, Out]) build() *mcp.Tool {
+	t := d.meta
+	if texts, ok := encodedToolSchemas()[t.Name]; ok {
+		t.InputSchema, t.OutputSchema = texts.Input, texts.Output
+		return &t
 	}
+	in, out := d.schemas()
+	t.InputSchema, t.OutputSchema = schemaJSON(t.Name, in), schemaJSON(t.Name, out)
+	return &t
 }
+
+func (d *toolDef[In, Out]) listed() *mcp.Tool { return d.tool() }
+
+func (d *toolDef[In, Out]) compiled() (*argValidator, error) { return d.validator() }
+
+func (d *toolDef[In, Out]) schemas() (in, out *jsonschema.Schema) {
+	if d.input != nil {
+		in = d.input()
+	} else {
+		in = schemaFor[In]()
+	}
+	if d.output != nil {
+		out = d.output()
+	} else {
+		out = resultSchema[Out](1)
+	}
+	return in, out
+}
+
+// toolSchemasFile is the name of the embedded file of encoded schemas.
+const toolSchemasFile = "tool_schemas.json"
+
+// toolSchemasJSON is tool_schemas.json: by tool name, the input and output
+// schemas as schema.go builds them, encoded.
+//
+//go:embed tool_schemas.json
+var toolSchemasJSON []byte
+
+// encodedSchemas are one tool's schemas as JSON text.
+type encodedSchemas struct {
+	Input  json.RawMessage `json:"inputSchema"`
+	Output json.RawMessage `json:"outputSchema"`
+}
+
+// encodedToolSchemas returns tool_schemas.json decoded, once per process
+// (the file is part of the binary, so every decode is the same).
+var encodedToolSchemas = sync.OnceValue(func() map[string]encodedSchemas {
+	var m map[string]encodedSchemas
+	if err := json.Unmarshal(toolSchemasJSON, &m); err != nil {
+		// The file is written by TestToolSchemasFile; a failure is a bug.
+		panic(fmt.Sprintf("mcpserver: %s: %v", toolSchemasFile, err))
+	}
+	return m
+})
 
 // schemaJSON encodes the schema s of tool.
 func schemaJSON(tool string, s any) json.RawMessage {
@@ -219,7 +240,7 @@ func addTool[In, Out any](s *Server, def *toolDef[In, Out], h func(context.Conte
 func addToolReq[In, Out any](s *Server, def *toolDef[In, Out], h func(context.Context, *mcp.CallToolRequest, *In) (Out, error)) {
 	// Each Server gets its own copy of the shared tool, whose schemas
 	// (JSON text) nobody modifies.
-	t := *def.tool().tool
+	t := *def.tool()
 	s.mcp.AddTool(&t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		validator, err := def.validator()
 		if err != nil {

@@ -1,10 +1,15 @@
 package mcpserver
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -41,18 +46,48 @@ func TestToolsListGolden(t *testing.T) {
 // not compile would otherwise show only as an INTERNAL_ERROR of that call.
 func TestToolValidatorsCompile(t *testing.T) {
 	t.Parallel()
-	validators := map[string]func() (*argValidator, error){
-		"jobs_submit": submitTool.validator, "jobs_get": getTool.validator, "jobs_list": listTool.validator,
-		"jobs_cancel": cancelTool.validator, "jobs_wait": waitTool.validator, "jobs_followup": followupTool.validator,
-		"asks_list": asksListTool.validator, "asks_answer": asksAnswerTool.validator,
+	defs := map[string]toolDefinition{}
+	for _, d := range toolDefs() {
+		defs[d.listed().Name] = d
 	}
 	tools := setupAll(t).listTools(t).Tools
-	require.Len(t, validators, len(tools), "a validator for every tool a server offers")
+	require.Len(t, defs, len(tools), "toolDefs lists every tool a server offers")
 	for _, tool := range tools {
-		v, ok := validators[tool.Name]
+		d, ok := defs[tool.Name]
 		require.True(t, ok, tool.Name)
-		got, err := v()
+		v, err := d.compiled()
 		require.NoError(t, err, tool.Name)
-		require.NotNil(t, got, tool.Name)
+		require.NotNil(t, v, tool.Name)
 	}
+}
+
+// TestToolSchemasFile: tool_schemas.json holds the schemas schema.go
+// builds, encoded, as the tools are listed. After a change to a tool's
+// arguments or result, rewrite it with
+// go test ./internal/mcpserver -run TestToolSchemasFile -args -update.
+func TestToolSchemasFile(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	b.WriteString("{\n")
+	defs := toolDefs()
+	slices.SortFunc(defs, func(a, b toolDefinition) int { return strings.Compare(a.listed().Name, b.listed().Name) })
+	for i, d := range defs {
+		in, out := d.schemas()
+		line, err := json.Marshal(encodedSchemas{Input: schemaJSON("", in), Output: schemaJSON("", out)})
+		require.NoError(t, err)
+		name, err := json.Marshal(d.listed().Name)
+		require.NoError(t, err)
+		sep := ",\n"
+		if i == len(defs)-1 {
+			sep = "\n"
+		}
+		fmt.Fprintf(&b, "%s: %s%s", name, line, sep)
+	}
+	b.WriteString("}\n")
+	if *updateGolden {
+		require.NoError(t, os.WriteFile(toolSchemasFile, b.Bytes(), 0o644))
+		return
+	}
+	require.Equal(t, b.String(), string(toolSchemasJSON),
+		"%s is out of date: go test ./internal/mcpserver -run TestToolSchemasFile -args -update", toolSchemasFile)
 }
