@@ -294,3 +294,20 @@ func TestServiceAllowedHosts(t *testing.T) {
 	require.Equal(t, http.StatusOK, get("relay.tunnel:8080"))
 	require.Equal(t, http.StatusForbidden, get("evil.example:8080"))
 }
+
+// TestAfterFirstWrite: the standalone relay's stdout starts its follow-up
+// once, after the first write (the initialize reply) is through.
+func TestAfterFirstWrite(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	ran := make(chan string, 1)
+	w := &afterFirstWrite{Writer: &out, then: func() { ran <- out.String() }}
+	n, err := w.Write([]byte("{\"id\":1}\n"))
+	require.NoError(t, err)
+	require.Equal(t, 9, n)
+	require.Equal(t, "{\"id\":1}\n", <-ran, "after the line was written")
+	_, err = w.Write([]byte("{\"id\":2}\n"))
+	require.NoError(t, err)
+	w.once.Do(func() { t.Error("the follow-up is started by the first write only") })
+	require.Empty(t, ran)
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
@@ -63,9 +64,6 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 	if o.started != nil {
 		o.started(svc)
 	}
-	// Startup (roles, schemas, SDK initialisation) leaves garbage behind;
-	// hand it back to the OS so that an idle relay stays small.
-	go debug.FreeOSMemory()
 	// Without its HTTP API the relay would hand executors a dead address:
 	// it stops, with the listener's error.
 	runCtx, stop := context.WithCancelCause(ctx)
@@ -78,15 +76,22 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 		case <-runCtx.Done():
 		}
 	}()
+	// Startup (roles, schemas, SDK initialisation) leaves garbage behind;
+	// hand it back to the OS so that an idle relay stays small.
 	if cfg.Transport == config.TransportHTTP {
+		go debug.FreeOSMemory()
 		log.Info("serving MCP over Streamable HTTP only", "url", svc.origin+"/mcp")
 		<-runCtx.Done()
 		log.Info("relay stopping")
 		return svc.HTTPErr()
 	}
+	// On stdio, once the client has its initialize reply (the first line
+	// written): the forced collection would otherwise compete with the
+	// reply for the CPU.
+	out := &afterFirstWrite{Writer: o.Stdout, then: debug.FreeOSMemory}
 	// A malformed line gets a JSON-RPC error and the session goes on; the
 	// SDK's own IOTransport would end it (and with it every running job).
-	t := &mcpserver.LineTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{o.Stdout}, Logger: log}
+	t := &mcpserver.LineTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{out}, Logger: log}
 	err = p.mcp.Run(runCtx, t)
 	if err := svc.HTTPErr(); err != nil {
 		return err
@@ -101,3 +106,17 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
+
+// afterFirstWrite is a writer that starts then on a goroutine once its
+// first write has returned.
+type afterFirstWrite struct {
+	io.Writer
+	once sync.Once
+	then func()
+}
+
+func (w *afterFirstWrite) Write(p []byte) (int, error) {
+	n, err := w.Writer.Write(p)
+	w.once.Do(func() { go w.then() })
+	return n, err
+}
