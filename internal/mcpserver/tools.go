@@ -147,8 +147,9 @@ func newToolDef[In, Out any](meta mcp.Tool, input, output func() *jsonschema.Sch
 	d := &toolDef[In, Out]{meta: meta, input: input, output: output}
 	d.tool = sync.OnceValue(d.build)
 	d.validator = sync.OnceValues(func() (*argValidator, error) {
-		in, _ := d.schemas()
-		return newArgValidator(d.meta.Name, in, d.tool().InputSchema.(json.RawMessage))
+		// The enums come from the schema as built, the rules from the
+		// schema as listed (the same, see TestToolSchemasFile).
+		return newArgValidator(d.meta.Name, d.inputSchema(), d.tool().InputSchema.(json.RawMessage))
 	})
 	return d
 }
@@ -174,17 +175,23 @@ func (d *toolDef[In, Out]) listed() *mcp.Tool { return d.tool() }
 func (d *toolDef[In, Out]) compiled() (*argValidator, error) { return d.validator() }
 
 func (d *toolDef[In, Out]) schemas() (in, out *jsonschema.Schema) {
+	return d.inputSchema(), d.outputSchema()
+}
+
+// inputSchema builds the input schema from the Go types.
+func (d *toolDef[In, Out]) inputSchema() *jsonschema.Schema {
 	if d.input != nil {
-		in = d.input()
-	} else {
-		in = schemaFor[In]()
+		return d.input()
 	}
+	return schemaFor[In]()
+}
+
+// outputSchema builds the output schema from the Go types.
+func (d *toolDef[In, Out]) outputSchema() *jsonschema.Schema {
 	if d.output != nil {
-		out = d.output()
-	} else {
-		out = resultSchema[Out](1)
+		return d.output()
 	}
-	return in, out
+	return resultSchema[Out](1)
 }
 
 // toolSchemasFile is the name of the embedded file of encoded schemas.
