@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -360,4 +361,54 @@ func TestProjectReloadDuringClaimFilter(t *testing.T) {
 	<-filterDone
 	require.Equal(t, []string{proj}, c.projects())
 	require.Equal(t, []string{"sh"}, c.executors())
+}
+
+// TestAfterFirstWrite: the standalone relay's stdout starts its follow-up
+// once, after the first write (the initialize reply) is through.
+func TestAfterFirstWrite(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	ran := make(chan string, 1)
+	w := &afterFirstWrite{Writer: &out, then: func() { ran <- out.String() }}
+	n, err := w.Write([]byte("{\"id\":1}\n"))
+	require.NoError(t, err)
+	require.Equal(t, 9, n)
+	require.Equal(t, "{\"id\":1}\n", <-ran, "after the line was written")
+	_, err = w.Write([]byte("{\"id\":2}\n"))
+	require.NoError(t, err)
+	w.once.Do(func() { t.Error("the follow-up is started by the first write only") })
+	require.Empty(t, ran)
+}
+
+// TestProjectBadRoleFile: a project whose prompts dir holds a role file
+// that does not parse fails its load with the role package's error, while
+// another project of the same service (sharing the built-in roles) loads.
+func TestProjectBadRoleFile(t *testing.T) {
+	t.Parallel()
+	dir := dataDir(t)
+	cfg, err := config.LoadService(dir, func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	svc, err := New(t.Context(), Options{Config: cfg, Logger: quiet, Version: "t"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Close(0) })
+
+	runner := "askAnswer:\n  runner:\n    enabled: true\nexecutors:\n  sh: {argv: [/bin/sh]}\n"
+	bad := filepath.Join(t.TempDir(), ".mcp-task-relay")
+	prompts := filepath.Join(bad, config.PromptsDirName)
+	require.NoError(t, os.MkdirAll(prompts, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(bad, config.ConfigFileName), []byte(runner), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(prompts, "role.finder@v1.yaml"), []byte("id: finder\nversion: v1\npurpose: p\n"), 0o600))
+	_, want := role.LoadCatalog(prompts)
+	require.Error(t, want)
+
+	p, err := svc.projects.open(t.Context(), bad, nil)
+	require.NoError(t, err)
+	require.EqualError(t, p.Err(), want.Error())
+
+	good := filepath.Join(t.TempDir(), ".mcp-task-relay")
+	require.NoError(t, os.MkdirAll(good, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(good, config.ConfigFileName), []byte(runner), 0o600))
+	p, err = svc.projects.open(t.Context(), good, nil)
+	require.NoError(t, err)
+	require.NoError(t, p.Err())
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/mcp-task-relay/mcp-task-relay/internal/metrics"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/notify"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/relay"
+	"github.com/mcp-task-relay/mcp-task-relay/internal/role"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/postgres"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/store/sqlite"
@@ -136,10 +137,22 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 			}
 		}
 	}()
+	// What every project's answerers share is built once per process;
+	// build it while the store opens (migrations), so that the first
+	// project open finds it ready.
+	go warmUp()
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	cleanup = append(cleanup, func() { _ = s.store.Close() })
+	// The attestation key (read, or made and written, then its public
+	// half derived: ed25519 precomputes its tables on first use) is made
+	// alongside the rest of the wiring, and waited for before the HTTP
+	// API, which serves it, and the projects, which hand it on.
+	keyc := make(chan ed25519.PublicKey, 1)
+	go func() { keyc <- s.attestationKey() }()
+	answerKey := sync.OnceValue(func() ed25519.PublicKey { return <-keyc })
+	cleanup = append(cleanup, func() { answerKey() })
 
 	operator, err := ask.LoadOperatorToken(cfg.DataDir, os.LookupEnv)
 	if err != nil {
@@ -159,7 +172,6 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if s.wm, err = workspace.New(workspace.Config{Root: cfg.Server.WorkspaceRoot, Keep: cfg.Server.KeepWorkspaces}); err != nil {
 		return nil, fmt.Errorf("workspaces: %w", err)
 	}
-	s.answerKey = s.attestationKey()
 	s.projects = newProjects(s)
 
 	if s.asks, err = ask.New(ask.Config{
@@ -223,6 +235,7 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 	if s.planner, err = s.newPlanner(opts.Only); err != nil {
 		return nil, err
 	}
+	s.answerKey = answerKey()
 	clientMCP := s.clientMCPHandler(mcpserver.GuardHTTP(mcp.NewStreamableHTTPHandler(s.httpSessionServer, &mcp.StreamableHTTPOptions{Logger: s.log}), 0))
 	if s.api, err = httpapi.New(httpapi.Config{
 		ExecutorMCP:    execMCP,
@@ -247,6 +260,13 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// warmUp builds what the projects of every Service share, once per
+// process: the built-in role catalog. Whatever it finds wrong, the
+// project open that needs it reports.
+func warmUp() {
+	_, _ = role.LoadCatalog()
 }
 
 // attestationKey returns the public half of the key the Answer Runners of

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime/debug"
+	"sync"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/config"
 	"github.com/mcp-task-relay/mcp-task-relay/internal/mcpserver"
@@ -26,8 +28,10 @@ type StandaloneOptions struct {
 	Logger *slog.Logger
 	// Version is reported to clients.
 	Version string
-	// Ready, when set, is called once the relay serves (before the MCP
-	// session starts).
+	// Ready, when set, is called once the relay serves: on stdio after the
+	// first line (the initialize reply) is written, over HTTP once it
+	// listens. It replaces the default, which hands the start-up garbage
+	// back to the OS.
 	Ready func()
 	// started, when set (tests), is called with the service once it runs.
 	started func(*Service)
@@ -65,9 +69,6 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 	if o.started != nil {
 		o.started(svc)
 	}
-	if o.Ready != nil {
-		o.Ready()
-	}
 	// Without its HTTP API the relay would hand executors a dead address:
 	// it stops, with the listener's error.
 	runCtx, stop := context.WithCancelCause(ctx)
@@ -80,15 +81,26 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 		case <-runCtx.Done():
 		}
 	}()
+	// Startup (roles, schemas, SDK initialisation) leaves garbage behind;
+	// hand it back to the OS so that an idle relay stays small.
+	ready := o.Ready
+	if ready == nil {
+		ready = debug.FreeOSMemory
+	}
 	if cfg.Transport == config.TransportHTTP {
+		go ready()
 		log.Info("serving MCP over Streamable HTTP only", "url", svc.origin+"/mcp")
 		<-runCtx.Done()
 		log.Info("relay stopping")
 		return svc.HTTPErr()
 	}
+	// On stdio, once the client has its initialize reply (the first line
+	// written): the forced collection would otherwise compete with the
+	// reply for the CPU.
+	out := &afterFirstWrite{Writer: o.Stdout, then: ready}
 	// A malformed line gets a JSON-RPC error and the session goes on; the
 	// SDK's own IOTransport would end it (and with it every running job).
-	t := &mcpserver.LineTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{o.Stdout}, Logger: log}
+	t := &mcpserver.LineTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{out}, Logger: log}
 	err = p.mcp.Run(runCtx, t)
 	if err := svc.HTTPErr(); err != nil {
 		return err
@@ -103,3 +115,17 @@ func RunStandalone(ctx context.Context, o StandaloneOptions) error {
 type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
+
+// afterFirstWrite is a writer that starts then on a goroutine once its
+// first write has returned.
+type afterFirstWrite struct {
+	io.Writer
+	once sync.Once
+	then func()
+}
+
+func (w *afterFirstWrite) Write(p []byte) (int, error) {
+	n, err := w.Writer.Write(p)
+	w.once.Do(func() { go w.then() })
+	return n, err
+}

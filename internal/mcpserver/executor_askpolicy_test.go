@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/require"
 
@@ -43,4 +44,35 @@ func TestExecutorAskRefusedByAskPolicy(t *testing.T) {
 	asks, err := b.svc.List(ctx, b.job.ID, "")
 	require.NoError(t, err)
 	require.Empty(t, asks)
+}
+
+// TestExecutorToolSchemas pins the input schemas the executor endpoint
+// lists (written as JSON text in NewExecutorHandler).
+func TestExecutorToolSchemas(t *testing.T) {
+	t.Parallel()
+	b := setupExec(t, &relaytype.JobSpec{Repo: relaytype.Repo{Type: "local", Path: "/tmp"},
+		Task: relaytype.Task{Title: "t", Description: "d"}, IdempotencyKey: "schemas"}, ExecutorConfig{}, nil)
+	res, err := b.session.ListTools(t.Context(), nil)
+	require.NoError(t, err)
+	want := map[string]*jsonschema.Schema{
+		"relay_ask": {Type: "object", Required: []string{"type", "prompt"}, Properties: map[string]*jsonschema.Schema{
+			"type":   {Type: "string", Enum: []any{"CLARIFICATION", "RESOURCE_FETCH", "POLICY_DECISION", "APPROVAL", "CHOICE"}},
+			"prompt": {Type: "string", Description: "The question, self-contained."},
+			"role":   {Type: "string", Description: "Answer Runner role, e.g. diff_planner, test_planner (optional)."},
+			"schema": {Description: "JSON Schema the answer's JSON must match (optional)."},
+		}},
+		"relay_approve": {Type: "object", Required: []string{"tool_name"}, Properties: map[string]*jsonschema.Schema{
+			"tool_name":   {Type: "string"},
+			"input":       {Description: "The tool call's input."},
+			"tool_use_id": {Type: "string"},
+		}},
+	}
+	require.Len(t, res.Tools, len(want))
+	for _, tool := range res.Tools {
+		w, ok := want[tool.Name]
+		require.True(t, ok, tool.Name)
+		got, err := json.Marshal(tool.InputSchema)
+		require.NoError(t, err)
+		require.JSONEq(t, string(mustJSON(t, w)), string(got), tool.Name)
+	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/mcp-task-relay/mcp-task-relay/relaytype"
 )
 
@@ -25,14 +23,7 @@ func (s *Server) addFollowupTool() {
 	if !ok {
 		return
 	}
-	addTool(s, &mcp.Tool{
-		Name:  "jobs_followup",
-		Title: "Continue a finished job",
-		Description: `Start a job continuing a finished one: same repo, baseline and executor, the parent's patch applied, the agent session resumed. ` +
-			`incremental.diff holds its own change. ILLEGAL_TRANSITION: parent not finished.`,
-		InputSchema: followupInputSchema(),
-		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
-	}, func(ctx context.Context, in *followupArgs) (submitResult, error) {
+	addTool(s, followupTool, func(ctx context.Context, in *followupArgs) (submitResult, error) {
 		parent := strings.TrimSpace(in.JobID)
 		if parent == "" {
 			return submitResult{}, &relaytype.RequestError{Field: "jobId", Message: "required"}

@@ -3,11 +3,13 @@ package mcpserver
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -21,101 +23,236 @@ const (
 	maxListLimit     = 100
 )
 
-func (s *Server) addTools() {
-	// The instructions carry the job loop, the states and the error
-	// format; each description says what its tool does.
-	addTool(s, &mcp.Tool{
+// The tools' definitions, shared by every Server (one per project). The
+// schemas come from fixed Go types and constants (schema.go); they are
+// listed from tool_schemas.json, which holds them encoded, so that no
+// relay builds and encodes the same schemas at start-up (milliseconds of
+// reflection). A toolDef holds no state but its memoized, immutable
+// results.
+var (
+	submitTool = newToolDef[submitArgs, submitResult](mcp.Tool{
 		Name:  "jobs_submit",
 		Title: "Submit a background coding job",
 		Description: `Start a background coding job: an executor (coding agent or command) works in an isolated checkout at a pinned commit. ` +
 			`INVALID_SPEC names the field; NO_EXECUTOR: none configured.`,
-		InputSchema: submitInputSchema(),
 		Annotations: &mcp.ToolAnnotations{IdempotentHint: true, DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
-	}, s.submit)
-	addTool(s, &mcp.Tool{
+	}, submitInputSchema, nil)
+	getTool = newToolDef[jobArgs, jobStatus](mcp.Tool{
 		Name:        "jobs_get",
 		Title:       "Get a job's status",
 		Description: `A job's status and artifacts so far, without waiting.`,
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, nil, func() *jsonschema.Schema {
 		// Its artifacts, progress and usage are objects whose fields the
 		// results show.
-		OutputSchema: resultSchema[jobStatus](0),
-		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.get)
-	addTool(s, &mcp.Tool{
+		return resultSchema[jobStatus](0)
+	})
+	listTool = newToolDef[listArgs, listResult](mcp.Tool{
 		Name:        "jobs_list",
 		Title:       "List jobs",
 		Description: `Jobs, newest first; items are jobs_get's status without artifacts.`,
-		InputSchema: listInputSchema(),
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, listInputSchema, func() *jsonschema.Schema {
 		// The items' fields are jobs_get's.
-		OutputSchema: resultSchema[listResult](0),
-		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.list)
-	addTool(s, &mcp.Tool{
+		return resultSchema[listResult](0)
+	})
+	cancelTool = newToolDef[jobArgs, cancelResult](mcp.Tool{
 		Name:        "jobs_cancel",
 		Title:       "Cancel a job",
 		Description: `Cancel an unfinished job; a running executor is killed first. ILLEGAL_TRANSITION: it already ended.`,
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: false, OpenWorldHint: ptr(false)},
-	}, s.cancel)
-	addToolReq(s, &mcp.Tool{
+	}, nil, nil)
+	waitTool = newToolDef[waitArgs, waitResult](mcp.Tool{
 		Name:  "jobs_wait",
 		Title: "Wait for a job to change",
 		Description: `Wait up to timeoutS for a job or its asks to change, then return its status as jobs_get does; at once if terminal. ` +
 			`Sends notifications/progress given a progressToken.`,
-		InputSchema:  waitInputSchema(),
-		OutputSchema: resultSchema[waitResult](0),
-		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.wait)
-	s.addFollowupTool()
-	if s.asks == nil {
-		return
-	}
-	addTool(s, &mcp.Tool{
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
+	}, waitInputSchema, func() *jsonschema.Schema { return resultSchema[waitResult](0) })
+	followupTool = newToolDef[followupArgs, submitResult](mcp.Tool{
+		Name:  "jobs_followup",
+		Title: "Continue a finished job",
+		Description: `Start a job continuing a finished one: same repo, baseline and executor, the parent's patch applied, the agent session resumed. ` +
+			`incremental.diff holds its own change. ILLEGAL_TRANSITION: parent not finished.`,
+		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(true)},
+	}, followupInputSchema, nil)
+	asksListTool = newToolDef[asksListArgs, asksResult](mcp.Tool{
 		Name:        "asks_list",
 		Title:       "List questions from executors",
 		Description: `Executors' questions (asks), oldest first; one unanswered at deadlineAt fails its job.`,
-		InputSchema: asksListInputSchema(),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.listAsks)
-	addTool(s, &mcp.Tool{
+	}, asksListInputSchema, nil)
+	asksAnswerTool = newToolDef[asksAnswerArgs, answerResult](mcp.Tool{
 		Name:  "asks_answer",
 		Title: "Answer a question from an executor",
 		Description: `Answer a pending ask; its executor resumes. REJECTED fails the job with POLICY, ERROR (cannot answer) with EXECUTOR_ERROR. ` +
 			`Repeating is harmless; CONFLICT: answered differently.`,
-		InputSchema: asksAnswerInputSchema(),
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, s.answer)
+	}, asksAnswerInputSchema, nil)
+)
+
+func (s *Server) addTools() {
+	// The instructions carry the job loop, the states and the error
+	// format; each description says what its tool does.
+	addTool(s, submitTool, s.submit)
+	addTool(s, getTool, s.get)
+	addTool(s, listTool, s.list)
+	addTool(s, cancelTool, s.cancel)
+	addToolReq(s, waitTool, s.wait)
+	s.addFollowupTool()
+	if s.asks == nil {
+		return
+	}
+	addTool(s, asksListTool, s.listAsks)
+	addTool(s, asksAnswerTool, s.answer)
 }
 
-// addTool registers a tool whose arguments decode strictly into In and
-// whose result Out becomes both structuredContent and a text block holding
-// the same JSON. Any error becomes an isError result (see toolError).
+// toolDefs returns every tool's definition.
+func toolDefs() []toolDefinition {
+	return []toolDefinition{submitTool, getTool, listTool, cancelTool, waitTool, followupTool, asksListTool, asksAnswerTool}
+}
+
+// toolDefinition is a toolDef of any In and Out.
+type toolDefinition interface {
+	// listed returns the tool as Servers list it.
+	listed() *mcp.Tool
+	// schemas builds the tool's input and output schemas from the Go
+	// types, as tool_schemas.json holds them.
+	schemas() (in, out *jsonschema.Schema)
+	// compiled returns the validator of the tool's arguments.
+	compiled() (*argValidator, error)
+}
+
+// toolDef is the definition of a tool whose arguments decode strictly
+// into In and whose result is Out.
+type toolDef[In, Out any] struct {
+	// meta is the tool without its schemas.
+	meta mcp.Tool
+	// input and output build the schemas; nil means inferred from In and
+	// Out (the output schema with one level of nested properties, see
+	// resultSchema).
+	input, output func() *jsonschema.Schema
+	// tool returns the tool with its schemas as JSON text, made once.
+	tool func() *mcp.Tool
+	// validator returns the compiled input schema. It is compiled on the
+	// tool's first call rather than when a Server is made, so that a
+	// relay that starts (or opens a project) and is never called does not
+	// pay for it.
+	validator func() (*argValidator, error)
+}
+
+// newToolDef returns the definition of the tool meta with the schemas
+// input and output build (nil: inferred).
+func newToolDef[In, Out any](meta mcp.Tool, input, output func() *jsonschema.Schema) *toolDef[In, Out] {
+	d := &toolDef[In, Out]{meta: meta, input: input, output: output}
+	d.tool = sync.OnceValue(d.build)
+	d.validator = sync.OnceValues(func() (*argValidator, error) {
+		// The enums come from the schema as built, the rules from the
+		// schema as listed (the same, see TestToolSchemasFile).
+		return newArgValidator(d.meta.Name, d.inputSchema(), d.tool().InputSchema.(json.RawMessage))
+	})
+	return d
+}
+
+// build returns the tool with its schemas as JSON text: from
+// tool_schemas.json, or encoded from the Go types when the file has no
+// entry for the tool (TestToolSchemasFile keeps the file current). The
+// SDK lists JSON text exactly as it would have encoded the schema, and
+// checks it without encoding a schema struct again for every Server.
+func (d *toolDef[In, Out]) build() *mcp.Tool {
+	t := d.meta
+	if texts, ok := encodedToolSchemas()[t.Name]; ok {
+		t.InputSchema, t.OutputSchema = texts.Input, texts.Output
+		return &t
+	}
+	in, out := d.schemas()
+	t.InputSchema, t.OutputSchema = schemaJSON(t.Name, in), schemaJSON(t.Name, out)
+	return &t
+}
+
+func (d *toolDef[In, Out]) listed() *mcp.Tool { return d.tool() }
+
+func (d *toolDef[In, Out]) compiled() (*argValidator, error) { return d.validator() }
+
+func (d *toolDef[In, Out]) schemas() (in, out *jsonschema.Schema) {
+	return d.inputSchema(), d.outputSchema()
+}
+
+// inputSchema builds the input schema from the Go types.
+func (d *toolDef[In, Out]) inputSchema() *jsonschema.Schema {
+	if d.input != nil {
+		return d.input()
+	}
+	return schemaFor[In]()
+}
+
+// outputSchema builds the output schema from the Go types.
+func (d *toolDef[In, Out]) outputSchema() *jsonschema.Schema {
+	if d.output != nil {
+		return d.output()
+	}
+	return resultSchema[Out](1)
+}
+
+// toolSchemasFile is the name of the embedded file of encoded schemas.
+const toolSchemasFile = "tool_schemas.json"
+
+// toolSchemasJSON is tool_schemas.json: by tool name, the input and output
+// schemas as schema.go builds them, encoded.
 //
-// The input and output schemas are t.InputSchema and t.OutputSchema when
-// set, else inferred from In and Out (the output schema with one level of
-// nested properties, see resultSchema). The arguments of every call are
-// validated against the input schema (argValidator) before they are
-// decoded, so that errors carry a contract code and name the field; the
-// low-level Server.AddTool is used because the SDK's generic mcp.AddTool
-// reports violations without either.
-func addTool[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *In) (Out, error)) {
-	addToolReq(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in *In) (Out, error) { return h(ctx, in) })
+//go:embed tool_schemas.json
+var toolSchemasJSON []byte
+
+// encodedSchemas are one tool's schemas as JSON text.
+type encodedSchemas struct {
+	Input  json.RawMessage `json:"inputSchema"`
+	Output json.RawMessage `json:"outputSchema"`
+}
+
+// encodedToolSchemas returns tool_schemas.json decoded, once per process
+// (the file is part of the binary, so every decode is the same).
+var encodedToolSchemas = sync.OnceValue(func() map[string]encodedSchemas {
+	var m map[string]encodedSchemas
+	if err := json.Unmarshal(toolSchemasJSON, &m); err != nil {
+		// The file is written by TestToolSchemasFile; a failure is a bug.
+		panic(fmt.Sprintf("mcpserver: %s: %v", toolSchemasFile, err))
+	}
+	return m
+})
+
+// schemaJSON encodes the schema s of tool.
+func schemaJSON(tool string, s any) json.RawMessage {
+	data, err := json.Marshal(s)
+	if err != nil {
+		// The schemas are built from fixed types; a failure is a bug.
+		panic(fmt.Sprintf("mcpserver: encode schema of %s: %v", tool, err))
+	}
+	return data
+}
+
+// addTool registers the tool of def with handler h, whose result becomes
+// both structuredContent and a text block holding the same JSON. Any
+// error becomes an isError result (see toolError).
+//
+// The arguments of every call are validated against the input schema
+// (argValidator) before they are decoded, so that errors carry a contract
+// code and name the field; the low-level Server.AddTool is used because
+// the SDK's generic mcp.AddTool reports violations without either.
+func addTool[In, Out any](s *Server, def *toolDef[In, Out], h func(context.Context, *In) (Out, error)) {
+	addToolReq(s, def, func(ctx context.Context, _ *mcp.CallToolRequest, in *In) (Out, error) { return h(ctx, in) })
 }
 
 // addToolReq is addTool for handlers that need the request itself: its
 // session and progress token.
-func addToolReq[In, Out any](s *Server, t *mcp.Tool, h func(context.Context, *mcp.CallToolRequest, *In) (Out, error)) {
-	if t.InputSchema == nil {
-		t.InputSchema = schemaFor[In]()
-	}
-	if t.OutputSchema == nil {
-		t.OutputSchema = resultSchema[Out](1)
-	}
-	validator, err := newArgValidator(t.Name, t.InputSchema.(*jsonschema.Schema))
-	if err != nil {
-		// The schemas are built from fixed types; a failure is a bug.
-		panic(fmt.Sprintf("mcpserver: %v", err))
-	}
-	s.mcp.AddTool(t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+func addToolReq[In, Out any](s *Server, def *toolDef[In, Out], h func(context.Context, *mcp.CallToolRequest, *In) (Out, error)) {
+	// Each Server gets its own copy of the shared tool, whose schemas
+	// (JSON text) nobody modifies.
+	t := *def.tool()
+	s.mcp.AddTool(&t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		validator, err := def.validator()
+		if err != nil {
+			return s.toolError(t.Name, err), nil
+		}
 		args, err := validator.check(req.Params.Arguments)
 		if err != nil {
 			return s.toolError(t.Name, err), nil

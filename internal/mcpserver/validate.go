@@ -30,12 +30,8 @@ type argValidator struct {
 	spec bool
 }
 
-// newArgValidator compiles the input schema s of tool.
-func newArgValidator(tool string, s *jsonschema.Schema) (*argValidator, error) {
-	data, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("encode input schema of %s: %w", tool, err)
-	}
+// newArgValidator compiles the input schema s of tool, encoded as data.
+func newArgValidator(tool string, s *jsonschema.Schema, data []byte) (*argValidator, error) {
 	doc, err := jsv.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("decode input schema of %s: %w", tool, err)

@@ -14,7 +14,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcp-task-relay/mcp-task-relay/internal/strictyaml"
@@ -115,6 +117,85 @@ func DefaultRole(t relaytype.AskType) string {
 // It is immutable once loaded and safe for concurrent use.
 type Catalog struct {
 	byID map[string]map[string]*Role
+	// shared holds the output schemas of the built-in roles that compile
+	// the same whatever the Schemata (shared, read-only; see builtinSet).
+	shared map[*Role]sharedSchema
+}
+
+// builtinSet is the embedded roles, parsed, and the output schemas of
+// those whose schema is an inline object that refers to nothing outside
+// itself ($ref, $id, anchors): such a schema compiles to the same
+// validator with any Schemata, so it is compiled once per process, when
+// an ask first needs it, rather than for every project.
+type builtinSet struct {
+	roles  []*Role
+	shared map[*Role]sharedSchema
+}
+
+// sharedSchema is a built-in role's self-contained output schema: its
+// key in a Schemata's cache of inline schemas, and its compilation, done
+// once.
+type sharedSchema struct {
+	key     string
+	compile func() (*jsonschema.Schema, error)
+}
+
+// builtinCatalog parses the embedded role files once per process, for
+// every LoadCatalog: the files are part of the binary, so each parse would
+// give the same roles, and the roles (read-only, see Role) and their
+// compiled schemas (safe for concurrent use) can be shared. An error is
+// returned by every call.
+var builtinCatalog = sync.OnceValues(loadBuiltin)
+
+func loadBuiltin() (*builtinSet, error) {
+	entries, err := fs.ReadDir(builtinRoles, "roles")
+	if err != nil {
+		return nil, fmt.Errorf("read built-in roles: %w", err)
+	}
+	b := &builtinSet{shared: map[*Role]sharedSchema{}}
+	for _, e := range entries {
+		data, err := builtinRoles.ReadFile("roles/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read built-in role %s: %w", e.Name(), err)
+		}
+		r, err := parseRoleFile(e.Name(), "builtin:"+e.Name(), data)
+		if err != nil {
+			return nil, err
+		}
+		r.Source = SourceBuiltin
+		b.roles = append(b.roles, r)
+		if !selfContained(r.OutputSchema) {
+			continue
+		}
+		key, err := inlineKey(bytes.TrimSpace(r.OutputSchema))
+		if err != nil {
+			continue
+		}
+		raw := r.OutputSchema
+		b.shared[r] = sharedSchema{key: key, compile: sync.OnceValues(func() (*jsonschema.Schema, error) {
+			empty, err := LoadSchemata("")
+			if err != nil {
+				return nil, err
+			}
+			return empty.Compile(raw)
+		})}
+	}
+	return b, nil
+}
+
+// selfContained reports whether raw is an inline schema object that names
+// no other schema and no id of its own.
+func selfContained(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return false
+	}
+	for _, kw := range []string{`"$ref"`, `"$dynamicRef"`, `"$recursiveRef"`, `"$id"`, `"$anchor"`, `"$dynamicAnchor"`} {
+		if bytes.Contains(raw, []byte(kw)) {
+			return false
+		}
+	}
+	return true
 }
 
 var (
@@ -132,21 +213,12 @@ var (
 // the id and version inside fails the load with an error naming the file
 // and, where there is one, the field (a *strictyaml.FieldError).
 func LoadCatalog(dirs ...string) (*Catalog, error) {
-	c := &Catalog{byID: map[string]map[string]*Role{}}
-	entries, err := fs.ReadDir(builtinRoles, "roles")
+	b, err := builtinCatalog()
 	if err != nil {
-		return nil, fmt.Errorf("read built-in roles: %w", err)
+		return nil, err
 	}
-	for _, e := range entries {
-		data, err := builtinRoles.ReadFile("roles/" + e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("read built-in role %s: %w", e.Name(), err)
-		}
-		r, err := parseRoleFile(e.Name(), "builtin:"+e.Name(), data)
-		if err != nil {
-			return nil, err
-		}
-		r.Source = SourceBuiltin
+	c := &Catalog{byID: map[string]map[string]*Role{}, shared: b.shared}
+	for _, r := range b.roles {
 		c.add(r)
 	}
 	for _, dir := range dirs {
@@ -246,9 +318,16 @@ func (c *Catalog) Roles() []*Role {
 // CheckSchemas compiles every role's output schema with s, so that a role
 // naming a schema s does not have, or carrying an invalid one, is found at
 // start-up rather than at the first ask. The error names the role's file.
+// A built-in role's self-contained schema is not compiled here: it
+// compiles whatever s holds (the package's tests compile every one), and
+// s.Compile takes it, compiled once per process, from the built-in set.
 func (c *Catalog) CheckSchemas(s *Schemata) error {
 	for _, r := range c.Roles() {
 		if len(r.OutputSchema) == 0 {
+			continue
+		}
+		if sh, ok := c.shared[r]; ok {
+			s.share(sh.key, sh.compile)
 			continue
 		}
 		if _, err := s.Compile(r.OutputSchema); err != nil {

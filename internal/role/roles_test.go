@@ -354,3 +354,37 @@ func TestParseRoleRef(t *testing.T) {
 		require.Equal(t, tt.version, v, tt.ref)
 	}
 }
+
+// TestBuiltinSchemasCompiledOnce: the built-in roles' output schemas are
+// compiled once per process and shared: CheckSchemas makes every Schemata
+// it checks, whatever the set holds, take them from the built-in set, so
+// Compile returns the same compiled schema in every set.
+func TestBuiltinSchemasCompiledOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"artifacts/plan.json": `{"type":"object"}`})
+	var sets []*role.Schemata
+	for _, d := range []string{"", dir} {
+		c, err := role.LoadCatalog()
+		require.NoError(t, err)
+		s, err := role.LoadSchemata(d)
+		require.NoError(t, err)
+		require.NoError(t, c.CheckSchemas(s))
+		sets = append(sets, s)
+	}
+	c, err := role.LoadCatalog()
+	require.NoError(t, err)
+	n := 0
+	for _, r := range c.Roles() {
+		if len(r.OutputSchema) == 0 {
+			continue
+		}
+		a, err := sets[0].Compile(r.OutputSchema)
+		require.NoError(t, err)
+		b, err := sets[1].Compile(r.OutputSchema)
+		require.NoError(t, err)
+		require.Same(t, a, b, r.Ref())
+		n++
+	}
+	require.Positive(t, n)
+}

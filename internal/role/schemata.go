@@ -47,6 +47,9 @@ type Schemata struct {
 	named    map[string]*jsonschema.Schema // name → compiled
 	inline   map[string]*jsonschema.Schema // sha256 of canonical JSON → compiled
 	order    []string                      // inline keys, oldest first
+	// shared compiles the inline schemas compiled once for every set
+	// (the built-in roles'), by key; see share.
+	shared map[string]func() (*jsonschema.Schema, error)
 }
 
 // SchemaError is the error of Schemata.Validate: every way a document
@@ -266,19 +269,23 @@ func (s *Schemata) Compile(raw json.RawMessage) (*jsonschema.Schema, error) {
 	default:
 		return nil, errors.New("a schema must be a JSON object, a boolean or the name of a schema")
 	}
-	canon, err := canonicalOrCompact(raw)
+	key, err := inlineKey(raw)
 	if err != nil {
-		return nil, fmt.Errorf("schema is not valid JSON: %w", err)
+		return nil, err
 	}
-	sum := sha256.Sum256(canon)
-	key := hex.EncodeToString(sum[:])
 
 	s.mu.Lock()
 	if sch, ok := s.inline[key]; ok {
 		s.mu.Unlock()
 		return sch, nil
 	}
+	shared := s.shared[key]
 	s.mu.Unlock()
+	if shared != nil {
+		if sch, err := shared(); err == nil {
+			return s.cache(key, sch), nil
+		}
+	}
 
 	// A fresh compiler per inline schema, so that schemas sent with asks
 	// do not pile up in the shared one.
@@ -291,6 +298,23 @@ func (s *Schemata) Compile(raw json.RawMessage) (*jsonschema.Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid schema: %w", err)
 	}
+	return s.cache(key, sch), nil
+}
+
+// inlineKey is the cache key of the inline schema raw: the SHA-256 of its
+// canonical JSON.
+func inlineKey(raw json.RawMessage) (string, error) {
+	canon, err := canonicalOrCompact(raw)
+	if err != nil {
+		return "", fmt.Errorf("schema is not valid JSON: %w", err)
+	}
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// cache records sch as the compiled inline schema of key, unless one is
+// there already, and returns the one recorded.
+func (s *Schemata) cache(key string, sch *jsonschema.Schema) *jsonschema.Schema {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.inline[key]; !ok {
@@ -301,7 +325,21 @@ func (s *Schemata) Compile(raw json.RawMessage) (*jsonschema.Schema, error) {
 		s.inline[key] = sch
 		s.order = append(s.order, key)
 	}
-	return s.inline[key], nil
+	return s.inline[key]
+}
+
+// share makes compile the source of the compiled inline schema of key:
+// Compile calls it, rather than compiling the schema itself, the first
+// time it is asked for that schema. compile must return what this set
+// would compile (see selfContained); when it fails, Compile compiles the
+// schema itself and reports its own error.
+func (s *Schemata) share(key string, compile func() (*jsonschema.Schema, error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shared == nil {
+		s.shared = map[string]func() (*jsonschema.Schema, error){}
+	}
+	s.shared[key] = compile
 }
 
 // compileNamed compiles a schema of the set; call with mu held (or before
