@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -210,11 +211,32 @@ func TestProjectsNeverMix(t *testing.T) {
 	}
 }
 
+// killRounds is how many times TestServiceKilledDuringWorkspaceCreation
+// kills the service: TASK_RELAY_KILL_ROUNDS, else 4 (each of its two kill
+// moments twice). Each round restarts the service and recreates a
+// worktree of 1000 files, so `go test ./...` runs the small count and
+// .ci/run runs the full count (TASK_RELAY_KILL_ROUNDS=20) in a step of its
+// own.
+func killRounds(t *testing.T) int {
+	t.Helper()
+	v, set := os.LookupEnv("TASK_RELAY_KILL_ROUNDS")
+	if !set {
+		t.Log("4 kill rounds; TASK_RELAY_KILL_ROUNDS=20 runs CI's full count")
+		return 4
+	}
+	n, err := strconv.Atoi(v)
+	require.NoError(t, err, "TASK_RELAY_KILL_ROUNDS")
+	require.Positive(t, n, "TASK_RELAY_KILL_ROUNDS")
+	return n
+}
+
 // TestServiceKilledDuringWorkspaceCreation: the service is SIGKILLed while
-// it creates a job's worktree, again and again; the user's repository is
-// left with no locked worktree entry, and every job succeeds.
+// it creates a job's worktree, again and again (killRounds times); the
+// user's repository is left with no locked worktree entry, and every job
+// succeeds.
 func TestServiceKilledDuringWorkspaceCreation(t *testing.T) {
 	t.Parallel()
+	kills := killRounds(t)
 	svc := newRelayService(t, "")
 	repo, _ := newRepo(t)
 	// Enough files that `git worktree add` takes a while.
@@ -226,7 +248,6 @@ func TestServiceKilledDuringWorkspaceCreation(t *testing.T) {
 	cfg := project(t, t.TempDir(), "#!/bin/sh\necho survived >> hello.txt\n")
 	workspaces := filepath.Join(svc.dataDir, "workspaces")
 
-	const kills = 20
 	var ids []string
 	for i := range kills {
 		s := svc.front(t, cfg)
