@@ -513,15 +513,14 @@ func TestJobsCLI(t *testing.T) {
 // service is replaced by one of the front's version, a busy one is kept.
 func TestFrontOfAnotherVersion(t *testing.T) {
 	t.Parallel()
-	newer := filepath.Join(t.TempDir(), "mcp-task-relay-v9")
-	build := exec.Command("go", "build", "-o", newer,
-		"-ldflags", "-X github.com/mcp-task-relay/mcp-task-relay/internal/cli.Version=v9.9.9", ".")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	// The release build: another version than the test binary's.
+	newer := releaseBinary(t)
 
 	svc := newRelayService(t, "")
 	repo, _ := newRepo(t)
-	cfg := project(t, t.TempDir(), "#!/bin/sh\nsleep 4\necho v >> hello.txt\n")
+	// The job runs until the test has seen the busy service kept.
+	gate := filepath.Join(t.TempDir(), "finish")
+	cfg := project(t, t.TempDir(), fmt.Sprintf("#!/bin/sh\nwhile [ ! -e %q ]; do sleep 0.05; done\necho v >> hello.txt\n", gate))
 	old := svc.front(t, cfg) // the test binary's version: dev
 	oldPID := svc.pid()
 	sub := old.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "busy")})
@@ -534,6 +533,7 @@ func TestFrontOfAnotherVersion(t *testing.T) {
 	require.Zero(t, code, out2)
 	require.Contains(t, out2, "another version")
 	require.Equal(t, oldPID, svc.pid(), "a busy service is never replaced")
+	require.NoError(t, os.WriteFile(gate, nil, 0o600))
 
 	// Once idle, the newer front replaces it.
 	watch := svc.front(t, cfg)
@@ -545,7 +545,7 @@ func TestFrontOfAnotherVersion(t *testing.T) {
 	require.NotEqual(t, oldPID, svc.pid())
 	st, code := svc.cli(t, repo, "daemon", "status", "--json", "--data-dir", svc.dataDir)
 	require.Zero(t, code, st)
-	require.Contains(t, st, `"version": "v9.9.9"`)
+	require.Contains(t, st, `"version": "`+releaseVersion+`"`)
 }
 
 // runFront runs one short MCP session (initialize, its answer, then EOF)
