@@ -134,14 +134,16 @@ func localSpec(repo, key string) map[string]any {
 	}
 }
 
-// TestJobOutlivesClientSession: a client submits an 8 s job and goes away
-// a second later; the job goes on in the service, and a new session later
-// sees it SUCCEEDED on its first attempt.
+// TestJobOutlivesClientSession: a client submits a job and goes away while
+// it runs; the job goes on in the service, and a new session later sees it
+// SUCCEEDED on its first attempt.
 func TestJobOutlivesClientSession(t *testing.T) {
 	t.Parallel()
 	svc := newRelayService(t, "")
 	repo, _ := newRepo(t)
-	cfg := project(t, t.TempDir(), "#!/bin/sh\nsleep 8\necho outlived >> hello.txt\n")
+	// The job runs until the client has gone away.
+	gate := filepath.Join(t.TempDir(), "finish")
+	cfg := project(t, t.TempDir(), fmt.Sprintf("#!/bin/sh\nwhile [ ! -e %q ]; do sleep 0.05; done\necho outlived >> hello.txt\n", gate))
 
 	first := svc.front(t, cfg)
 	sub := first.call(t, "jobs_submit", map[string]any{"spec": localSpec(repo, "outlive")})
@@ -149,9 +151,9 @@ func TestJobOutlivesClientSession(t *testing.T) {
 	first.waitState(t, jobID, "RUNNING")
 	pid := svc.pid()
 	require.NotZero(t, pid)
-	time.Sleep(time.Second)
 	closeFront(t, first)
 	require.True(t, pidExists(pid), "the service outlives the front")
+	require.NoError(t, os.WriteFile(gate, nil, 0o600))
 
 	second := svc.front(t, cfg)
 	job := second.waitState(t, jobID, "SUCCEEDED")
