@@ -348,7 +348,7 @@ func TestStreamableHTTP(t *testing.T) {
 // naming repo.url.
 func TestSubmitToBlackHoleRemoteIsBounded(t *testing.T) {
 	t.Parallel()
-	svc := newRelayService(t, "  admitTimeoutSec: 2\n")
+	svc := newRelayService(t, "  admitTimeoutSec: 1\n")
 	cfg := project(t, t.TempDir(), "#!/bin/sh\ntrue\n")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
