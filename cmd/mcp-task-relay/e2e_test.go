@@ -29,6 +29,11 @@ var binary string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	// Under the race detector every exit of this test binary run as a
+	// helper executor (sdkAsker) would sleep a second.
+	if os.Getenv("GORACE") == "" {
+		_ = os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	dir, err := os.MkdirTemp("", "mcp-task-relay-e2e-")
 	if err != nil {
 		panic(err)

@@ -1,11 +1,13 @@
 package main_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -47,17 +49,83 @@ type goreleaserConfig struct {
 	} `yaml:"checksum"`
 }
 
+// readGoReleaserConfig reads the repository's .goreleaser.yaml.
+func readGoReleaserConfig() (root string, cfg goreleaserConfig, err error) {
+	root, err = filepath.Abs("../..")
+	if err != nil {
+		return "", cfg, err
+	}
+	raw, err := os.ReadFile(filepath.Join(root, ".goreleaser.yaml"))
+	if err != nil {
+		return "", cfg, err
+	}
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		return "", cfg, fmt.Errorf(".goreleaser.yaml: %w", err)
+	}
+	return root, cfg, nil
+}
+
+// releaseVersion is the version releaseBinary is built with: not the
+// test binary's ("dev").
+const releaseVersion = "v1.2.3-releasetest"
+
+var releaseBuild struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// releaseBinary returns this package's binary built, once for all tests,
+// with the release's ldflags (.goreleaser.yaml) and its -X variable set
+// to releaseVersion. Only the ldflags: -trimpath and CGO_ENABLED=0 would
+// rebuild every package rather than relink the test's binary.
+func releaseBinary(t *testing.T) string {
+	t.Helper()
+	releaseBuild.once.Do(func() {
+		releaseBuild.err = func() error {
+			_, cfg, err := readGoReleaserConfig()
+			if err != nil {
+				return err
+			}
+			if len(cfg.Builds) != 1 || len(cfg.Builds[0].Ldflags) != 1 {
+				return fmt.Errorf("want one build with one ldflags entry in .goreleaser.yaml, got %+v", cfg.Builds)
+			}
+			fields := strings.Fields(cfg.Builds[0].Ldflags[0])
+			var ldflags []string
+			for i := 0; i < len(fields); i++ {
+				if fields[i] == "-X" && i+1 < len(fields) {
+					target, value, _ := strings.Cut(fields[i+1], "=")
+					ldflags = append(ldflags, "-X", target+"="+releaseVersion)
+					i++
+					// The value is a template ("v{{ .Version }}"), spaces and all.
+					for strings.Contains(value, "{{") && !strings.Contains(value, "}}") && i+1 < len(fields) {
+						i++
+						value += " " + fields[i]
+					}
+					continue
+				}
+				ldflags = append(ldflags, fields[i])
+			}
+			bin := filepath.Join(filepath.Dir(binary), "mcp-task-relay-release")
+			out, err := exec.Command("go", "build", "-o", bin, "-ldflags", strings.Join(ldflags, " "), ".").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("go build -ldflags %q: %w: %s", strings.Join(ldflags, " "), err, out)
+			}
+			releaseBuild.bin = bin
+			return nil
+		}()
+	})
+	require.NoError(t, releaseBuild.err)
+	return releaseBuild.bin
+}
+
 // TestGoReleaserConfig checks the release configuration against the
 // source: the main package it builds, the platforms, the flags, the files
 // it packs, and that its -X ldflag sets the version the binary prints.
 func TestGoReleaserConfig(t *testing.T) {
 	t.Parallel()
-	root, err := filepath.Abs("../..")
+	root, cfg, err := readGoReleaserConfig()
 	require.NoError(t, err)
-	raw, err := os.ReadFile(filepath.Join(root, ".goreleaser.yaml"))
-	require.NoError(t, err)
-	var cfg goreleaserConfig
-	require.NoError(t, yaml.Unmarshal(raw, &cfg))
 	require.Equal(t, 2, cfg.Version, "GoReleaser configuration schema version")
 
 	require.Len(t, cfg.Builds, 1)
@@ -92,20 +160,15 @@ func TestGoReleaserConfig(t *testing.T) {
 	require.Contains(t, fields, "-w")
 	i := slices.Index(fields, "-X")
 	require.True(t, i >= 0 && i+1 < len(fields), "ldflags %q set no variable", b.Ldflags[0])
-	target, value, ok := strings.Cut(fields[i+1], "=")
+	_, value, ok := strings.Cut(fields[i+1], "=")
 	require.True(t, ok, "-X %s", fields[i+1])
 	require.Equal(t, "v{{", value[:min(3, len(value))], "the version is the release's, v-prefixed: %s", value)
-	const version = "v1.2.3-releasetest"
-	bin := filepath.Join(t.TempDir(), "mcp-task-relay")
-	// Only the ldflags: -trimpath and CGO_ENABLED=0 would rebuild every
-	// package rather than relink the test's binary.
-	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-s -w -X "+target+"="+version, ".")
-	out, err = build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	// Built with these ldflags, the -X variable set to releaseVersion.
+	bin := releaseBinary(t)
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		require.NoError(t, err, "%v: %s", args, out)
-		require.Equal(t, "mcp-task-relay "+version+"\n", string(out), "%v", args)
+		require.Equal(t, "mcp-task-relay "+releaseVersion+"\n", string(out), "%v", args)
 	}
 
 	// Archives: tar.gz, zip for windows, with files that exist; checksums.

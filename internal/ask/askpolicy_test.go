@@ -52,8 +52,10 @@ func TestAskPolicyNeverRefusesAsks(t *testing.T) {
 
 func TestAskPolicyOtherValuesMayAsk(t *testing.T) {
 	t.Parallel()
+	// One store for the four jobs (a store's migrations are most of this
+	// test's time under the race detector).
+	b := setup(t, nil)
 	for _, policy := range []string{"", relaytype.AskPolicyUntrusted, relaytype.AskPolicyOnRequest, relaytype.AskPolicyOnFailure} {
-		b := setup(t, nil)
 		id := "job_p" + map[string]string{"": "none"}[policy] + policy
 		b.runningJobWithPolicy(t, id, policy)
 		_, created, err := b.svc.Create(context.Background(), newAsk(t, id))

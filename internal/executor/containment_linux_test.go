@@ -3,9 +3,11 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,33 +163,49 @@ func TestLinuxContainmentCancel(t *testing.T) {
 }
 
 // TestLinuxContainmentTimeout: a run that times out leaves no process behind.
+// The timeout must let a variant start all its processes first, which
+// takes longer on a loaded machine: a variant whose run timed out before
+// it published its pids runs again with twice the timeout.
 func TestLinuxContainmentTimeout(t *testing.T) {
 	t.Parallel()
-	variants := containmentVariants()
-	dirs := variantDirs(t, t.TempDir(), variants)
-	var wg sync.WaitGroup
-	results := make(map[string]runResult, len(variants))
-	var mu sync.Mutex
-	for name, script := range variants {
-		c, err := NewCommand(CommandConfig{Name: name, Argv: []string{"sh", "-c", script}, Shim: testShim(),
-			KillGrace: 300 * time.Millisecond, BaseEnv: containmentEnv()})
-		require.NoError(t, err)
-		wg.Go(func() {
-			// Long enough for every variant to start all its processes
-			// on a loaded machine.
-			res, err := c.Run(t.Context(), &Request{Workdir: dirs[name], Timeout: 8 * time.Second})
-			mu.Lock()
-			results[name] = runResult{res, err}
-			mu.Unlock()
-		})
-	}
-	requireAllGone(t, dirs, func() {
+	pending := containmentVariants()
+	for timeout := 2 * time.Second; len(pending) > 0; timeout *= 2 {
+		require.LessOrEqual(t, timeout, 16*time.Second, "variants that never started all their processes before their run timed out: %v",
+			slices.Sorted(maps.Keys(pending)))
+		dirs := variantDirs(t, t.TempDir(), pending)
+		var wg sync.WaitGroup
+		results := make(map[string]runResult, len(pending))
+		var mu sync.Mutex
+		for name, script := range pending {
+			c, err := NewCommand(CommandConfig{Name: name, Argv: []string{"sh", "-c", script}, Shim: testShim(),
+				KillGrace: 300 * time.Millisecond, BaseEnv: containmentEnv()})
+			require.NoError(t, err)
+			wg.Go(func() {
+				res, err := c.Run(t.Context(), &Request{Workdir: dirs[name], Timeout: timeout})
+				mu.Lock()
+				results[name] = runResult{res, err}
+				mu.Unlock()
+			})
+		}
 		wg.Wait()
 		for name, r := range results {
 			require.NoError(t, r.err, name)
 			require.True(t, r.res.TimedOut, name)
 		}
-	})
+		// The variants that published their pids had all their processes
+		// running when the run timed out.
+		started := map[string]string{}
+		for name, dir := range dirs {
+			if fi, err := os.Stat(filepath.Join(dir, "pids")); err == nil && fi.Size() > 0 {
+				started[name] = dir
+				delete(pending, name)
+			}
+		}
+		if len(pending) > 0 {
+			t.Logf("timeout %s: %d variants had not started all their processes; again with twice the timeout", timeout, len(pending))
+		}
+		requireAllGone(t, started, func() {})
+	}
 }
 
 // TestLinuxContainmentRelayKilled: when the relay is killed outright, the shims

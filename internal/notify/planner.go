@@ -71,8 +71,9 @@ type PlannerConfig struct {
 	// Projects, when set, limits the planner to these projects.
 	// Defaults to every project.
 	Projects func() []string
-	// ScanInterval is how often pending asks are looked at. Defaults to
-	// 5 s.
+	// ScanInterval is how often pending asks are looked at (and, sooner,
+	// an ask created while Run runs, once its AskWaiting has passed).
+	// Defaults to 5 s.
 	ScanInterval time.Duration
 	// CatchUp is how far back, at start, jobs that ended are notified if
 	// they were not (a relay that stopped right after a job ended).
@@ -124,14 +125,17 @@ func NewPlanner(cfg PlannerConfig) (*Planner, error) {
 
 // Run plans notifications until ctx ends or the relay stops: first for
 // jobs that ended within CatchUp, then for each job that ends and, every
-// ScanInterval, for asks that have waited long enough.
+// ScanInterval, for asks that have waited long enough. An ask created
+// while it runs is looked at again once its project's AskWaiting has
+// passed, if that comes before the next scan.
 func (p *Planner) Run(ctx context.Context) {
 	changes, unsubscribe := p.cfg.Jobs.Subscribe()
 	defer unsubscribe()
 	p.catchUp(ctx)
 	p.scanAsks(ctx)
-	t := time.NewTicker(p.cfg.ScanInterval)
+	t := time.NewTimer(p.cfg.ScanInterval)
 	defer t.Stop()
+	next := time.Now().Add(p.cfg.ScanInterval)
 	for {
 		select {
 		case <-ctx.Done():
@@ -145,10 +149,32 @@ func (p *Planner) Run(ctx context.Context) {
 					p.jobEnded(ctx, j)
 				}
 			}
+			if c.Asks && c.State == relaytype.StateWaitingOnAnswer {
+				if d := p.askWaiting(ctx, c.JobID); d > 0 && time.Now().Add(d).Before(next) {
+					next = time.Now().Add(d)
+					t.Reset(d)
+				}
+			}
 		case <-t.C:
 			p.scanAsks(ctx)
+			next = time.Now().Add(p.cfg.ScanInterval)
+			t.Reset(p.cfg.ScanInterval)
 		}
 	}
+}
+
+// askWaiting returns the AskWaiting of the project of job id (zero: no
+// ask.waiting notifications, or not this planner's project).
+func (p *Planner) askWaiting(ctx context.Context, id string) time.Duration {
+	j, err := p.cfg.Jobs.Get(ctx, id)
+	if err != nil || !p.serves(j.Project) {
+		return 0
+	}
+	t, err := p.cfg.Targets(ctx, j.Project)
+	if err != nil {
+		return 0
+	}
+	return t.AskWaiting
 }
 
 func (p *Planner) serves(project string) bool {
