@@ -39,11 +39,16 @@ func (b *bundle) waitDeferred(t *testing.T, askID string) *relaytype.AskRecord {
 func TestRunnerDeferralGetsOrchestratorDeadline(t *testing.T) {
 	t.Parallel()
 	deferred := make(chan string, 4)
+	// The relay's clock stands still until the test moves it: the runner's
+	// deadline cannot pass before its deferral lands, however slow the
+	// machine.
+	clk := &clock{now: time.Now().Truncate(time.Millisecond)}
 	b := setup(t, func(c *ask.Config) {
 		c.Routing = ask.Routing{Default: ask.RouteRunner}
 		c.Answerers = map[ask.Route]ask.Answerer{ask.RouteRunner: deferringRunner(deferred)}
 		c.Timeout = 10 * time.Minute
 		c.RunnerTimeout = 200 * time.Millisecond
+		c.Now = clk.Now
 	})
 	ctx := context.Background()
 	b.runningJob(t, "job_defer")
@@ -61,7 +66,7 @@ func TestRunnerDeferralGetsOrchestratorDeadline(t *testing.T) {
 
 	// Well past the runner's deadline the ask is still pending and the
 	// job still waits: nothing times it out.
-	time.Sleep(400 * time.Millisecond)
+	clk.Set(clk.Now().Add(400 * time.Millisecond))
 	_, err = ask.Expire(ctx, b.svc)
 	require.NoError(t, err)
 	got, err := b.svc.AnswerOf(ctx, a.AskID)
