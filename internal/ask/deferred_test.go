@@ -3,6 +3,7 @@ package ask_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -133,4 +134,37 @@ func TestAnsweredAskIsNotDeferred(t *testing.T) {
 	_, _, err = b.store.AskDefer(ctx, &store.AskDeferParams{AskID: a.AskID, Route: "orchestrator",
 		DeadlineAt: time.Now().Add(time.Hour), Reason: "late", Now: time.Now()})
 	require.ErrorIs(t, err, relaytype.ErrAnswerConflict)
+}
+
+// A runner's deadline under a second is said in milliseconds, not
+// rounded to "0s".
+func TestRunnerTimeoutUnderASecondNamesItsDeadline(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now().Truncate(time.Millisecond)}
+	started, release := make(chan struct{}), make(chan struct{})
+	b := setup(t, func(c *ask.Config) {
+		c.Routing = ask.Routing{Default: ask.RouteRunner}
+		c.Answerers = map[ask.Route]ask.Answerer{ask.RouteRunner: answererFunc(func(context.Context, *relaytype.AskRecord) (*relaytype.Answer, error) {
+			close(started)
+			<-release // answers nothing until the test is over
+			return nil, errors.New("too late")
+		})}
+		c.RunnerTimeout = 150 * time.Millisecond
+		c.Now = clk.Now
+	})
+	ctx := context.Background()
+	t.Cleanup(func() { close(release) })
+	b.runningJob(t, "job_short")
+	a := newAsk(t, "job_short")
+	_, _, err := b.svc.Create(ctx, a)
+	require.NoError(t, err)
+	<-started
+	clk.Set(clk.Now().Add(time.Second))
+	_, err = ask.Expire(ctx, b.svc)
+	require.NoError(t, err)
+	got, err := b.svc.AnswerOf(ctx, a.AskID)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	require.Equal(t, relaytype.StatusTimeout, got.Status)
+	require.Equal(t, "no answer within 150ms", got.Error)
 }

@@ -633,7 +633,12 @@ func (s *Service) expire(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	for _, a := range due {
-		waited := a.DeadlineAt.Sub(a.CreatedAt).Round(time.Second)
+		waited := a.DeadlineAt.Sub(a.CreatedAt)
+		if waited >= time.Second {
+			waited = waited.Round(time.Second)
+		} else {
+			waited = waited.Round(time.Millisecond) // a runner's short deadline
+		}
 		_, _, err := s.Answer(ctx, &relaytype.Answer{
 			AskID: a.AskID, JobID: a.JobID, StepID: a.StepID, Status: relaytype.StatusTimeout,
 			Error:       fmt.Sprintf("no answer within %s", waited),
