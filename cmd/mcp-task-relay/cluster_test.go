@@ -318,8 +318,10 @@ func TestClusterChaos(t *testing.T) {
 	if os.Getenv("TASK_RELAY_CHAOS") != "1" {
 		t.Skip("set TASK_RELAY_CHAOS=1 to run the cluster chaos test")
 	}
-	// Kills every 1.5–3.5 s, at most maxKills, then the jobs may finish.
-	const nJobs, minKills, maxKills = 200, 20, 30
+	// Kills every 0.5–1.5 s, at most maxKills, then the jobs may finish.
+	// The 200 jobs take ~35 s without kills on a fast day (9 run at once,
+	// each sleeps 1–2 s): kills every 2.5 s on average were too few then.
+	const nJobs, minKills, maxKills = 200, 20, 40
 	conn, schema, url := pgSchema(t)
 	token := "tro_" + rand.Text()
 	dir := t.TempDir()
@@ -393,7 +395,7 @@ func TestClusterChaos(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; ctx.Err() == nil; i++ {
-			time.Sleep(time.Duration(1500+int(randByte())*8) * time.Millisecond)
+			time.Sleep(time.Duration(500+int(randByte())*4) * time.Millisecond)
 			killsMu.Lock()
 			n := len(kills)
 			killsMu.Unlock()
