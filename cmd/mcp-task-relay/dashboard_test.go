@@ -175,9 +175,8 @@ func TestDashboardFollowsAJob(t *testing.T) {
 		chromedp.Navigate(svc.origin()+"/#/job/"+id),
 		chromedp.WaitVisible(chromedp.CSS(`#job-state .state`)),
 	))
-	state, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#job-state`)))
-	require.NoError(t, err)
-	_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__stayed = true`))
+	state := textOf(t, ctx, `#job-state`)
+	_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__stayed = true`))
 	require.NoError(t, err)
 	require.NotContains(t, state, "SUCCEEDED")
 	waitText(t, ctx, "#log", "step 1")
@@ -187,17 +186,15 @@ func TestDashboardFollowsAJob(t *testing.T) {
 	waitText(t, ctx, "#diff-files", "hello.txt")
 	waitText(t, ctx, ".diff tr.add", "dashboard change")
 	waitText(t, ctx, "#log", "step 2")
+	waitText(t, ctx, "#out-md strong", "hello.txt")
 	stayed, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__stayed === true`))
 	require.NoError(t, err)
-	notes, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#out-md`)))
-	require.NoError(t, err)
-	strong, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#out-md strong`)))
-	require.NoError(t, err)
+	notes := textOf(t, ctx, `#out-md`)
+	strong := textOf(t, ctx, `#out-md strong`)
 	require.True(t, stayed, "the page updated without a reload")
 	require.Contains(t, notes, "<dashboard>", "out.md's markup is shown as text")
 	require.Equal(t, "hello.txt", strong)
-	apply, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#apply-command`)))
-	require.NoError(t, err)
+	apply := textOf(t, ctx, `#apply-command`)
 	require.Contains(t, apply, "mcp-task-relay jobs apply "+id)
 
 	screenshot(t, ctx, "job-desktop")
@@ -216,6 +213,19 @@ func TestDashboardFollowsAJob(t *testing.T) {
 }
 
 // waitText waits (generously) until the element of selector shows want.
+// textOf returns the text of the first element selector matches, found
+// and read in one evaluation in the page: the page re-renders parts of
+// itself as a job changes, and a node looked up first and read after may
+// be gone by then.
+func textOf(t *testing.T, ctx context.Context, selector string) string {
+	t.Helper()
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(
+		`(() => { const e = document.querySelector(%q); if (!e) throw new Error("no element " + %q); return e.textContent; })()`,
+		selector, selector)))
+	require.NoError(t, err)
+	return text
+}
+
 func waitText(t *testing.T, ctx context.Context, selector, want string) {
 	t.Helper()
 	var got string
