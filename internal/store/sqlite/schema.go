@@ -43,8 +43,10 @@ func schemaVersion(text string) (int64, error) {
 // not empty (another process may have created it meanwhile) or when
 // schema.sql is not at newest: then the migrations run as usual.
 func (s *Store) createFresh(ctx context.Context, newest int64) (bool, error) {
+	// A schema.sql that does not say its version, or another one: the
+	// migrations create the schema instead.
 	if v, err := schemaVersion(schemaSQL); err != nil || v != newest {
-		return false, nil //nolint:nilerr // the migrations create the schema instead
+		return false, nil
 	}
 	tx, err := s.writer.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
 	if err != nil {

@@ -171,7 +171,7 @@ func (s *Store) init(ctx context.Context, path string) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	if err := s.checkSchemaVersion(ctx, p); err != nil {
+	if err := s.checkSchemaVersion(ctx, newest); err != nil {
 		return err
 	}
 	if _, err := p.Up(ctx); err != nil {
@@ -202,11 +202,7 @@ func newestMigration() (int64, error) {
 // checkSchemaVersion refuses a database that a newer binary migrated
 // (store.SchemaTooNewError), before anything is written: not even goose's
 // version table is created here.
-func (s *Store) checkSchemaVersion(ctx context.Context, p *goose.Provider) error {
-	var known int64
-	for _, src := range p.ListSources() {
-		known = max(known, src.Version)
-	}
+func (s *Store) checkSchemaVersion(ctx context.Context, known int64) error {
 	var tables int
 	if err := s.writer.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
 		goose.DefaultTablename).Scan(&tables); err != nil {
