@@ -281,3 +281,53 @@ func survivesMalformedLines(t *testing.T, s *rawSession, h *hold, spec map[strin
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPipedRequestsAreAnswered: a script that pipes its requests into the
+// relay and closes stdin right after them (printf ... | mcp-task-relay
+// serve) gets every answer before the relay exits, standalone and through
+// a front.
+func TestPipedRequestsAreAnswered(t *testing.T) {
+	t.Parallel()
+	input := strings.Join([]string{
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"script","version":"1"}}}`,
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"jobs_list","arguments":{}}}`,
+		`{"jsonrpc":"2.0","id":4,"method":"resources/templates/list"}`,
+		`{"jsonrpc":"2.0","id":5,"method":"ping"}`,
+	}, "\n") + "\n"
+	run := func(t *testing.T, cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader(input)
+		stderr := &syncBuffer{}
+		cmd.Stderr = stderr
+		out, err := cmd.Output()
+		require.NoError(t, err, "stderr:\n%s", stderr.String())
+		ids := map[string]bool{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if line == "" {
+				continue
+			}
+			var r rawReply
+			require.NoError(t, json.Unmarshal([]byte(line), &r), "%s", line)
+			require.Nil(t, r.Error, "%s", line)
+			ids[string(r.ID)] = true
+		}
+		require.Equal(t, map[string]bool{"1": true, "2": true, "3": true, "4": true, "5": true}, ids,
+			"answers on stdout; stderr:\n%s", stderr.String())
+	}
+	t.Run("standalone", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		cmd := exec.Command(binary, "serve", "--standalone", "--storage", "memory")
+		cmd.Env = append(os.Environ(), "TASK_RELAY_DATA_DIR="+filepath.Join(dir, "data"), "TASK_RELAY_ANSWER_RUNNER_ENABLED=false")
+		run(t, cmd)
+	})
+	t.Run("front", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		svc := newRelayService(t, "")
+		cmd := exec.Command(binary, "serve", "--config-dir", project(t, dir, "#!/bin/sh\nexit 0\n"))
+		cmd.Env = svc.env()
+		run(t, cmd)
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -69,6 +70,12 @@ var ErrFrameTooLong = errors.New("JSON-RPC frame too long")
 // Every good message reaches the server as the peer sent it. Error replies
 // and the server's own messages are written whole, one line each, under one
 // mutex, so they never interleave.
+//
+// When the input ends (the peer closed its end, as a client does to end a
+// stdio session, or as a script piping requests in does once it has written
+// them), the session ends only after every request read so far has been
+// answered, so that no request in flight loses its response; DrainTimeout
+// bounds that wait.
 type LineTransport struct {
 	// Reader carries the peer's messages. Closed when the session ends.
 	Reader io.ReadCloser
@@ -85,7 +92,15 @@ type LineTransport struct {
 	// the first ten of a session, then every thousandth. Defaults to
 	// discarding.
 	Logger *slog.Logger
+	// DrainTimeout bounds how long the session waits, once the input has
+	// ended, for the responses to the requests still in flight. Defaults
+	// to DefaultDrainTimeout.
+	DrainTimeout time.Duration
 }
+
+// DefaultDrainTimeout is LineTransport's default DrainTimeout: longer than
+// the longest call a client can make (jobs_wait waits at most 50 s).
+const DefaultDrainTimeout = 60 * time.Second
 
 // Connect implements mcp.Transport. It starts the goroutine that reads
 // lines; like the SDK's, it ends when the Reader returns an error, which
@@ -93,8 +108,12 @@ type LineTransport struct {
 func (t *LineTransport) Connect(context.Context) (mcp.Connection, error) {
 	c := &lineConn{
 		rc: t.Reader, wc: t.Writer, maxFrame: t.MaxFrame, maxDepth: t.MaxDepth, log: t.Logger,
-		frames: make(chan frame), closed: make(chan struct{}),
-		inflight: map[jsonrpc.ID]*batchSlot{},
+		drainTimeout: t.DrainTimeout,
+		frames:       make(chan frame), closed: make(chan struct{}),
+		inflight: map[jsonrpc.ID]*batchSlot{}, answered: make(chan struct{}, 1),
+	}
+	if c.drainTimeout <= 0 {
+		c.drainTimeout = DefaultDrainTimeout
 	}
 	if c.maxFrame <= 0 {
 		c.maxFrame = DefaultMaxFrame
@@ -123,6 +142,9 @@ type lineConn struct {
 	maxFrame int
 	maxDepth int
 	log      *slog.Logger
+	// drainTimeout bounds the wait for in-flight responses at the end of
+	// the input.
+	drainTimeout time.Duration
 
 	frames chan frame
 	// queue holds messages read but not yet returned (the rest of a
@@ -143,6 +165,12 @@ type lineConn struct {
 	// inflight holds the ids of the peer's requests not yet answered:
 	// with the batch slot that awaits the response, or nil.
 	inflight map[jsonrpc.ID]*batchSlot
+	// writing counts the responses taken out of inflight whose lines are
+	// not written yet.
+	writing int
+	// answered receives a signal (never blocking) whenever a response to
+	// a request of inflight has been written.
+	answered chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -226,10 +254,42 @@ func (c *lineConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		case f = <-c.frames:
 		}
 		if f.err != nil {
+			if errors.Is(f.err, io.EOF) {
+				if err := c.drain(ctx); err != nil {
+					return nil, err
+				}
+			}
 			return nil, f.err
 		}
 		if err := c.accept(f); err != nil {
 			return nil, err
+		}
+	}
+}
+
+// drain waits, at the end of the input, until every request read so far
+// has been answered, the connection is closed, ctx is done or the drain
+// timeout passes; only the first two are not errors.
+func (c *lineConn) drain(ctx context.Context) error {
+	timer := time.NewTimer(c.drainTimeout)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		n := len(c.inflight) + c.writing
+		c.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-c.answered:
+		case <-c.closed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			c.log.Warn("mcp session: input ended; requests still unanswered after the drain timeout are dropped",
+				"requests", n, "timeout", c.drainTimeout.String())
+			return fmt.Errorf("mcpserver: %d requests unanswered %s after the input ended", n, c.drainTimeout)
 		}
 	}
 }
@@ -436,6 +496,11 @@ func (c *lineConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 		c.mu.Lock()
 		slot, tracked := c.inflight[resp.ID]
 		delete(c.inflight, resp.ID)
+		if tracked {
+			// Counted until its line is written: the end of the input
+			// waits for it (drain).
+			c.writing++
+		}
 		if c.initID != nil && *c.initID == resp.ID {
 			c.initID = nil
 			var res struct {
@@ -453,6 +518,9 @@ func (c *lineConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 			}
 		}
 		c.mu.Unlock()
+		if tracked {
+			defer c.written()
+		}
 		if tracked && slot != nil {
 			if out == nil {
 				return nil
@@ -461,6 +529,18 @@ func (c *lineConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 		}
 	}
 	return c.writeLine(data)
+}
+
+// written records that a tracked response has been written (or joined
+// its batch) and wakes a drain waiting for it.
+func (c *lineConn) written() {
+	c.mu.Lock()
+	c.writing--
+	c.mu.Unlock()
+	select {
+	case c.answered <- struct{}{}:
+	default:
+	}
 }
 
 // Close implements mcp.Connection: it closes the Reader and the Writer.

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,6 +35,13 @@ type lineSession struct {
 // initialize handshake at protocol version (empty: none).
 func startLineSession(t testing.TB, srv *Server, maxFrame int, protocol string) *lineSession {
 	t.Helper()
+	return startLineSessionWith(t, srv, LineTransport{MaxFrame: maxFrame}, protocol)
+}
+
+// startLineSessionWith is startLineSession with the transport's settings
+// taken from lt (its Reader and Writer are the session's pipes).
+func startLineSessionWith(t testing.TB, srv *Server, lt LineTransport, protocol string) *lineSession {
+	t.Helper()
 	if srv == nil {
 		var err error
 		srv, err = New(Config{Jobs: newFakeJobs(), Logger: slog.New(slog.DiscardHandler), Version: "test"})
@@ -43,7 +52,8 @@ func startLineSession(t testing.TB, srv *Server, maxFrame int, protocol string) 
 	s := &lineSession{in: inW, lines: make(chan []byte, 1024), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		s.done <- srv.Run(ctx, &LineTransport{Reader: inR, Writer: outW, MaxFrame: maxFrame})
+		lt.Reader, lt.Writer = inR, outW
+		s.done <- srv.Run(ctx, &lt)
 	}()
 	go func() {
 		defer close(s.lines)
@@ -359,6 +369,109 @@ func TestLineTransportRequestIDInFlight(t *testing.T) {
 	require.Nil(t, r.Error, "%s", r.raw)
 }
 
+// submitSeed submits the seed spec and returns the job id.
+func (s *lineSession) submitSeed(t testing.TB, id int) string {
+	t.Helper()
+	s.send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"jobs_submit","arguments":{"spec":%s}}}`, id, seedSpec))
+	r := s.next(t)
+	require.Equal(t, strconv.Itoa(id), string(r.ID), "%s", r.raw)
+	var sub struct {
+		StructuredContent struct {
+			JobID string `json:"jobId"`
+		} `json:"structuredContent"`
+	}
+	require.NoError(t, json.Unmarshal(r.Result, &sub), "%s", r.raw)
+	require.NotEmpty(t, sub.StructuredContent.JobID, "%s", r.raw)
+	return sub.StructuredContent.JobID
+}
+
+// rest returns every line the server writes until it closes its output,
+// and the session's end.
+func (s *lineSession) rest(t testing.TB) (lines []string, end error) {
+	t.Helper()
+	timeout := time.After(waitTimeout)
+	for {
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				select {
+				case end = <-s.done:
+				case <-timeout:
+					t.Fatal("the output closed but the session did not end")
+				}
+				return lines, end
+			}
+			lines = append(lines, string(line))
+		case <-timeout:
+			t.Fatalf("the session did not end; lines so far: %q", lines)
+		}
+	}
+}
+
+// TestLineTransportAnswersInFlightAtEndOfInput: a peer that writes its
+// requests and then closes its end (a script piping requests into the
+// relay, or a client ending its session) still gets the answer to every
+// request it sent, including one that takes a while, and then the session
+// ends.
+func TestLineTransportAnswersInFlightAtEndOfInput(t *testing.T) {
+	t.Parallel()
+	for _, protocol := range []string{legacyProtocol, "2025-03-26"} {
+		t.Run(protocol, func(t *testing.T) {
+			t.Parallel()
+			s := startLineSession(t, nil, 0, protocol)
+			job := s.submitSeed(t, 1)
+			// jobs_wait holds id 2 for a second: the job does not change.
+			s.send(t, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"jobs_wait","arguments":{"jobId":"`+job+`","timeoutS":1}}}`)
+			s.send(t, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)
+			if protocol == "2025-03-26" {
+				// A batch is answered as one line, after its slowest request.
+				s.send(t, `[{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"jobs_wait","arguments":{"jobId":"`+job+`","timeoutS":1}}},{"jsonrpc":"2.0","id":5,"method":"ping"}]`)
+			}
+			require.NoError(t, s.in.Close())
+			lines, end := s.rest(t)
+			got := map[string]bool{}
+			for _, line := range lines {
+				var rs []reply
+				if strings.HasPrefix(line, "[") {
+					require.NoError(t, json.Unmarshal([]byte(line), &rs), "%s", line)
+				} else {
+					var r reply
+					require.NoError(t, json.Unmarshal([]byte(line), &r), "%s", line)
+					rs = []reply{r}
+				}
+				for _, r := range rs {
+					require.Nil(t, r.Error, "%s", line)
+					got[string(r.ID)] = true
+				}
+			}
+			want := map[string]bool{"2": true, "3": true}
+			if protocol == "2025-03-26" {
+				want["4"], want["5"] = true, true
+			}
+			require.Equal(t, want, got, "the ids answered after the input ended (%d lines)", len(lines))
+			require.NoError(t, ignoreEOF(end))
+		})
+	}
+}
+
+// TestLineTransportDrainTimeout: a request still unanswered DrainTimeout
+// after the input ended no longer holds the session open.
+func TestLineTransportDrainTimeout(t *testing.T) {
+	t.Parallel()
+	s := startLineSessionWith(t, nil, LineTransport{DrainTimeout: 200 * time.Millisecond}, legacyProtocol)
+	job := s.submitSeed(t, 1)
+	s.send(t, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"jobs_wait","arguments":{"jobId":"`+job+`","timeoutS":30}}}`)
+	s.send(t, `{"jsonrpc":"2.0","id":3,"method":"ping"}`)
+	r := s.next(t)
+	require.Equal(t, "3", string(r.ID), "%s", r.raw)
+	start := time.Now()
+	require.NoError(t, s.in.Close())
+	lines, end := s.rest(t)
+	require.Empty(t, lines, "jobs_wait (30 s) cannot have been answered")
+	require.Less(t, time.Since(start), 20*time.Second, "the session outlived its drain timeout by far")
+	require.ErrorContains(t, end, "1 requests unanswered")
+}
+
 // TestLineTransportFrameLimit checks the limit at its edge: a line of
 // MaxFrame bytes is read, one byte more is refused and skipped to its
 // newline.
@@ -474,4 +587,13 @@ func TestLineTransportLogLimit(t *testing.T) {
 		t.Fatal("Run did not return at the end of the input")
 	}
 	require.EqualValues(t, logFirst+2, warnings.Load())
+}
+
+// ignoreEOF is err unless it says the input ended, the normal end of a
+// line session.
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
