@@ -3,7 +3,8 @@
 // latency, submit → handler start (a no-op handler: the queue alone),
 // the ask API, no-op jobs per second through the SQLite queue, and real
 // jobs through the full pipeline: submit → executor process start and the
-// time of each phase. The `mcp-task-relay bench` command and the
+// time of each phase; and a relay process's idle memory, fresh and after
+// real jobs (RunSoak). The `mcp-task-relay bench` command and the
 // package's Go benchmarks share it.
 package bench
 

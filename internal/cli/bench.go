@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,9 +16,9 @@ import (
 
 // benchOptions are the flags of `mcp-task-relay bench`.
 type benchOptions struct {
-	storage, pgURL                                              string
-	jobs, dispatchN, coldN, concurrency, pipelineN, asksN, runs int
-	markdown                                                    bool
+	storage, pgURL                                                     string
+	jobs, dispatchN, coldN, concurrency, pipelineN, asksN, soakN, runs int
+	markdown                                                           bool
 }
 
 // benchStep is one measurement of a run: it returns its figures.
@@ -49,6 +48,7 @@ the machine before and after.`,
 	cmd.Flags().IntVar(&o.coldN, "cold", 20, "cold starts (standalone and front) to time; 0 skips them and the tools/list size")
 	cmd.Flags().IntVar(&o.asksN, "asks", 1000, "asks for the answer wake-up and round-trip runs")
 	cmd.Flags().IntVar(&o.concurrency, "concurrency", 8, "workers for the throughput runs (no-op and full pipeline)")
+	cmd.Flags().IntVar(&o.soakN, "soak", 500, "real jobs submitted over MCP to a relay process (standalone, SQLite file, a shell executor) before its idle memory is read again; 0 skips it")
 	cmd.Flags().IntVar(&o.pipelineN, "pipeline", 100, "real jobs (git worktree, shell executor through the shim, patch) for each full-pipeline run: one at a time for submit → executor process start and the phases, then with --concurrency workers for throughput; 0 skips them")
 	cmd.Flags().IntVar(&o.runs, "runs", 3, "times each measurement is repeated; each figure is shown as min/median/max over the runs")
 	cmd.Flags().BoolVar(&o.markdown, "markdown", false, "print the figures as a markdown table (for docs/BENCHMARKS.md)")
@@ -69,8 +69,13 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 			return fmt.Errorf("%s: must be at least 1, got %d", f.name, f.n)
 		}
 	}
-	if o.coldN < 0 || o.pipelineN < 0 {
-		return errors.New("--cold, --pipeline: must not be negative")
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"--cold", o.coldN}, {"--pipeline", o.pipelineN}, {"--soak", o.soakN}} {
+		if f.n < 0 {
+			return fmt.Errorf("%s: must not be negative, got %d", f.name, f.n)
+		}
 	}
 	dir, err := os.MkdirTemp("", "mcp-task-relay-bench-")
 	if err != nil {
@@ -187,6 +192,13 @@ func sqliteSteps(o benchOptions, self, dir string) []benchStep {
 				return run.Figures(), nil
 			}})
 		}
+	}
+	if o.soakN > 0 {
+		steps = append(steps, benchStep{"soak", func(ctx context.Context) ([]bench.Figure, error) {
+			soak, err := bench.RunSoak(ctx, self, dir, o.soakN)
+			name := fmt.Sprintf("after %d jobs over MCP", soak.Jobs)
+			return []bench.Figure{mib("idle RSS "+name, soak.After.RSS), mib("idle private memory "+name, soak.After.Private)}, err
+		}})
 	}
 	return steps
 }

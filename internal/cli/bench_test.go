@@ -32,20 +32,20 @@ func TestBenchFlags(t *testing.T) {
 	t.Parallel()
 	cmd := newBench()
 	require.NoError(t, cmd.ParseFlags([]string{"--storage", "postgres", "--postgres-url", "postgres://x", "--jobs", "11",
-		"--dispatch", "12", "--cold", "13", "--asks", "14", "--concurrency", "15", "--pipeline", "16", "--runs", "17", "--markdown"}))
+		"--dispatch", "12", "--cold", "13", "--asks", "14", "--concurrency", "15", "--pipeline", "16", "--runs", "17", "--markdown", "--soak", "18"}))
 	var got []string
-	for _, name := range []string{"storage", "postgres-url", "jobs", "dispatch", "cold", "asks", "concurrency", "pipeline", "runs", "markdown"} {
+	for _, name := range []string{"storage", "postgres-url", "jobs", "dispatch", "cold", "asks", "concurrency", "pipeline", "runs", "markdown", "soak"} {
 		f := cmd.Flags().Lookup(name)
 		require.NotNil(t, f, name)
 		require.True(t, f.Changed, name)
 		got = append(got, f.Value.String())
 	}
-	require.Equal(t, []string{"postgres", "postgres://x", "11", "12", "13", "14", "15", "16", "17", "true"}, got)
+	require.Equal(t, []string{"postgres", "postgres://x", "11", "12", "13", "14", "15", "16", "17", "true", "18"}, got)
 }
 
 // TestBenchSteps checks which measurements a run makes, and with what
 // counts, for the flags: --cold 0 skips the start-up ones, --pipeline 0 the
-// full pipeline, --concurrency 1 its second run.
+// full pipeline, --concurrency 1 its second run, --soak 0 the soak.
 func TestBenchSteps(t *testing.T) {
 	t.Parallel()
 	names := func(o benchOptions) string {
@@ -55,8 +55,8 @@ func TestBenchSteps(t *testing.T) {
 		}
 		return strings.Join(n, ", ")
 	}
-	require.Equal(t, "cold start, context size, front start, dispatch, asks, throughput, full pipeline, 1 worker(s), full pipeline, 8 worker(s)",
-		names(benchOptions{coldN: 20, pipelineN: 100, concurrency: 8}))
+	require.Equal(t, "cold start, context size, front start, dispatch, asks, throughput, full pipeline, 1 worker(s), full pipeline, 8 worker(s), soak",
+		names(benchOptions{coldN: 20, pipelineN: 100, concurrency: 8, soakN: 500}))
 	require.Equal(t, "dispatch, asks, throughput, full pipeline, 1 worker(s)", names(benchOptions{pipelineN: 1, concurrency: 1}))
 	require.Equal(t, "dispatch, asks, throughput", names(benchOptions{concurrency: 8}))
 	require.Equal(t, "throughput, 1 relay(s), throughput, 3 relay(s), dispatch, cross-relay wake",
@@ -81,7 +81,7 @@ func TestBenchRuns(t *testing.T) {
 		cmd := newBench()
 		var out bytes.Buffer
 		cmd.SetOut(&out)
-		cmd.SetArgs(append([]string{"--cold", "0", "--dispatch", "2", "--asks", "2", "--jobs", "5", "--concurrency", "2"}, args...))
+		cmd.SetArgs(append([]string{"--cold", "0", "--soak", "0", "--dispatch", "2", "--asks", "2", "--jobs", "5", "--concurrency", "2"}, args...))
 		require.NoError(t, cmd.ExecuteContext(context.Background()))
 		return out.String()
 	}
@@ -102,6 +102,8 @@ func TestBenchRuns(t *testing.T) {
 		}
 	}
 	require.NotContains(t, md, "cold start", "--cold 0 skips the start-up runs")
+	require.NotContains(t, md, "after 0 jobs", "--soak 0 skips the soak")
+	require.NotContains(t, md, "over MCP", "--soak 0 skips the soak")
 	require.Contains(t, md, "- load average before: ")
 
 	text := run("--runs", "1", "--pipeline", "0")
@@ -110,10 +112,12 @@ func TestBenchRuns(t *testing.T) {
 	require.Regexp(t, `(?m)^no-op jobs through SQLite queue +\S+ +\S+ +\S+ +jobs/s +1$`, text)
 	require.NotContains(t, text, "full pipeline", "--pipeline 0 skips it")
 
-	for _, bad := range [][]string{{"--runs", "0"}, {"--storage", "mysql"}, {"--jobs", "0"}, {"--pipeline", "-1"}} {
+	for _, bad := range [][]string{{"--runs", "0"}, {"--storage", "mysql"}, {"--jobs", "0"}, {"--pipeline", "-1"}, {"--soak", "-1"}, {"--cold", "-1"}} {
 		cmd := newBench()
 		cmd.SetOut(&bytes.Buffer{})
 		cmd.SetArgs(bad)
-		require.Error(t, cmd.ExecuteContext(context.Background()), bad)
+		err := cmd.ExecuteContext(context.Background())
+		require.Error(t, err, bad)
+		require.ErrorContains(t, err, bad[0], "the error names the flag")
 	}
 }
