@@ -299,7 +299,10 @@ type AskRecord struct {
 	Meta            *AskMeta        `json:"meta,omitempty"`
 	Status          AnswerStatus    `json:"status"`
 	// Route names the answerer the router chose.
-	Route      string     `json:"route"`
+	Route string `json:"route"`
+	// Attempt is the attempt of the job whose executor posted the ask:
+	// when that attempt ends, the ask is closed (ERROR) if still pending.
+	Attempt    int        `json:"attempt,omitempty"`
 	CreatedAt  time.Time  `json:"createdAt"`
 	DeadlineAt time.Time  `json:"deadlineAt"`
 	AnsweredAt *time.Time `json:"answeredAt,omitempty"`

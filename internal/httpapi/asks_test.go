@@ -259,6 +259,10 @@ func TestListJobAsks(t *testing.T) {
 	require.Len(t, list.Items, 2)
 	require.Equal(t, a1.AskID, list.Items[0].AskID)
 	require.Equal(t, relaytype.StatusAnswered, list.Items[0].Status)
+	for _, a := range list.Items {
+		require.Equal(t, job.Attempt, a.Attempt, "each ask names the attempt that posted it")
+	}
+	require.Contains(t, string(r.body), fmt.Sprintf(`"attempt":%d`, job.Attempt))
 
 	r = b.do(t, http.MethodGet, "/jobs/"+job.ID+"/asks?status=pending", op, nil)
 	require.Equal(t, http.StatusOK, r.status)

@@ -91,6 +91,7 @@ func scanAsk(row pgx.Row) (*relaytype.AskRecord, askRow, error) {
 	}
 	a.RoleID = str(role)
 	a.CreatedAt, a.DeadlineAt, a.AnsweredAt = fromMS(created), fromMS(deadline), optTime(answered)
+	a.Attempt = extra.attempt
 	return &a, extra, nil
 }
 

@@ -91,6 +91,7 @@ func scanAsk(row scanner) (*relaytype.AskRecord, askRow, error) {
 	}
 	a.RoleID = role.String
 	a.CreatedAt, a.DeadlineAt, a.AnsweredAt = fromMS(created), fromMS(deadline), optTime(answered)
+	a.Attempt = extra.attempt
 	return &a, extra, nil
 }
 

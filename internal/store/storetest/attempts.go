@@ -124,6 +124,14 @@ func exerciseAskAttempts(t *testing.T, newStore func(t *testing.T) store.Store) 
 		fresh, job := b.askAt(t, id, b.at(3*time.Minute+10*time.Second), time.Hour)
 		require.Equal(t, relaytype.StateWaitingOnAnswer, job.State)
 		require.Equal(t, []string{fresh.AskID}, b.pendingIDs(t, id))
+		// Each ask records the attempt that posted it.
+		require.Equal(t, 1, old.Attempt)
+		require.Equal(t, 2, fresh.Attempt)
+		for _, a := range []*relaytype.AskRecord{old, fresh} {
+			got, err := b.store.AskGet(b.ctx, &store.AskGetParams{AskID: a.AskID})
+			require.NoError(t, err)
+			require.Equal(t, a.Attempt, got.Attempt, "ask %s", a.AskID)
+		}
 
 		// The old ask's deadline passes: the sweeper finds nothing due,
 		// and its TIMEOUT (had it read the ask before the retry) changes
