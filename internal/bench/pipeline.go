@@ -107,6 +107,14 @@ var PipelinePhases = []struct {
 type recorder struct {
 	mu   sync.Mutex
 	jobs map[string]*[nStamps]time.Time
+	// waiting holds, by job and stamp, a channel closed when the stamp is
+	// marked (see marked).
+	waiting map[stampKey]chan struct{}
+}
+
+type stampKey struct {
+	jobID string
+	s     stamp
 }
 
 func (r *recorder) mark(jobID string, s stamp, at time.Time) {
@@ -120,6 +128,31 @@ func (r *recorder) mark(jobID string, s stamp, at time.Time) {
 	if j[s].IsZero() { // the first: a state published twice ended once
 		j[s] = at
 	}
+	if ch, ok := r.waiting[stampKey{jobID, s}]; ok {
+		close(ch)
+		delete(r.waiting, stampKey{jobID, s})
+	}
+}
+
+// marked returns a channel that is closed once stamp s of the job is
+// marked (at once if it is).
+func (r *recorder) marked(jobID string, s stamp) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch := make(chan struct{})
+	if j := r.jobs[jobID]; j != nil && !j[s].IsZero() {
+		close(ch)
+		return ch
+	}
+	k := stampKey{jobID, s}
+	if old, ok := r.waiting[k]; ok {
+		return old
+	}
+	if r.waiting == nil {
+		r.waiting = map[stampKey]chan struct{}{}
+	}
+	r.waiting[k] = ch
+	return ch
 }
 
 // phases returns, for each of PipelinePhases, the durations of the jobs
@@ -158,9 +191,24 @@ type timedRunner struct {
 
 func (r timedRunner) Run(ctx context.Context, req *executor.Request) (*executor.Result, error) {
 	r.rec.mark(req.JobID, stRunStart, time.Now())
-	defer func() { r.rec.mark(req.JobID, stRunEnd, time.Now()) }()
-	return r.Runner.Run(ctx, req)
+	res, err := r.Runner.Run(ctx, req)
+	// The executor wrote its start line before it exited, but the bench's
+	// reader of the FIFO can get to it only now (a goroutine scheduled
+	// late on a busy machine): the Runner returns once the line is stamped,
+	// so that the executor's start comes before its end and no phase is
+	// negative. The wait, if any, is in the job's total.
+	select {
+	case <-r.rec.marked(req.JobID, stExec):
+	case <-time.After(startLineWait):
+	case <-ctx.Done():
+	}
+	r.rec.mark(req.JobID, stRunEnd, time.Now())
+	return res, err
 }
+
+// startLineWait bounds the wait for an executor's start line (an executor
+// that failed before writing it has none).
+const startLineWait = 2 * time.Second
 
 // traceStamps maps workspace operations to their start and end stamps.
 var traceStamps = map[workspace.Op][2]stamp{
