@@ -74,7 +74,7 @@ func RunSoak(ctx context.Context, binary, dir string, jobs int) (Soak, error) {
 			var sub struct {
 				JobID string `json:"jobId"`
 			}
-			err := callTool(ctx, s, "jobs_submit", map[string]any{"spec": map[string]any{
+			err := CallTool(ctx, s, "jobs_submit", map[string]any{"spec": map[string]any{
 				"repo":           map[string]any{"type": "local", "path": repo, "baseBranch": "HEAD"},
 				"task":           map[string]any{"title": "soak", "description": "Append a line to a.txt."},
 				"idempotencyKey": fmt.Sprint("soak-", i),
@@ -89,7 +89,7 @@ func RunSoak(ctx context.Context, binary, dir string, jobs int) (Soak, error) {
 			State   string `json:"state"`
 			Summary string `json:"summary"`
 		}
-		if err := callTool(ctx, s, "jobs_wait", map[string]any{"jobId": pending[0], "timeoutS": 10}, &st); err != nil {
+		if err := CallTool(ctx, s, "jobs_wait", map[string]any{"jobId": pending[0], "timeoutS": 10}, &st); err != nil {
 			return out, fmt.Errorf("soak: wait for %s: %w", pending[0], err)
 		}
 		switch st.State {
@@ -108,18 +108,26 @@ func RunSoak(ctx context.Context, binary, dir string, jobs int) (Soak, error) {
 	return out, nil
 }
 
-// callTool calls a tool and decodes its structured result into v.
-func callTool(ctx context.Context, s *mcp.ClientSession, name string, args any, v any) error {
+// CallTool calls a tool of a relay's MCP server and decodes its
+// structured result into out; a tool error becomes an error with the
+// tool's message.
+func CallTool(ctx context.Context, s *mcp.ClientSession, name string, args any, out any) error {
 	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	b, err := json.Marshal(res.StructuredContent)
+	if res.IsError {
+		msg := "tool error"
+		if len(res.Content) > 0 {
+			if tc, ok := res.Content[0].(*mcp.TextContent); ok {
+				msg = tc.Text
+			}
+		}
+		return fmt.Errorf("%s: %s", name, msg)
+	}
+	raw, err := json.Marshal(res.StructuredContent)
 	if err != nil {
 		return err
 	}
-	if res.IsError {
-		return fmt.Errorf("%s: %s", name, b)
-	}
-	return json.Unmarshal(b, v)
+	return json.Unmarshal(raw, out)
 }

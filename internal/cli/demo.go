@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
+
+	"github.com/mcp-task-relay/mcp-task-relay/internal/bench"
 )
 
 // demoAgent is the shell-script executor the demo runs: it edits a file,
@@ -122,7 +123,7 @@ executors:
 	var submitted struct {
 		JobID string `json:"jobId"`
 	}
-	if err := callTool(ctx, session, "jobs_submit", map[string]any{"spec": spec}, &submitted); err != nil {
+	if err := bench.CallTool(ctx, session, "jobs_submit", map[string]any{"spec": spec}, &submitted); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "submitted %s\n", submitted.JobID)
@@ -138,7 +139,7 @@ executors:
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		if err := callTool(ctx, session, "jobs_get", map[string]any{"jobId": submitted.JobID}, &job); err != nil {
+		if err := bench.CallTool(ctx, session, "jobs_get", map[string]any{"jobId": submitted.JobID}, &job); err != nil {
 			return err
 		}
 		if job.State == "SUCCEEDED" || job.State == "FAILED" || job.State == "CANCELED" || job.State == "EXPIRED" {
@@ -178,26 +179,6 @@ executors:
 	return nil
 }
 
-func callTool(ctx context.Context, s *mcp.ClientSession, name string, args any, out any) error {
-	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if res.IsError {
-		msg := "tool error"
-		if len(res.Content) > 0 {
-			if tc, ok := res.Content[0].(*mcp.TextContent); ok {
-				msg = tc.Text
-			}
-		}
-		return fmt.Errorf("%s: %s", name, msg)
-	}
-	raw, err := json.Marshal(res.StructuredContent)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(raw, out)
-}
 
 func demoRepo(ctx context.Context, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {

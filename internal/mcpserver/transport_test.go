@@ -336,21 +336,12 @@ func TestLineTransportRequestIDInFlight(t *testing.T) {
 	srv, err := New(Config{Jobs: fake, Logger: slog.New(slog.DiscardHandler), Version: "test"})
 	require.NoError(t, err)
 	s := startLineSession(t, srv, 0, legacyProtocol)
-	s.send(t, `{"jsonrpc":"2.0","id":50,"method":"tools/call","params":{"name":"jobs_submit","arguments":{"spec":`+seedSpec+`}}}`)
-	r := s.next(t)
-	require.Equal(t, "50", string(r.ID))
-	var sub struct {
-		StructuredContent struct {
-			JobID string `json:"jobId"`
-		} `json:"structuredContent"`
-	}
-	require.NoError(t, json.Unmarshal(r.Result, &sub), "%s", r.raw)
-	require.NotEmpty(t, sub.StructuredContent.JobID, "%s", r.raw)
+	job := s.submitSeed(t, 50)
 
 	// jobs_wait holds id 51 until the job changes or it is canceled.
-	s.send(t, `{"jsonrpc":"2.0","id":51,"method":"tools/call","params":{"name":"jobs_wait","arguments":{"jobId":"`+sub.StructuredContent.JobID+`","timeoutS":30}}}`)
+	s.send(t, `{"jsonrpc":"2.0","id":51,"method":"tools/call","params":{"name":"jobs_wait","arguments":{"jobId":"`+job+`","timeoutS":30}}}`)
 	s.send(t, `{"jsonrpc":"2.0","id":51,"method":"ping"}`)
-	r = s.next(t)
+	r := s.next(t)
 	require.Equal(t, "null", string(r.ID), "%s", r.raw)
 	require.NotNil(t, r.Error, "%s", r.raw)
 	require.EqualValues(t, -32600, r.Error.Code)
