@@ -179,7 +179,6 @@ executors:
 	return nil
 }
 
-
 func demoRepo(ctx context.Context, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
