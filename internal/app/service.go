@@ -137,10 +137,10 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 			}
 		}
 	}()
-	// What every project's answerers share is built once per process;
-	// build it while the store opens (migrations), so that the first
-	// project open finds it ready.
-	go warmUp()
+	// The built-in roles every project's answerers share are parsed once
+	// per process; parse them while the store opens, so that the first
+	// project open finds them ready.
+	go role.PrepareBuiltin()
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -260,13 +260,6 @@ func New(ctx context.Context, opts Options) (_ *Service, err error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// warmUp builds what the projects of every Service share, once per
-// process: the built-in role catalog. Whatever it finds wrong, the
-// project open that needs it reports.
-func warmUp() {
-	_, _ = role.LoadCatalog()
 }
 
 // attestationKey returns the public half of the key the Answer Runners of

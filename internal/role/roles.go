@@ -147,6 +147,11 @@ type sharedSchema struct {
 // returned by every call.
 var builtinCatalog = sync.OnceValues(loadBuiltin)
 
+// PrepareBuiltin parses the embedded roles ahead of the first LoadCatalog
+// (a service does it while its store opens). What it finds wrong,
+// LoadCatalog reports.
+func PrepareBuiltin() { _, _ = builtinCatalog() }
+
 func loadBuiltin() (*builtinSet, error) {
 	entries, err := fs.ReadDir(builtinRoles, "roles")
 	if err != nil {

@@ -388,3 +388,21 @@ func TestBuiltinSchemasCompiledOnce(t *testing.T) {
 	}
 	require.Positive(t, n)
 }
+
+// TestPrepareBuiltin: the embedded roles are parsed once per process, by
+// PrepareBuiltin or the first LoadCatalog, and every catalog holds the
+// same (read-only) roles.
+func TestPrepareBuiltin(t *testing.T) {
+	t.Parallel()
+	role.PrepareBuiltin()
+	a, err := role.LoadCatalog()
+	require.NoError(t, err)
+	b, err := role.LoadCatalog(t.TempDir())
+	require.NoError(t, err)
+	ra, rb := a.Roles(), b.Roles()
+	require.NotEmpty(t, ra)
+	require.Equal(t, len(ra), len(rb))
+	for i := range ra {
+		require.Same(t, ra[i], rb[i], ra[i].Ref())
+	}
+}
