@@ -129,23 +129,34 @@ func starts(ctx context.Context, name, binary string, n int, args func(i int) []
 		rss, private []int64
 	)
 	for i := range n {
-		cmd := exec.Command(binary, args(i)...)
-		cmd.Env = append(cmd.Environ(), "TASK_RELAY_DATA_DIR="+dataDir, "TASK_RELAY_LOG_LEVEL=error")
-		cmd.Stderr = io.Discard
-		client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "0"}, nil)
 		t0 := time.Now()
-		s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+		s, pid, err := connectRelay(ctx, binary, dataDir, args(i))
 		if err != nil {
 			return Result{}, Memory{}, fmt.Errorf("%s %d: %w", name, i, err)
 		}
 		d = append(d, time.Since(t0))
-		m := memoryOf(cmd.Process.Pid)
+		m := memoryOf(pid)
 		rss, private = append(rss, m.RSS), append(private, m.Private)
 		_ = s.Close()
 	}
 	slices.Sort(rss)
 	slices.Sort(private)
 	return Summarize(name, d), Memory{RSS: rss[len(rss)/2], Private: private[len(private)/2]}, nil
+}
+
+// connectRelay starts binary with args as an MCP server on stdio, with its
+// data in dataDir, its log quiet and env added, and returns the client
+// session once the initialize handshake is done, with the server's pid.
+func connectRelay(ctx context.Context, binary, dataDir string, args []string, env ...string) (*mcp.ClientSession, int, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(append(cmd.Environ(), "TASK_RELAY_DATA_DIR="+dataDir, "TASK_RELAY_LOG_LEVEL=error"), env...)
+	cmd.Stderr = io.Discard
+	client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "0"}, nil)
+	s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	return s, cmd.Process.Pid, nil
 }
 
 // memoryOf reads VmRSS and RssAnon of a process from /proc.

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -55,17 +53,14 @@ func RunSoak(ctx context.Context, binary, dir string, jobs int) (Soak, error) {
 	if err := os.WriteFile(filepath.Join(cfg, "config.yaml"), []byte(conf), 0o600); err != nil {
 		return Soak{}, err
 	}
-	cmd := exec.Command(binary, "serve", "--standalone", "--storage", "sqlite", "--sqlite", filepath.Join(dir, "relay.db"), "--config-dir", cfg)
-	cmd.Env = append(cmd.Environ(), "TASK_RELAY_DATA_DIR="+filepath.Join(dir, "data"), "TASK_RELAY_LOG_LEVEL=error",
+	s, pid, err := connectRelay(ctx, binary, filepath.Join(dir, "data"),
+		[]string{"serve", "--standalone", "--storage", "sqlite", "--sqlite", filepath.Join(dir, "relay.db"), "--config-dir", cfg},
 		"TASK_RELAY_ANSWER_RUNNER_ENABLED=false")
-	cmd.Stderr = io.Discard
-	client := mcp.NewClient(&mcp.Implementation{Name: "bench-soak", Version: "0"}, nil)
-	s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
 	if err != nil {
 		return Soak{}, fmt.Errorf("soak: start the relay: %w", err)
 	}
 	defer s.Close()
-	out := Soak{Jobs: jobs, Start: memoryOf(cmd.Process.Pid)}
+	out := Soak{Jobs: jobs, Start: memoryOf(pid)}
 
 	const window = 8
 	var pending []string
@@ -104,7 +99,7 @@ func RunSoak(ctx context.Context, binary, dir string, jobs int) (Soak, error) {
 	case <-ctx.Done():
 		return out, ctx.Err()
 	}
-	out.After = memoryOf(cmd.Process.Pid)
+	out.After = memoryOf(pid)
 	return out, nil
 }
 
